@@ -1,0 +1,435 @@
+"""The merchant data model: tenants, their staff, customers and everything they buy.
+
+Every row below `Merchant` belongs to exactly one merchant, directly or through its parent,
+and every portal query starts from the current merchant's rows (see `customers.tenancy`).
+
+Invariant kept by this module: a customer's `CustomerMetrics` row is exact after every write
+of transactions or redemptions. Single-object writes (`save()`/`delete()`, which the admin and
+ad-hoc code use) recompute the customer's metrics in the same database transaction; bulk
+writes (the import, the dataset generator) call `customers.metrics.refresh_metrics()` for the
+customers they touched before their transaction commits.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f'"{value}" is not a known time zone (e.g. "America/Toronto").')
+
+
+class Merchant(models.Model):
+    """A tenant: one loyalty or retail program, with its own time zone and currency."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. USD.")],
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def today(self, as_of: datetime | None = None) -> date:
+        """The merchant-local date of `as_of` (default: now)."""
+        return timezone.localtime(as_of or timezone.now(), self.tzinfo).date()
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    MANAGER = "manager", "Manager"
+    STAFF = "staff", "Staff"
+
+
+class StaffMembership(models.Model):
+    """Links a user to a merchant with a role; a user may belong to several merchants."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "merchant"], name="uniq_membership_user_merchant"
+            )
+        ]
+        ordering = ["merchant__name"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.merchant} ({self.role})"
+
+
+class Branch(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="branches")
+    code = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        verbose_name_plural = "branches"
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "code"], name="uniq_branch_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Tag(models.Model):
+    """A customer tag; names are unique per merchant regardless of case."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "merchant", name="uniq_tag_name_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tier(models.Model):
+    """A loyalty tier (Bronze, Silver, Gold...); names are unique per merchant, any case."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="tiers")
+    name = models.CharField(max_length=100)
+    rank = models.PositiveSmallIntegerField(default=0, help_text="Higher ranks are better tiers.")
+
+    class Meta:
+        ordering = ["rank", "name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "merchant", name="uniq_tier_name_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Gender(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNSPECIFIED = "unspecified", "Unspecified"
+
+
+class Customer(models.Model):
+    """A merchant's customer, with every column of the import contract."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="customers")
+    external_id = models.CharField(max_length=100)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    gender = models.CharField(max_length=16, choices=Gender.choices, default=Gender.UNSPECIFIED)
+    birth_date = models.DateField(null=True, blank=True)
+    customer_type = models.CharField(max_length=100, blank=True)
+    tags: models.ManyToManyField[Tag, CustomerTag] = models.ManyToManyField(
+        Tag, through="CustomerTag", related_name="customers", blank=True
+    )
+    tier = models.ForeignKey(
+        Tier, on_delete=models.SET_NULL, null=True, blank=True, related_name="customers"
+    )
+    joined_at = models.DateTimeField()
+    home_branch = models.ForeignKey(
+        Branch, on_delete=models.SET_NULL, null=True, blank=True, related_name="home_customers"
+    )
+    email_opt_in = models.BooleanField(default=False)
+    sms_opt_in = models.BooleanField(default=False)
+    push_opt_in = models.BooleanField(default=False)
+    points_balance = models.PositiveIntegerField(default=0)
+    lifetime_points = models.PositiveIntegerField(default=0)
+    last_contacted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "external_id"], name="uniq_customer_ext_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "joined_at"], name="customer_joined_idx"),
+            models.Index(fields=["merchant", "customer_type"], name="customer_type_idx"),
+            models.Index(fields=["merchant", "birth_date"], name="customer_birth_idx"),
+            models.Index(fields=["merchant", "last_name", "first_name"], name="customer_name_idx"),
+            models.Index(fields=["merchant", "email"], name="customer_email_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or self.external_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every customer has a metrics row (zeros until the first order), so the segment
+        # compiler can read it without outer joins. Bulk writers create the rows themselves.
+        adding = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if adding:
+                CustomerMetrics.objects.get_or_create(
+                    customer=self, defaults={"merchant": self.merchant}
+                )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class CustomerTag(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "tag"], name="uniq_customer_tag"),
+        ]
+        indexes = [models.Index(fields=["tag", "customer"], name="customertag_tag_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.tag_id}"
+
+
+class Product(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="products")
+    sku = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    product_type = models.CharField(max_length=100, blank=True)
+    brand = models.CharField(max_length=100, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    price = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sku"], name="uniq_product_sku"),
+            models.CheckConstraint(
+                condition=models.Q(price__isnull=True) | models.Q(price__gte=0),
+                name="product_price_non_negative",
+            ),
+        ]
+        indexes = [
+            models.Index(Lower("brand"), "merchant", name="product_brand_ci_idx"),
+            models.Index(Lower("product_type"), "merchant", name="product_type_ci_idx"),
+            models.Index(Lower("category"), "merchant", name="product_category_ci_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sku})"
+
+
+class TransactionKind(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    REFUND = "refund", "Refund"
+
+
+class MetricsKeepingModel(models.Model):
+    """A row whose writes change its customer's metrics.
+
+    `save()` and `delete()` recompute the metrics of the customer(s) concerned in the same
+    database transaction, so the admin and any code that writes one object keep the
+    invariant without remembering to. Queryset-level writes (`bulk_create`, `update`,
+    `delete`) bypass this and must call `customers.metrics.refresh_metrics()` themselves.
+    """
+
+    customer_id: int
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from customers.metrics import refresh_metrics
+
+        with transaction.atomic():
+            previous = None
+            if self.pk is not None:
+                manager: models.Manager[Any] = type(self)._default_manager
+                previous = manager.filter(pk=self.pk).values_list("customer_id", flat=True).first()
+            super().save(*args, **kwargs)
+            refresh_metrics({self.customer_id} | ({previous} if previous else set()))
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        from customers.metrics import refresh_metrics
+
+        with transaction.atomic():
+            customer_id = self.customer_id
+            result = super().delete(*args, **kwargs)
+            refresh_metrics({customer_id})
+            return result
+
+
+class Transaction(MetricsKeepingModel):
+    """An order (kind `purchase`) or a refund, with its line items."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="transactions")
+    external_id = models.CharField(max_length=100)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="transactions")
+    occurred_at = models.DateTimeField()
+    kind = models.CharField(
+        max_length=16, choices=TransactionKind.choices, default=TransactionKind.PURCHASE
+    )
+    total = models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    branch = models.ForeignKey(
+        Branch, on_delete=models.SET_NULL, null=True, blank=True, related_name="transactions"
+    )
+    points_earned = models.PositiveIntegerField(default=0)
+    points_redeemed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "external_id"], name="uniq_transaction_ext_id"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(total__gte=0), name="transaction_total_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=TransactionKind.values), name="transaction_kind_valid"
+            ),
+        ]
+        indexes = [
+            # "Orders of this customer within N days / before D": the purchase criteria.
+            models.Index(fields=["customer", "occurred_at"], name="txn_customer_time_idx"),
+            models.Index(fields=["merchant", "occurred_at"], name="txn_merchant_time_idx"),
+            models.Index(fields=["branch", "occurred_at"], name="txn_branch_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.external_id}"
+
+
+class LineItem(models.Model):
+    """One line of a transaction. `amount` is the line total."""
+
+    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="items")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="line_items")
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    amount = models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1), name="lineitem_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gte=0), name="lineitem_amount_non_negative"
+            ),
+        ]
+        indexes = [
+            # "Bought product X": from the product to its line items, then to the transaction.
+            models.Index(fields=["product", "transaction"], name="lineitem_product_txn_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id}"
+
+
+class Redemption(MetricsKeepingModel):
+    """A reward redeemed by a customer."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="redemptions")
+    external_id = models.CharField(max_length=100)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="redemptions")
+    reward = models.CharField(max_length=200)
+    points = models.PositiveIntegerField(default=0)
+    redeemed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-redeemed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "external_id"], name="uniq_redemption_ext_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "redeemed_at"], name="redemption_customer_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reward} ({self.external_id})"
+
+
+class CustomerMetrics(models.Model):
+    """One lean row per customer: purchase aggregates kept exact on every write.
+
+    Computed by `customers.metrics.refresh_metrics()` from transactions and redemptions:
+    - `orders_count`: transactions of kind purchase; `gross_spend`: the sum of their totals.
+    - `refunds_count` / `refunds_total`: transactions of kind refund and the sum of their totals.
+    - `net_spend` = gross_spend - refunds_total (the rule contract's `total_spend`).
+    - `avg_order_value` = gross_spend / orders_count, NULL without orders.
+    - `first_purchase_at` / `last_purchase_at`: earliest and latest purchase, NULL without orders.
+    - `redemptions_count`: redemptions of the customer.
+    """
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="metrics"
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    orders_count = models.PositiveIntegerField(default=0)
+    gross_spend = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    refunds_count = models.PositiveIntegerField(default=0)
+    refunds_total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    net_spend = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    avg_order_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    first_purchase_at = models.DateTimeField(null=True, blank=True)
+    last_purchase_at = models.DateTimeField(null=True, blank=True)
+    redemptions_count = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "customer metrics"
+        indexes = [
+            # The common leading conditions of segment rules: recency plus spend, and spend.
+            models.Index(
+                fields=["merchant", "last_purchase_at", "net_spend"], name="metrics_recency_idx"
+            ),
+            models.Index(fields=["merchant", "net_spend"], name="metrics_spend_idx"),
+            models.Index(fields=["merchant", "orders_count"], name="metrics_orders_idx"),
+            models.Index(fields=["merchant", "first_purchase_at"], name="metrics_first_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"metrics of {self.customer_id}"

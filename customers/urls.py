@@ -1,0 +1,12 @@
+from django.urls import path
+
+from customers import views
+
+app_name = "customers"
+
+urlpatterns = [
+    path("merchant/switch/", views.switch_merchant, name="switch_merchant"),
+    path("customers/", views.CustomerListView.as_view(), name="list"),
+    path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="detail"),
+    path("import/", views.ImportView.as_view(), name="import"),
+]

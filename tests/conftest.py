@@ -1,0 +1,37 @@
+import pytest
+from django.test import Client
+
+from tests.factories import DEMO_PASSWORD, MerchantFactory, StaffMembershipFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    # Tests render {% static %} without a collectstatic manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory(slug="acme", name="Acme Cannabis", time_zone="America/Toronto")
+
+
+@pytest.fixture
+def other_merchant(db):
+    return MerchantFactory(slug="rival", name="Rival Goods", time_zone="Europe/Paris")
+
+
+@pytest.fixture
+def staff_user(merchant):
+    user = UserFactory(username="alice")
+    StaffMembershipFactory(user=user, merchant=merchant)
+    return user
+
+
+@pytest.fixture
+def staff_client(staff_user) -> Client:
+    client = Client()
+    assert client.login(username=staff_user.username, password=DEMO_PASSWORD)
+    return client

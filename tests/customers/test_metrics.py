@@ -1,0 +1,99 @@
+"""Per-customer metrics stay exact on every single-object and bulk write."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from customers.metrics import refresh_merchant_metrics, refresh_metrics
+from customers.models import CustomerMetrics, Transaction
+from tests.factories import CustomerFactory, RedemptionFactory, TransactionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_new_customer_has_zero_metrics(merchant):
+    customer = CustomerFactory(merchant=merchant)
+
+    metrics = CustomerMetrics.objects.get(customer=customer)
+
+    assert metrics.orders_count == 0
+    assert metrics.net_spend == Decimal("0")
+    assert metrics.avg_order_value is None
+    assert metrics.last_purchase_at is None
+
+
+def test_purchases_refunds_and_redemptions_update_metrics_on_save(merchant):
+    # given
+    customer = CustomerFactory(merchant=merchant)
+    first = timezone.now() - dt.timedelta(days=30)
+    last = timezone.now() - dt.timedelta(days=2)
+
+    # when
+    TransactionFactory(customer=customer, occurred_at=first, total=Decimal("10.10"))
+    TransactionFactory(customer=customer, occurred_at=last, total=Decimal("20.25"))
+    TransactionFactory(customer=customer, refund=True, occurred_at=last, total=Decimal("5.05"))
+    RedemptionFactory(customer=customer)
+
+    # then
+    m = CustomerMetrics.objects.get(customer=customer)
+    assert m.orders_count == 2
+    assert m.gross_spend == Decimal("30.35")
+    assert m.refunds_count == 1
+    assert m.refunds_total == Decimal("5.05")
+    assert m.net_spend == Decimal("25.30")
+    assert m.avg_order_value == Decimal("15.18")  # 30.35 / 2 = 15.175, rounded half away
+    assert m.first_purchase_at == first
+    assert m.last_purchase_at == last
+    assert m.redemptions_count == 1
+
+
+def test_deleting_and_moving_a_transaction_updates_both_customers(merchant):
+    alice = CustomerFactory(merchant=merchant)
+    bob = CustomerFactory(merchant=merchant)
+    txn = TransactionFactory(customer=alice, total=Decimal("40.00"))
+
+    txn.customer = bob
+    txn.save()
+
+    assert CustomerMetrics.objects.get(customer=alice).orders_count == 0
+    assert CustomerMetrics.objects.get(customer=bob).net_spend == Decimal("40.00")
+
+    txn.delete()
+    assert CustomerMetrics.objects.get(customer=bob).orders_count == 0
+    assert CustomerMetrics.objects.get(customer=bob).avg_order_value is None
+
+
+def test_bulk_writes_are_exact_after_refresh(merchant):
+    customers = CustomerFactory.create_batch(3, merchant=merchant)
+    now = timezone.now()
+    Transaction.objects.bulk_create(
+        Transaction(
+            merchant=merchant,
+            customer=c,
+            external_id=f"bulk-{c.pk}-{i}",
+            occurred_at=now - dt.timedelta(days=i),
+            total=Decimal("1.10") * (i + 1),
+        )
+        for c in customers
+        for i in range(3)
+    )
+    assert CustomerMetrics.objects.filter(orders_count=3).count() == 0
+
+    refresh_metrics([customers[0].pk])
+    assert CustomerMetrics.objects.get(customer=customers[0]).gross_spend == Decimal("6.60")
+    assert CustomerMetrics.objects.get(customer=customers[1]).orders_count == 0
+
+    refresh_merchant_metrics(merchant.pk)
+    assert CustomerMetrics.objects.filter(orders_count=3, gross_spend=Decimal("6.60")).count() == 3
+
+
+def test_metrics_rows_are_recreated_when_missing(merchant):
+    customer = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=customer, total=Decimal("3.00"))
+    CustomerMetrics.objects.filter(customer=customer).delete()
+
+    refresh_metrics([customer.pk])
+
+    assert CustomerMetrics.objects.get(customer=customer).net_spend == Decimal("3.00")
