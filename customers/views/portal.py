@@ -19,7 +19,7 @@ def switch_merchant(request: HttpRequest) -> HttpResponse:
     """Make another of the user's own merchants the current one; others answer 404."""
     membership = (
         StaffMembership.objects.filter(
-            user_id=request.user.pk, merchant__slug=request.POST.get("merchant", "")
+            user_id=request.user.pk or 0, merchant__slug=request.POST.get("merchant", "")
         )
         .select_related("merchant")
         .first()
