@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 migrate: install
-	mkdir -p var
+	mkdir -p var/staticfiles
 	$(BIN)/python manage.py migrate --noinput
 
 demo: migrate

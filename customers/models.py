@@ -25,6 +25,21 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 
+def check_same_merchant(merchant_id: int | None, **related: models.Model | None) -> None:
+    """Raise a ValidationError naming each related row that belongs to another merchant.
+
+    The admin edits across merchants, so a form could pair one merchant's transaction with
+    another merchant's customer; the database cannot express that, `clean()` can.
+    """
+    errors = {
+        name: f"This {name.replace('_', ' ')} belongs to another merchant."
+        for name, obj in related.items()
+        if obj is not None and getattr(obj, "merchant_id", merchant_id) != merchant_id
+    }
+    if errors:
+        raise ValidationError(errors)
+
+
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f'"{value}" is not a known time zone (e.g. "America/Toronto").')
@@ -202,6 +217,9 @@ class Customer(models.Model):
                     customer=self, defaults={"merchant": self.merchant}
                 )
 
+    def clean(self) -> None:
+        check_same_merchant(self.merchant_id, tier=self.tier, home_branch=self.home_branch)
+
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
@@ -219,6 +237,10 @@ class CustomerTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}:{self.tag_id}"
+
+    def clean(self) -> None:
+        if self.customer_id and self.tag_id:
+            check_same_merchant(self.customer.merchant_id, tag=self.tag)
 
 
 class Product(models.Model):
@@ -337,6 +359,13 @@ class Transaction(MetricsKeepingModel):
     def __str__(self) -> str:
         return f"{self.kind} {self.external_id}"
 
+    def clean(self) -> None:
+        check_same_merchant(
+            self.merchant_id,
+            customer=self.customer if self.customer_id else None,
+            branch=self.branch,
+        )
+
 
 class LineItem(models.Model):
     """One line of a transaction. `amount` is the line total."""
@@ -366,6 +395,10 @@ class LineItem(models.Model):
     def __str__(self) -> str:
         return f"{self.quantity} x {self.product_id}"
 
+    def clean(self) -> None:
+        if self.transaction_id and self.product_id:
+            check_same_merchant(self.transaction.merchant_id, product=self.product)
+
 
 class Redemption(MetricsKeepingModel):
     """A reward redeemed by a customer."""
@@ -390,6 +423,9 @@ class Redemption(MetricsKeepingModel):
 
     def __str__(self) -> str:
         return f"{self.reward} ({self.external_id})"
+
+    def clean(self) -> None:
+        check_same_merchant(self.merchant_id, customer=self.customer if self.customer_id else None)
 
 
 class CustomerMetrics(models.Model):

@@ -1,0 +1,266 @@
+"""The Django admin for support staff: every model, across all merchants.
+
+Support staff search and filter across merchants, so every list here names the merchant,
+joins what it shows (`list_select_related`), uses autocomplete for foreign keys (thousands
+of customers and products would not fit a select box), and skips the full-table count on
+the big tables. Derived metrics are read-only: they are recomputed from transactions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from customers.metrics import refresh_merchant_metrics, refresh_metrics
+from customers.models import (
+    Branch,
+    Customer,
+    CustomerMetrics,
+    CustomerTag,
+    LineItem,
+    Merchant,
+    Product,
+    Redemption,
+    StaffMembership,
+    Tag,
+    Tier,
+    Transaction,
+)
+
+METRIC_FIELDS = (
+    "orders_count",
+    "gross_spend",
+    "refunds_count",
+    "refunds_total",
+    "net_spend",
+    "avg_order_value",
+    "first_purchase_at",
+    "last_purchase_at",
+    "redemptions_count",
+    "updated_at",
+)
+
+
+class StaffMembershipInline(admin.TabularInline):
+    model = StaffMembership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "time_zone", "currency", "customer_count", "created_at"]
+    search_fields = ["name", "slug"]
+    list_filter = ["currency", "time_zone"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [StaffMembershipInline]
+    actions = ["recompute_metrics"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Merchant]:
+        return super().get_queryset(request).annotate(_customers=Count("customers"))
+
+    @admin.display(description="Customers", ordering="_customers")
+    def customer_count(self, obj: Merchant) -> int:
+        return getattr(obj, "_customers", 0)
+
+    @admin.action(description="Recompute customer metrics of the selected merchants")
+    def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Merchant]) -> None:
+        for merchant in queryset:
+            refresh_merchant_metrics(merchant.pk)
+        self.message_user(request, f"Recomputed metrics of {queryset.count()} merchant(s).")
+
+
+@admin.register(StaffMembership)
+class StaffMembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "merchant", "role", "created_at"]
+    list_filter = ["role", "merchant"]
+    search_fields = ["user__username", "user__email", "merchant__name", "merchant__slug"]
+    list_select_related = ["user", "merchant"]
+    autocomplete_fields = ["user", "merchant"]
+
+
+class MerchantScopedAdmin(admin.ModelAdmin):
+    """Shared setup of the per-merchant models: filter and autocomplete by merchant."""
+
+    list_filter = ["merchant"]
+    list_select_related = ["merchant"]
+    autocomplete_fields = ["merchant"]
+
+
+@admin.register(Branch)
+class BranchAdmin(MerchantScopedAdmin):
+    list_display = ["code", "name", "merchant"]
+    search_fields = ["code", "name", "merchant__slug"]
+
+
+@admin.register(Tag)
+class TagAdmin(MerchantScopedAdmin):
+    list_display = ["name", "merchant", "customer_count"]
+    search_fields = ["name", "merchant__slug"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
+        return super().get_queryset(request).annotate(_customers=Count("customers"))
+
+    @admin.display(description="Customers", ordering="_customers")
+    def customer_count(self, obj: Tag) -> int:
+        return getattr(obj, "_customers", 0)
+
+
+@admin.register(Tier)
+class TierAdmin(MerchantScopedAdmin):
+    list_display = ["name", "rank", "merchant"]
+    search_fields = ["name", "merchant__slug"]
+
+
+class CustomerTagInline(admin.TabularInline):
+    model = CustomerTag
+    extra = 0
+    autocomplete_fields = ["tag"]
+    verbose_name = "tag"
+
+
+class CustomerMetricsInline(admin.StackedInline):
+    model = CustomerMetrics
+    fields = METRIC_FIELDS
+    readonly_fields = METRIC_FIELDS
+    can_delete = False
+    verbose_name = verbose_name_plural = "metrics (read-only, recomputed from transactions)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(MerchantScopedAdmin):
+    list_display = [
+        "external_id",
+        "full_name",
+        "email",
+        "merchant",
+        "tier",
+        "orders_count",
+        "net_spend",
+        "last_purchase_at",
+        "joined_at",
+    ]
+    list_filter = [
+        "merchant",
+        ("tier", admin.RelatedOnlyFieldListFilter),
+        "gender",
+        "email_opt_in",
+        "sms_opt_in",
+        "push_opt_in",
+        "joined_at",
+    ]
+    search_fields = ["external_id", "first_name", "last_name", "email", "phone"]
+    list_select_related = ["merchant", "tier", "metrics"]
+    autocomplete_fields = ["merchant", "tier", "home_branch"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [CustomerTagInline, CustomerMetricsInline]
+    show_full_result_count = False
+    date_hierarchy = "joined_at"
+    actions = ["recompute_metrics"]
+    fieldsets = [
+        (None, {"fields": ["merchant", "external_id", "customer_type", "tier", "home_branch"]}),
+        (
+            "Profile",
+            {"fields": ["first_name", "last_name", "email", "phone", "gender", "birth_date"]},
+        ),
+        ("Consent", {"fields": ["email_opt_in", "sms_opt_in", "push_opt_in"]}),
+        (
+            "Loyalty",
+            {"fields": ["points_balance", "lifetime_points", "joined_at", "last_contacted_at"]},
+        ),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="Orders", ordering="metrics__orders_count")
+    def orders_count(self, obj: Customer) -> int:
+        return obj.metrics.orders_count
+
+    @admin.display(description="Net spend", ordering="metrics__net_spend")
+    def net_spend(self, obj: Customer) -> Any:
+        return obj.metrics.net_spend
+
+    @admin.display(description="Last purchase", ordering="metrics__last_purchase_at")
+    def last_purchase_at(self, obj: Customer) -> Any:
+        return obj.metrics.last_purchase_at
+
+    @admin.action(description="Recompute metrics of the selected customers")
+    def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        refresh_metrics(ids)
+        self.message_user(request, f"Recomputed metrics of {len(ids)} customer(s).")
+
+
+@admin.register(CustomerTag)
+class CustomerTagAdmin(admin.ModelAdmin):
+    list_display = ["customer", "tag"]
+    search_fields = ["customer__external_id", "tag__name"]
+    list_select_related = ["customer", "tag"]
+    autocomplete_fields = ["customer", "tag"]
+    list_filter = ["tag__merchant"]
+
+
+@admin.register(CustomerMetrics)
+class CustomerMetricsAdmin(admin.ModelAdmin):
+    list_display = ["customer", "merchant", *METRIC_FIELDS]
+    list_filter = ["merchant"]
+    search_fields = ["customer__external_id", "customer__email", "customer__last_name"]
+    list_select_related = ["customer", "merchant"]
+    readonly_fields = ["customer", "merchant", *METRIC_FIELDS]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Product)
+class ProductAdmin(MerchantScopedAdmin):
+    list_display = ["sku", "name", "product_type", "brand", "category", "price", "merchant"]
+    list_filter = ["merchant", "product_type", "category"]
+    search_fields = ["sku", "name", "brand", "product_type", "category"]
+
+
+class LineItemInline(admin.TabularInline):
+    model = LineItem
+    extra = 0
+    autocomplete_fields = ["product"]
+
+
+@admin.register(Transaction)
+class TransactionAdmin(MerchantScopedAdmin):
+    list_display = ["external_id", "kind", "occurred_at", "total", "customer", "branch", "merchant"]
+    list_filter = ["merchant", "kind", ("branch", admin.RelatedOnlyFieldListFilter), "occurred_at"]
+    search_fields = ["external_id", "customer__external_id", "customer__email"]
+    list_select_related = ["merchant", "customer", "branch"]
+    autocomplete_fields = ["merchant", "customer", "branch"]
+    date_hierarchy = "occurred_at"
+    inlines = [LineItemInline]
+    show_full_result_count = False
+
+
+@admin.register(LineItem)
+class LineItemAdmin(admin.ModelAdmin):
+    list_display = ["transaction", "product", "quantity", "amount"]
+    list_filter = ["transaction__merchant"]
+    search_fields = ["transaction__external_id", "product__sku", "product__name"]
+    list_select_related = ["transaction", "product"]
+    autocomplete_fields = ["transaction", "product"]
+    show_full_result_count = False
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(MerchantScopedAdmin):
+    list_display = ["external_id", "reward", "points", "redeemed_at", "customer", "merchant"]
+    list_filter = ["merchant", "redeemed_at"]
+    search_fields = ["external_id", "reward", "customer__external_id"]
+    list_select_related = ["merchant", "customer"]
+    autocomplete_fields = ["merchant", "customer"]
+    date_hierarchy = "redeemed_at"

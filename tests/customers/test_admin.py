@@ -1,0 +1,192 @@
+"""The Django admin serves support staff across merchants."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib import admin
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from customers.models import CustomerMetrics, Transaction
+from tests.factories import (
+    BranchFactory,
+    CustomerFactory,
+    LineItemFactory,
+    MerchantFactory,
+    RedemptionFactory,
+    TagFactory,
+    TierFactory,
+    TransactionFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMERS_MODELS = [m for m in admin.site._registry if m._meta.app_label == "customers"]
+
+
+@pytest.fixture
+def support_client() -> Client:
+    user = UserFactory(username="support", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def populated(merchant, staff_user):
+    tier = TierFactory(merchant=merchant, name="Gold")
+    branch = BranchFactory(merchant=merchant, code="DT")
+    customer = CustomerFactory(
+        merchant=merchant, tier=tier, home_branch=branch, tags=[TagFactory(merchant=merchant)]
+    )
+    item = LineItemFactory(transaction=TransactionFactory(customer=customer, branch=branch))
+    RedemptionFactory(customer=customer)
+    return customer, item
+
+
+def test_every_model_of_the_schema_is_registered():
+    names = {m.__name__ for m in CUSTOMERS_MODELS}
+
+    assert names == {
+        "Merchant",
+        "StaffMembership",
+        "Branch",
+        "Tag",
+        "Tier",
+        "Customer",
+        "CustomerTag",
+        "CustomerMetrics",
+        "Product",
+        "Transaction",
+        "LineItem",
+        "Redemption",
+    }
+
+
+@pytest.mark.parametrize("model", CUSTOMERS_MODELS, ids=lambda m: m.__name__)
+def test_changelist_search_and_change_pages_render(support_client, populated, model):
+    opts = model._meta
+    obj = model._default_manager.first()
+
+    listing = support_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    searched = support_client.get(
+        reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"), {"q": "zz-no-match"}
+    )
+    change = support_client.get(
+        reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    )
+
+    assert listing.status_code == 200
+    assert searched.status_code == 200
+    assert change.status_code == 200
+
+
+def test_customer_list_searches_across_merchants_by_email(support_client, merchant):
+    CustomerFactory(merchant=merchant, email="ann@shop.test")
+    CustomerFactory(merchant=MerchantFactory(slug="other"), email="ann@elsewhere.test")
+    CustomerFactory(merchant=merchant, email="bob@shop.test")
+
+    response = support_client.get(reverse("admin:customers_customer_changelist"), {"q": "ann@"})
+
+    emails = {c.email for c in response.context["cl"].result_list}
+    assert emails == {"ann@shop.test", "ann@elsewhere.test"}
+
+
+def test_customer_metrics_are_read_only_in_the_admin(support_client, populated):
+    customer, _ = populated
+
+    response = support_client.get(reverse("admin:customers_customer_change", args=[customer.pk]))
+    metrics_page = support_client.get(
+        reverse("admin:customers_customermetrics_change", args=[customer.pk])
+    )
+
+    assert b'name="metrics-0-net_spend"' not in response.content
+    assert b"read-only, recomputed from transactions" in response.content
+    assert b'name="net_spend"' not in metrics_page.content
+    add = support_client.get(reverse("admin:customers_customermetrics_add"))
+    assert add.status_code == 403
+
+
+def test_adding_a_transaction_in_the_admin_updates_metrics(support_client, merchant):
+    customer = CustomerFactory(merchant=merchant)
+    when = timezone.now() - dt.timedelta(days=1)
+
+    response = support_client.post(
+        reverse("admin:customers_transaction_add"),
+        {
+            "merchant": merchant.pk,
+            "external_id": "ADMIN-1",
+            "customer": customer.pk,
+            "occurred_at_0": timezone.localtime(when).strftime("%Y-%m-%d"),
+            "occurred_at_1": timezone.localtime(when).strftime("%H:%M:%S"),
+            "kind": "purchase",
+            "total": "42.50",
+            "points_earned": 0,
+            "points_redeemed": 0,
+            "items-TOTAL_FORMS": 0,
+            "items-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 302, response.context["adminform"].errors
+    metrics = CustomerMetrics.objects.get(customer=customer)
+    assert metrics.orders_count == 1
+    assert metrics.net_spend == Decimal("42.50")
+
+
+def test_admin_refuses_a_transaction_for_another_merchants_customer(support_client, merchant):
+    foreign = CustomerFactory(merchant=MerchantFactory(slug="elsewhere"))
+
+    response = support_client.post(
+        reverse("admin:customers_transaction_add"),
+        {
+            "merchant": merchant.pk,
+            "external_id": "ADMIN-2",
+            "customer": foreign.pk,
+            "occurred_at_0": "2026-01-05",
+            "occurred_at_1": "10:00:00",
+            "kind": "purchase",
+            "total": "10.00",
+            "points_earned": 0,
+            "points_redeemed": 0,
+            "items-TOTAL_FORMS": 0,
+            "items-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    assert "customer" in response.context["adminform"].errors
+    assert not Transaction.objects.filter(external_id="ADMIN-2").exists()
+
+
+def test_recompute_metrics_action_repairs_drifted_metrics(support_client, populated):
+    customer, _ = populated
+    CustomerMetrics.objects.filter(customer=customer).update(orders_count=99)
+
+    support_client.post(
+        reverse("admin:customers_customer_changelist"),
+        {"action": "recompute_metrics", "_selected_action": [customer.pk]},
+    )
+
+    assert CustomerMetrics.objects.get(customer=customer).orders_count == 1
+
+
+def test_customer_autocomplete_serves_transaction_form(support_client, merchant):
+    wanted = CustomerFactory(merchant=merchant, external_id="FIND-ME")
+    CustomerFactory(merchant=merchant, external_id="OTHER")
+
+    response = support_client.get(
+        reverse("admin:autocomplete"),
+        {
+            "term": "find-me",
+            "app_label": "customers",
+            "model_name": "transaction",
+            "field_name": "customer",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.json()["results"] == [{"id": str(wanted.pk), "text": str(wanted)}]
