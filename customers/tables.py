@@ -1,0 +1,244 @@
+"""The customer list's table: display (`render_*`), export (`value_*`) and sorting.
+
+Sorting is always on database fields (`metrics__net_spend`, `tier__rank`...), with empty
+values (no tier, no purchase yet) last in both directions and the primary key as the final
+tie-breaker, so pages are stable and SQLite and PostgreSQL sort alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import django_tables2 as tables
+from django.db.models import F, OrderBy, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django_tables2.export import TableExport
+from django_tables2.utils import OrderByTuple
+from tablib import Dataset
+
+from customers import selectors
+from customers.models import Customer, Merchant
+
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+EMPTY = "—"
+EXPORT_FORMATS = (TableExport.CSV, TableExport.XLSX)
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def format_money(amount: Decimal | None, currency: str) -> str:
+    """`1234.5` -> `"1,234.50 CAD"`; empty for None."""
+    if amount is None:
+        return EMPTY
+    return f"{amount:,.2f} {currency}"
+
+
+def _nulls_last(keys: OrderByTuple, descending: bool) -> list[OrderBy]:
+    ordering = []
+    for key in keys:
+        expression = F(key.bare.for_queryset())
+        if key.is_descending != descending:
+            ordering.append(expression.desc(nulls_last=True))
+        else:
+            ordering.append(expression.asc(nulls_last=True))
+    return ordering
+
+
+class SortColumn(tables.Column):
+    """A column that sorts on its `order_by` fields (default: its accessor), NULLs last in
+    both directions, then by primary key.
+
+    TRICKY: tables2 lets a custom `order()` replace the whole ordering, so sorting by several
+    columns at once (`?sort=tier,name`) keeps only the last one; the page links sort by one.
+    """
+
+    def order(self, queryset: QuerySet[Any], is_descending: bool) -> tuple[QuerySet[Any], bool]:
+        keys = self.order_by or OrderByTuple((str(self.accessor),))
+        return (
+            queryset.order_by(*_nulls_last(keys, is_descending), "-pk" if is_descending else "pk"),
+            True,
+        )
+
+
+class NumColumn(SortColumn):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("attrs", {"th": {"class": "num"}, "td": {"class": "num"}})
+        super().__init__(*args, **kwargs)
+
+
+class TagsColumn(SortColumn):
+    """Sorted by the customer's alphabetically first tag (case-insensitive), untagged last."""
+
+    def order(self, queryset: QuerySet[Any], is_descending: bool) -> tuple[QuerySet[Any], bool]:
+        key = F("_first_tag")
+        return (
+            queryset.alias(_first_tag=selectors.first_tag_name()).order_by(
+                key.desc(nulls_last=True) if is_descending else key.asc(nulls_last=True),
+                "-pk" if is_descending else "pk",
+            ),
+            True,
+        )
+
+
+class CustomerTable(tables.Table):
+    """The merchant's customers. Pass `merchant=` (currency and time zone of the cells)."""
+
+    external_id = SortColumn(verbose_name="External id")
+    name = SortColumn(
+        accessor="last_name",
+        verbose_name="Name",
+        order_by=("last_name", "first_name"),
+        empty_values=(),
+    )
+    email = SortColumn(verbose_name="Email")
+    phone = SortColumn(verbose_name="Phone")
+    tier = SortColumn(accessor="tier__name", verbose_name="Tier", order_by=("tier__rank",))
+    customer_type = SortColumn(verbose_name="Type")
+    home_branch = SortColumn(
+        accessor="home_branch__name", verbose_name="Home branch", order_by=("home_branch__name",)
+    )
+    joined = SortColumn(accessor="joined_at", verbose_name="Joined")
+    orders = NumColumn(accessor="metrics__orders_count", verbose_name="Orders")
+    net_spend = NumColumn(accessor="metrics__net_spend", verbose_name="Net spend")
+    avg_order_value = NumColumn(accessor="metrics__avg_order_value", verbose_name="Avg order")
+    last_purchase = SortColumn(accessor="metrics__last_purchase_at", verbose_name="Last purchase")
+    opt_ins = SortColumn(
+        accessor="pk",
+        verbose_name="Opt-ins",
+        order_by=("email_opt_in", "sms_opt_in", "push_opt_in"),
+    )
+    tags = TagsColumn(accessor="pk", verbose_name="Tags")
+
+    class Meta:
+        model = Customer
+        fields = ()
+        template_name = "customers/partials/table.html"
+        attrs = {"class": "table table-sm table-hover align-middle text-nowrap"}
+        empty_text = "No customers match."
+        order_by_field = "sort"
+        default = EMPTY
+
+    def __init__(self, *args: Any, merchant: Merchant, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.merchant = merchant
+        self.tz = merchant.tzinfo
+        # The currency goes in the money headers, so exported numbers stay plain numbers.
+        for name, label in (("net_spend", "Net spend"), ("avg_order_value", "Avg order")):
+            self.columns[name].column.verbose_name = f"{label} ({merchant.currency})"
+
+    def paginate(self, *args: Any, per_page: Any = None, **kwargs: Any) -> None:
+        # Only the offered page sizes: `?per_page=1000000` must not load the whole list.
+        if per_page not in PAGE_SIZES:
+            per_page = DEFAULT_PAGE_SIZE
+        super().paginate(*args, per_page=per_page, **kwargs)
+
+    # Display -------------------------------------------------------------------------------
+
+    def render_name(self, record: Customer) -> str:
+        # A full page load: the table container boosts its (sort and page) links with htmx.
+        return format_html(
+            '<a href="{}" hx-boost="false">{}</a>',
+            reverse("customers:detail", args=[record.pk]),
+            record.full_name or "(no name)",
+        )
+
+    def render_joined(self, value: dt.datetime) -> str:
+        return timezone.localtime(value, self.tz).date().isoformat()
+
+    def render_net_spend(self, value: Decimal) -> str:
+        return format_money(value, self.merchant.currency)
+
+    def render_avg_order_value(self, value: Decimal) -> str:
+        return format_money(value, self.merchant.currency)
+
+    def render_last_purchase(self, value: dt.datetime) -> str:
+        return timezone.localtime(value, self.tz).strftime("%Y-%m-%d %H:%M")
+
+    def render_opt_ins(self, record: Customer) -> str:
+        channels = _opt_ins(record)
+        if not channels:
+            return format_html('<span class="text-muted">{}</span>', "none")
+        return format_html_join(
+            " ", '<span class="badge text-bg-success">{}</span>', ((c,) for c in channels)
+        )
+
+    def render_tags(self, record: Customer) -> str:
+        names = [tag.name for tag in record.tags.all()]
+        if not names:
+            return EMPTY
+        return format_html_join(
+            " ", '<span class="badge text-bg-secondary">{}</span>', ((n,) for n in names)
+        )
+
+    # Export --------------------------------------------------------------------------------
+
+    def value_name(self, record: Customer) -> str:
+        return record.full_name
+
+    def value_joined(self, value: dt.datetime) -> dt.date:
+        return timezone.localtime(value, self.tz).date()
+
+    def value_net_spend(self, value: Decimal) -> Decimal:
+        return value
+
+    def value_avg_order_value(self, value: Decimal) -> Decimal:
+        return value
+
+    def value_last_purchase(self, value: dt.datetime) -> dt.datetime:
+        # Spreadsheets have no time zones: the merchant-local wall time, naive.
+        return timezone.localtime(value, self.tz).replace(tzinfo=None)
+
+    def value_opt_ins(self, record: Customer) -> str:
+        return ", ".join(_opt_ins(record))
+
+    def value_tags(self, record: Customer) -> str:
+        return ", ".join(tag.name for tag in record.tags.all())
+
+
+def _opt_ins(customer: Customer) -> list[str]:
+    return [
+        label
+        for label, on in (
+            ("Email", customer.email_opt_in),
+            ("SMS", customer.sms_opt_in),
+            ("Push", customer.push_opt_in),
+        )
+        if on
+    ]
+
+
+def neutralise_formula(value: Any) -> Any:
+    """Prefix text that a spreadsheet would run as a formula with `'`, so it stays text.
+
+    Only strings are touched: numbers (a negative amount) and dates are exported as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class SafeTableExport(TableExport):
+    """CSV and XLSX only, with every text cell neutralised against formula injection."""
+
+    @classmethod
+    def is_valid_format(cls, export_format: str | None) -> bool:
+        return export_format in EXPORT_FORMATS
+
+    def table_to_dataset(
+        self,
+        table: tables.Table,
+        exclude_columns: Any,
+        dataset_kwargs: dict[str, Any] | None = None,
+    ) -> Dataset:
+        dataset = Dataset(**{"title": "Customers", **(dataset_kwargs or {})})
+        for i, row in enumerate(table.as_values(exclude_columns=exclude_columns)):
+            if i == 0:
+                dataset.headers = row
+            else:
+                dataset.append([neutralise_formula(cell) for cell in row])
+        return dataset
