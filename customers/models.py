@@ -371,7 +371,9 @@ class LineItem(models.Model):
     """One line of a transaction. `amount` is the line total."""
 
     transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="items")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="line_items")
+    # RESTRICT, not PROTECT: a product with sales cannot be deleted on its own, but deleting
+    # the whole merchant (which cascades to its transactions and their lines) still works.
+    product = models.ForeignKey(Product, on_delete=models.RESTRICT, related_name="line_items")
     quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     amount = models.DecimalField(
         max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]

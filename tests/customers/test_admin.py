@@ -5,11 +5,12 @@ from decimal import Decimal
 
 import pytest
 from django.contrib import admin
+from django.db.models import RestrictedError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from customers.models import CustomerMetrics, Transaction
+from customers.models import Customer, CustomerMetrics, LineItem, Product, Transaction
 from tests.factories import (
     BranchFactory,
     CustomerFactory,
@@ -28,7 +29,7 @@ CUSTOMERS_MODELS = [m for m in admin.site._registry if m._meta.app_label == "cus
 
 
 @pytest.fixture
-def support_client() -> Client:
+def support_client():
     user = UserFactory(username="support", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)
@@ -190,3 +191,15 @@ def test_customer_autocomplete_serves_transaction_form(support_client, merchant)
 
     assert response.status_code == 200
     assert response.json()["results"] == [{"id": str(wanted.pk), "text": str(wanted)}]
+
+
+def test_deleting_a_merchant_removes_its_data_but_a_sold_product_is_kept(merchant, populated):
+    _, item = populated
+    with pytest.raises(RestrictedError):
+        item.product.delete()
+
+    merchant.delete()
+
+    assert not Customer.objects.exists()
+    assert not LineItem.objects.exists()
+    assert not Product.objects.exists()
