@@ -9,4 +9,6 @@ urlpatterns = [
     path("customers/", views.CustomerListView.as_view(), name="list"),
     path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="detail"),
     path("import/", views.ImportView.as_view(), name="import"),
+    path("import/confirm/", views.ImportConfirmView.as_view(), name="import_confirm"),
+    path("import/cancel/", views.ImportCancelView.as_view(), name="import_cancel"),
 ]

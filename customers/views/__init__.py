@@ -1,6 +1,13 @@
 """Portal views of the customers app: the customer pages, and the import upload page."""
 
-from customers.views.imports import ImportView
+from customers.views.imports import ImportCancelView, ImportConfirmView, ImportView
 from customers.views.portal import CustomerDetailView, CustomerListView, switch_merchant
 
-__all__ = ["CustomerDetailView", "CustomerListView", "ImportView", "switch_merchant"]
+__all__ = [
+    "CustomerDetailView",
+    "CustomerListView",
+    "ImportCancelView",
+    "ImportConfirmView",
+    "ImportView",
+    "switch_merchant",
+]

@@ -1,0 +1,80 @@
+"""`make bench`: every benchmark of the project, on PostgreSQL.
+
+    make bench                                    # default sizes
+    BENCH_DATABASE_URL=postgres://... make bench  # another server
+    .venv/bin/python bench/run.py --only import --import-customers 10000
+
+Creates the benchmark database when missing and migrates it, then runs each benchmark
+script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
+docs/benchmarks.md records the figures with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/segment_portal_bench"
+
+
+def ensure_database(url: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        sys.exit(f"Benchmarks run on PostgreSQL; {url!r} is not a PostgreSQL URL.")
+    import psycopg
+
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--only", choices=["generate", "import"], action="append")
+    parser.add_argument("--generate-sizes", default="10000,100000,1000000")
+    parser.add_argument("--import-customers", type=int, default=100_000)
+    args = parser.parse_args()
+
+    ensure_database(args.database_url)
+    env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
+    wanted = set(args.only or ["generate", "import"])
+    if "generate" in wanted:
+        subprocess.run(
+            [sys.executable, "bench/generate_bench.py", "--sizes", args.generate_sizes],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+    if "import" in wanted:
+        subprocess.run(
+            [
+                sys.executable,
+                "bench/import_bench.py",
+                "--customers",
+                str(args.import_customers),
+                "--database-url",
+                args.database_url,
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
