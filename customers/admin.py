@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from customers.metrics import refresh_merchant_metrics, refresh_metrics
+from customers.metrics import METRIC_COLUMNS, refresh_merchant_metrics, refresh_metrics
 from customers.models import (
     Branch,
     Customer,
@@ -30,18 +30,7 @@ from customers.models import (
     Transaction,
 )
 
-METRIC_FIELDS = (
-    "orders_count",
-    "gross_spend",
-    "refunds_count",
-    "refunds_total",
-    "net_spend",
-    "avg_order_value",
-    "first_purchase_at",
-    "last_purchase_at",
-    "redemptions_count",
-    "updated_at",
-)
+METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
 
 
 class StaffMembershipInline(admin.TabularInline):

@@ -21,7 +21,8 @@ from customers.models import Customer, CustomerMetrics, Redemption, Transaction
 
 BATCH_SIZE = 500
 
-_COLUMNS = (
+#: The computed columns of CustomerMetrics, in the order the upsert writes them.
+METRIC_COLUMNS = (
     "orders_count",
     "gross_spend",
     "refunds_count",
@@ -38,13 +39,13 @@ def _statement(scope_sql: str) -> str:
     """The upsert; `scope_sql` is a WHERE condition on a `customer_id`/`merchant_id` column."""
     metrics = CustomerMetrics._meta.db_table
     distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-    current = ", ".join(f"{metrics}.{c}" for c in _COLUMNS)
-    incoming = ", ".join(f"excluded.{c}" for c in _COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS, "updated_at"))
+    current = ", ".join(f"{metrics}.{c}" for c in METRIC_COLUMNS)
+    incoming = ", ".join(f"excluded.{c}" for c in METRIC_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*METRIC_COLUMNS, "updated_at"))
     # TRICKY: avg_order_value multiplies by 1.0 so SQLite does not divide integers; the
     # WHERE on the SELECT is also what lets SQLite parse INSERT ... SELECT ... ON CONFLICT.
     return f"""
-        INSERT INTO {metrics} (customer_id, merchant_id, {", ".join(_COLUMNS)}, updated_at)
+        INSERT INTO {metrics} (customer_id, merchant_id, {", ".join(METRIC_COLUMNS)}, updated_at)
         SELECT c.id, c.merchant_id,
                COALESCE(t.orders_count, 0),
                COALESCE(t.gross_spend, 0),
