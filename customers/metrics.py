@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from customers.models import Customer, CustomerMetrics, Redemption, Transaction
+from customers.signals import customers_changed
 
 BATCH_SIZE = 500
 
@@ -90,17 +91,22 @@ def _batches(ids: Iterable[int], size: int) -> Iterable[list[int]]:
 
 
 def refresh_metrics(customer_ids: Iterable[int]) -> None:
-    """Recompute the metrics of these customers (creating missing rows)."""
+    """Recompute the metrics of these customers (creating missing rows), then send
+    `customers_changed` with their ids."""
     now = timezone.now()
+    ids = frozenset(customer_ids)
     with connection.cursor() as cursor:
-        for batch in _batches(sorted(set(customer_ids)), BATCH_SIZE):
+        for batch in _batches(sorted(ids), BATCH_SIZE):
             placeholders = ", ".join(["%s"] * len(batch))
             sql = _statement(f"customer_id IN ({placeholders})")
             cursor.execute(sql, [now, *batch, *batch, *batch])
+    if ids:
+        customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=None)
 
 
 def refresh_merchant_metrics(merchant_id: int) -> None:
-    """Recompute the metrics of every customer of a merchant in one statement."""
+    """Recompute the metrics of every customer of a merchant in one statement, then send
+    `customers_changed` with `customer_ids=None` and the merchant's id."""
     now = timezone.now()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and connection.in_atomic_block:
@@ -108,3 +114,4 @@ def refresh_merchant_metrics(merchant_id: int) -> None:
             # customer's group in memory and spilling to disk at millions of customers.
             cursor.execute("SET LOCAL enable_hashagg = off")
         cursor.execute(_statement("merchant_id = %s"), [now, merchant_id, merchant_id, merchant_id])
+    customers_changed.send(sender=CustomerMetrics, customer_ids=None, merchant_id=merchant_id)

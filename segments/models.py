@@ -1,1 +1,174 @@
-"""Models arrive with the issues that build this app."""
+"""Segments: dynamic (a rule tree) or manual (members picked or uploaded), their
+materialized memberships with entry/exit history, and their definition history.
+
+A dynamic segment's `rules` follow the rule contract (`docs/segment-rules.md`); the engine
+in `segments.engine` compiles them to one queryset over the merchant's customers. Every edit
+of the definition bumps `definition_version`, so a refresh that started from older rules
+notices and does not write its result (see `segments.services`).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.utils import timezone
+
+from customers.models import Customer, Merchant
+
+RULES_SCHEMA_VERSION = 1
+
+
+class SegmentKind(models.TextChoices):
+    DYNAMIC = "dynamic", "Dynamic (rules)"
+    MANUAL = "manual", "Manual (picked or uploaded)"
+
+
+class RefreshCadence(models.TextChoices):
+    HOURLY = "hourly", "Hourly"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+
+
+class RefreshStatus(models.TextChoices):
+    NEVER = "never", "Never refreshed"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Refreshing"
+    OK = "ok", "Up to date"
+    FAILED = "failed", "Failed"
+
+
+class Segment(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=SegmentKind.choices, default=SegmentKind.DYNAMIC)
+    #: The rule tree (dynamic segments); `{}` for manual segments.
+    rules = models.JSONField(default=dict, blank=True)
+    #: The version of the rule JSON schema the tree was written in.
+    rules_schema_version = models.PositiveSmallIntegerField(default=RULES_SCHEMA_VERSION)
+    #: Bumped by every edit of the definition; a refresh of an older version is discarded.
+    definition_version = models.PositiveIntegerField(default=1)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Schedule: hourly, daily (default) or weekly on `refresh_weekday` (0 = Monday), at
+    # `refresh_hour` merchant-local time for daily and weekly.
+    refresh_cadence = models.CharField(
+        max_length=16, choices=RefreshCadence.choices, default=RefreshCadence.DAILY
+    )
+    refresh_weekday = models.PositiveSmallIntegerField(
+        default=6, validators=[MaxValueValidator(6)], help_text="0 = Monday ... 6 = Sunday"
+    )
+    refresh_hour = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(23)])
+
+    # Freshness, written by the refresh service.
+    refresh_status = models.CharField(
+        max_length=16, choices=RefreshStatus.choices, default=RefreshStatus.NEVER
+    )
+    refresh_started_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_refresh_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_refresh_error = models.TextField(blank=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "slug"], name="uniq_segment_slug"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=SegmentKind.values), name="segment_kind_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["merchant", "is_active", "next_refresh_at"], name="segment_due_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.kind == SegmentKind.DYNAMIC
+
+
+class SegmentMembership(models.Model):
+    """A customer currently in a segment, since when."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="segment_memberships"
+    )
+    since = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "customer"], name="uniq_segment_member"),
+        ]
+        indexes = [models.Index(fields=["customer", "segment"], name="membership_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} in {self.segment_id}"
+
+
+class MembershipReason(models.TextChoices):
+    RULE = "rule", "Rules"
+    MANUAL = "manual", "Added or removed by hand"
+    UPLOAD = "upload", "Uploaded list"
+
+
+class MembershipEventKind(models.TextChoices):
+    ENTRY = "entry", "Entered"
+    EXIT = "exit", "Left"
+
+
+class MembershipEvent(models.Model):
+    """One entry into or exit from a segment; the history behind `SegmentMembership`."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="events")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="segment_events")
+    kind = models.CharField(max_length=8, choices=MembershipEventKind.choices)
+    reason = models.CharField(max_length=16, choices=MembershipReason.choices)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    definition_version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["segment", "occurred_at"], name="event_segment_time_idx"),
+            models.Index(fields=["customer", "occurred_at"], name="event_customer_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind} {self.segment_id}"
+
+
+class SegmentVersion(models.Model):
+    """A saved version of a segment's definition, for history, diff and restore."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rules = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "version"], name="uniq_segment_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} v{self.version}"

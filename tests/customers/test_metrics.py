@@ -97,3 +97,23 @@ def test_metrics_rows_are_recreated_when_missing(merchant):
     refresh_metrics([customer.pk])
 
     assert CustomerMetrics.objects.get(customer=customer).net_spend == Decimal("3.00")
+
+
+def test_metrics_refresh_announces_which_customers_changed(merchant):
+    from customers.signals import customers_changed
+
+    heard = []
+
+    def receiver(sender, customer_ids, merchant_id, **kwargs):
+        heard.append((customer_ids, merchant_id))
+
+    customer = CustomerFactory(merchant=merchant)
+    customers_changed.connect(receiver)
+    try:
+        TransactionFactory(customer=customer)
+        refresh_merchant_metrics(merchant.pk)
+        refresh_metrics([])
+    finally:
+        customers_changed.disconnect(receiver)
+
+    assert heard == [(frozenset({customer.pk}), None), (None, merchant.pk)]
