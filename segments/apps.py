@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class SegmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "segments"
+
+    def ready(self) -> None:
+        from customers.signals import customers_changed
+        from segments.signals import on_customers_changed
+
+        customers_changed.connect(on_customers_changed, dispatch_uid="segments.customers_changed")

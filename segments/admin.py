@@ -1,0 +1,130 @@
+"""The Django admin for support staff: segments of every merchant, their freshness, and
+their memberships and history (read-only: those rows are written by the refresh and the
+membership services only)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from segments.models import MembershipEvent, Segment, SegmentMembership, SegmentVersion
+from segments.services import UPDATABLE_FIELDS, segment_update
+
+FRESHNESS_FIELDS = (
+    "refresh_status",
+    "refresh_started_at",
+    "last_refreshed_at",
+    "last_refresh_duration_ms",
+    "last_refresh_error",
+    "next_refresh_at",
+    "member_count",
+)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "merchant",
+        "kind",
+        "is_active",
+        "member_count",
+        "refresh_status",
+        "last_refreshed_at",
+        "next_refresh_at",
+    ]
+    list_filter = ["merchant", "kind", "is_active", "refresh_status"]
+    search_fields = ["name", "slug", "merchant__name", "merchant__slug"]
+    list_select_related = ["merchant"]
+    autocomplete_fields = ["merchant", "created_by"]
+    readonly_fields = [*FRESHNESS_FIELDS, "definition_version", "created_at", "updated_at"]
+    actions = ["refresh_now"]
+    #: The definition's rules are edited in the portal's builder, where they are validated.
+    definition_readonly = [
+        "merchant",
+        "slug",
+        "kind",
+        "rules",
+        "rules_schema_version",
+        "created_by",
+    ]
+    fieldsets = [
+        (None, {"fields": ["merchant", "name", "slug", "description", "kind", "is_active"]}),
+        ("Rules", {"fields": ["rules", "rules_schema_version", "definition_version"]}),
+        ("Schedule", {"fields": ["refresh_cadence", "refresh_weekday", "refresh_hour"]}),
+        ("Freshness (written by the refresh)", {"fields": FRESHNESS_FIELDS}),
+        ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Segments are created in the portal's builder, which validates their rules.
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*self.definition_readonly, *self.readonly_fields]
+
+    def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
+        # Through the service, so an edit bumps the version, records it and requeues.
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in UPDATABLE_FIELDS}
+        original = Segment.objects.get(pk=obj.pk)
+        segment_update(segment=original, user=request.user, **changes)
+        obj.refresh_from_db()
+
+    @admin.action(description="Refresh now")
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        from segments.tasks import refresh_segment
+
+        ids = list(queryset.filter(kind="dynamic", is_active=True).values_list("pk", flat=True))
+        with transaction.atomic():
+            queryset.filter(pk__in=ids).update(refresh_status="queued")
+            for segment_id in ids:
+                transaction.on_commit(partial(refresh_segment.delay, segment_id))
+        skipped = queryset.count() - len(ids)
+        message = f"Queued a refresh of {len(ids)} segment(s)."
+        if skipped:
+            message += f" Skipped {skipped} manual or inactive segment(s)."
+        self.message_user(request, message)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the services only: viewable, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SegmentMembership)
+class SegmentMembershipAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "segment", "since"]
+    list_filter = ["segment__merchant"]
+    search_fields = ["customer__external_id", "segment__name", "segment__slug"]
+    list_select_related = ["customer", "segment"]
+    show_full_result_count = False
+
+
+@admin.register(MembershipEvent)
+class MembershipEventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "customer", "segment", "kind", "reason", "definition_version"]
+    list_filter = ["kind", "reason", "segment__merchant"]
+    search_fields = ["customer__external_id", "segment__name", "segment__slug"]
+    list_select_related = ["customer", "segment"]
+    show_full_result_count = False
+
+
+@admin.register(SegmentVersion)
+class SegmentVersionAdmin(ReadOnlyAdmin):
+    list_display = ["segment", "version", "name", "created_by", "created_at"]
+    list_filter = ["segment__merchant"]
+    search_fields = ["segment__name", "segment__slug", "name"]
+    list_select_related = ["segment", "created_by"]

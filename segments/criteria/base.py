@@ -1,0 +1,476 @@
+"""The criterion registry and the building blocks every criterion shares.
+
+A criterion is one field of the rule contract (`docs/segment-rules.md`). It knows
+- which operators it accepts and which extra keys (`window_days`, ...) a condition may carry,
+- how to clean a condition's JSON value into a typed value (raising `CleanError`),
+- how to compile a cleaned condition into a `Q` over the outer `Customer` queryset.
+
+Compiled `Q`s use `Exists`/`Subquery(... OuterRef("pk"))` (or one-to-one columns), never
+joins to many-valued relations, so they compose under AND/OR/NOT without duplicate rows.
+Every compiled `Q` is two-valued: it never evaluates to SQL NULL, so the negation of a
+group is the exact complement of the group. Nullable values are guarded with an explicit
+`IS NOT NULL` conjunct (`FALSE AND NULL` is `FALSE`), counts and sums are coalesced to 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from django.db.models import Q
+from django.db.models.expressions import Combinable
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+)
+
+if TYPE_CHECKING:
+    from customers.models import Merchant
+    from segments.models import Segment
+    from segments.rules import Condition
+
+#: Matches every customer / no customer. Explicit, because `Q()` is neither: it vanishes
+#: when combined (`Q() | x == x`), which silently turns "match none" into "match all".
+MATCH_ALL = Q(pk__isnull=False)
+MATCH_NONE = Q(pk__isnull=True)
+
+NUMBER_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "between")
+TIME_OPS = ("within_days", "before_days", "never", "exists", "before", "after", "between")
+CHOICE_OPS = ("in", "not_in")
+TAG_OPS = ("has_any", "has_all", "has_none")
+BIRTHDAY_OPS = ("today", "this_week", "this_month", "next_days")
+KNOWN_OPS = frozenset((*NUMBER_OPS, *TIME_OPS, *CHOICE_OPS, *TAG_OPS, *BIRTHDAY_OPS, "is"))
+#: Extra keys a condition may carry, besides field/op/value, when its criterion allows them.
+KNOWN_EXTRAS = frozenset({"window_days", "products", "last_within_days"})
+
+#: Upper bound for day counts: a century is more than any rule needs and keeps dates valid.
+MAX_DAYS = 36_500
+
+OP_SYMBOLS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
+
+
+class CleanError(Exception):
+    """A value that does not fit; `key` is the condition key it concerns ("value", ...)."""
+
+    def __init__(self, message: str, key: str = "value") -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What a criterion may know while compiling: never the clock, always `as_of`.
+
+    `today` is the merchant-local date of `as_of`. `fast` allows reading the per-customer
+    metrics table (exact as of now) instead of transactions; only un-windowed purchase
+    fields use it. `segment_stack` holds the slugs being compiled, to stop runaway recursion
+    through segments whose stored rules were edited into a cycle behind validation's back.
+    """
+
+    merchant: Merchant
+    as_of: dt.datetime
+    today: dt.date
+    fast: bool
+    segment_stack: tuple[str, ...] = ()
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        return self.merchant.tzinfo
+
+    def local_midnight(self, day: dt.date) -> dt.datetime:
+        """The instant the merchant-local `day` starts (a local date bound as an instant)."""
+        return dt.datetime.combine(day, dt.time(0), tzinfo=self.tz).astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What merchant-level checks need (`segment`: the segment being edited, if any)."""
+
+    merchant: Merchant
+    segment: Segment | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Criterion:
+    """One field of the rule contract. Subclass, set the class attributes, register.
+
+    Subclasses implement `compile()`; most inherit it from a family base class
+    (`NumberCriterion`, `TimeCriterion`, `ChoiceCriterion`) and only supply the expression
+    or column they compare.
+    """
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    ops: ClassVar[tuple[str, ...]]
+    extras: ClassVar[frozenset[str]] = frozenset()
+
+    # -- cleaning -------------------------------------------------------------------------
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        """Return the typed value for `op`, or raise `CleanError`."""
+        raise NotImplementedError
+
+    def clean_extras(self, op: str, extras: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the typed extra keys; default: `window_days` as optional days."""
+        cleaned: dict[str, Any] = {}
+        for key, raw in extras.items():
+            if key in ("window_days", "last_within_days"):
+                cleaned[key] = None if raw is None else clean_days(raw, key=key)
+            else:  # pragma: no cover - registry checks every declared extra is handled
+                raise CleanError(f'"{key}" is not handled by {self.key}', key=key)
+        return cleaned
+
+    def check(self, condition: Condition, path: str, ctx: ValidationContext) -> None:
+        """Merchant-level checks (e.g. referenced segments exist); append to `ctx.errors`."""
+
+    # -- compiling ------------------------------------------------------------------------
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        raise NotImplementedError
+
+    # -- describing -----------------------------------------------------------------------
+
+    def describe(self, condition: Condition) -> str:
+        return f"{self.label} {describe_op(condition.op, condition.value)}"
+
+
+_C = TypeVar("_C", bound=type[Criterion])
+
+REGISTRY: dict[str, Criterion] = {}
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: Contract fields whose analytics do not exist yet: validation says so instead of
+#: calling them unknown.
+NOT_YET_AVAILABLE = frozenset(
+    {
+        "lifecycle_stage",
+        "smart_segment",
+        "rfm_recency",
+        "rfm_frequency",
+        "rfm_monetary",
+        "predicted_clv",
+        "p_alive",
+        "churn_risk",
+        "expected_orders_90d",
+    }
+)
+
+
+def register(key: str) -> Callable[[_C], _C]:
+    """Class decorator: register a criterion under its contract key, checking it first.
+
+    A misconfigured criterion fails at import time (like a system check), not when a
+    merchant's rule happens to use it.
+    """
+
+    def decorate(cls: _C) -> _C:
+        if not _KEY_RE.match(key):
+            raise TypeError(f"criterion key {key!r} is not a snake_case name")
+        if key in REGISTRY:
+            raise TypeError(f"criterion {key!r} is registered twice")
+        if not issubclass(cls, Criterion):
+            raise TypeError(f"{cls.__name__} is not a Criterion")
+        if not (cls.__doc__ or "").strip():
+            raise TypeError(f"{cls.__name__} needs a docstring stating its NULL semantics")
+        ops = getattr(cls, "ops", ())
+        if not ops or not set(ops) <= KNOWN_OPS:
+            raise TypeError(f"{cls.__name__}.ops {ops!r} must be a non-empty set of known ops")
+        if not set(cls.extras) <= KNOWN_EXTRAS:
+            raise TypeError(f"{cls.__name__}.extras {set(cls.extras)!r} has unknown keys")
+        if not getattr(cls, "label", ""):
+            raise TypeError(f"{cls.__name__} needs a label")
+        if cls.compile is Criterion.compile or cls.clean_value is Criterion.clean_value:
+            raise TypeError(f"{cls.__name__} must implement clean_value() and compile()")
+        cls.key = key
+        REGISTRY[key] = cls()
+        return cls
+
+    return decorate
+
+
+# -- value cleaners ---------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def clean_int(
+    value: Any, *, minimum: int = 0, maximum: int | None = None, key: str = "value"
+) -> int:
+    """A JSON integer (bools are not numbers) within bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CleanError(f"expected a whole number, got {_type_name(value)}", key)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise CleanError(f"expected a whole number, got {_type_name(value)}", key)
+        value = int(value)
+    if value < minimum:
+        raise CleanError(f"must be at least {minimum}, got {value}", key)
+    if maximum is not None and value > maximum:
+        raise CleanError(f"must be at most {maximum}, got {value}", key)
+    return int(value)
+
+
+def clean_days(value: Any, *, key: str = "value") -> int:
+    return clean_int(value, minimum=0, maximum=MAX_DAYS, key=key)
+
+
+def clean_decimal(value: Any, *, allow_negative: bool = False, key: str = "value") -> Decimal:
+    """Money: a JSON number or a numeric string, as a finite Decimal."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise CleanError(f"expected a number, got {_type_name(value)}", key)
+    try:
+        # str() first: Decimal(0.1) would carry the binary float's noise.
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise CleanError(f"expected a number, got {_type_name(value)}", key) from None
+    if not number.is_finite():
+        raise CleanError(f"expected a number, got {_type_name(value)}", key)
+    if number < 0 and not allow_negative:
+        raise CleanError(f"must be at least 0, got {value}", key)
+    return number
+
+
+def clean_date(value: Any, *, key: str = "value") -> dt.date:
+    if not isinstance(value, str):
+        raise CleanError(f"expected an ISO date (YYYY-MM-DD), got {_type_name(value)}", key)
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CleanError(
+            f"expected an ISO date (YYYY-MM-DD), got {_type_name(value)}", key
+        ) from None
+
+
+def clean_names(value: Any, *, key: str = "value", allow_empty: bool = False) -> tuple[str, ...]:
+    """A list of non-blank strings, stripped, duplicates dropped, order kept."""
+    if not isinstance(value, list):
+        raise CleanError(f"expected a list of names, got {_type_name(value)}", key)
+    if not value and not allow_empty:
+        raise CleanError("expected a non-empty list of names", key)
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise CleanError(f"expected a list of names, got {_type_name(item)} in it", key)
+        if item.strip() not in names:
+            names.append(item.strip())
+    return tuple(names)
+
+
+def clean_pair(value: Any, cleaner: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """`between`: [lo, hi] with lo <= hi, each cleaned by `cleaner`."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise CleanError(f"expected [low, high], got {_type_name(value)}")
+    lo, hi = cleaner(value[0]), cleaner(value[1])
+    if lo > hi:
+        raise CleanError(f"expected low <= high, got [{value[0]}, {value[1]}]")
+    return (lo, hi)
+
+
+def clean_null(value: Any, op: str) -> None:
+    if value is not None:
+        raise CleanError(f"{op} takes no value (null), got {_type_name(value)}")
+
+
+# -- comparisons ------------------------------------------------------------------------------
+
+
+def compare(expr: Combinable, op: str, value: Any) -> Q:
+    """`expr <op> value` as a Q; `expr` must never be NULL (coalesce it first)."""
+    if op == "between":
+        lo, hi = value
+        return Q(GreaterThanOrEqual(expr, lo)) & Q(LessThanOrEqual(expr, hi))
+    if op == "ne":
+        return ~Q(Exact(expr, value))
+    lookup = {
+        "eq": Exact,
+        "gt": GreaterThan,
+        "gte": GreaterThanOrEqual,
+        "lt": LessThan,
+        "lte": LessThanOrEqual,
+    }[op]
+    return Q(lookup(expr, value))
+
+
+def not_null(expr: Combinable) -> Q:
+    return Q(IsNull(expr, False))
+
+
+def is_null(expr: Combinable) -> Q:
+    return Q(IsNull(expr, True))
+
+
+def describe_number(value: Any) -> str:
+    return str(value)
+
+
+def describe_list(names: tuple[str, ...]) -> str:
+    return ", ".join(names)
+
+
+def describe_op(op: str, value: Any) -> str:
+    """The English for an operator and its value (shared by every family)."""
+    if op in OP_SYMBOLS:
+        return f"{OP_SYMBOLS[op]} {describe_number(value)}"
+    if op == "between":
+        lo, hi = value
+        return f"between {describe_number(lo)} and {describe_number(hi)}"
+    if op == "within_days":
+        return f"within {value} days"
+    if op == "before_days":
+        return f"more than {value} days ago"
+    if op == "never":
+        return "never"
+    if op == "exists":
+        return "at any time"
+    if op == "before":
+        return f"before {value.isoformat()}"
+    if op == "after":
+        return f"on or after {value.isoformat()}"
+    if op == "in":
+        return f"is {value[0]}" if len(value) == 1 else f"is one of {describe_list(value)}"
+    if op == "not_in":
+        return f"is not {value[0]}" if len(value) == 1 else f"is none of {describe_list(value)}"
+    if op == "has_any":
+        return f"has any of {describe_list(value)}"
+    if op == "has_all":
+        return f"has all of {describe_list(value)}"
+    if op == "has_none":
+        return f"has none of {describe_list(value)}"
+    if op == "is":
+        return "is yes" if value else "is no"
+    return f"{op} {value}"
+
+
+# -- families ---------------------------------------------------------------------------------
+
+
+class NumberCriterion(Criterion):
+    """A number compared with `eq ne gt gte lt lte between`; subclasses give the expression.
+
+    `value_expression()` must never be NULL (coalesce counts and sums to 0), so `ne` and
+    negation stay exact complements.
+    """
+
+    ops: ClassVar[tuple[str, ...]] = NUMBER_OPS
+    #: Whole numbers (counts, points, years) or decimals (money).
+    money: ClassVar[bool] = False
+    allow_negative: ClassVar[bool] = False
+    maximum: ClassVar[int | None] = None
+
+    def clean_scalar(self, value: Any) -> Any:
+        if self.money:
+            return clean_decimal(value, allow_negative=self.allow_negative)
+        return clean_int(
+            value, minimum=-(10**12) if self.allow_negative else 0, maximum=self.maximum
+        )
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        if op == "between":
+            return clean_pair(value, self.clean_scalar)
+        return self.clean_scalar(value)
+
+    def value_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+        raise NotImplementedError
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        return compare(self.value_expression(condition, ctx), condition.op, condition.value)
+
+
+class TimeCriterion(Criterion):
+    """An instant compared with the time operators of the contract.
+
+    `within_days N`: in [as_of - N days, as_of]; `before_days N`: exists and before
+    as_of - N days; `never` / `exists`; `before D` / `after D` / `between [D1, D2]` on the
+    merchant-local date of the instant, compiled as instants at merchant-local midnight
+    (so an index on the column still applies). A missing (NULL) instant matches `never`
+    only; every other op guards with IS NOT NULL.
+    """
+
+    ops: ClassVar[tuple[str, ...]] = TIME_OPS
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        if op in ("within_days", "before_days"):
+            return clean_days(value)
+        if op in ("never", "exists"):
+            return clean_null(value, op)
+        if op == "between":
+            return clean_pair(value, clean_date)
+        return clean_date(value)
+
+    def instant_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+        raise NotImplementedError
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        expr = self.instant_expression(condition, ctx)
+        op, value = condition.op, condition.value
+        if op == "never":
+            return is_null(expr)
+        guard = not_null(expr)
+        if op == "exists":
+            return guard
+        if op == "within_days":
+            since = ctx.as_of - dt.timedelta(days=value)
+            return guard & Q(GreaterThanOrEqual(expr, since)) & Q(LessThanOrEqual(expr, ctx.as_of))
+        if op == "before_days":
+            return guard & Q(LessThan(expr, ctx.as_of - dt.timedelta(days=value)))
+        if op == "before":
+            return guard & Q(LessThan(expr, ctx.local_midnight(value)))
+        if op == "after":
+            return guard & Q(GreaterThanOrEqual(expr, ctx.local_midnight(value)))
+        lo, hi = value
+        return (
+            guard
+            & Q(GreaterThanOrEqual(expr, ctx.local_midnight(lo)))
+            & Q(LessThan(expr, ctx.local_midnight(hi + dt.timedelta(days=1))))
+        )
+
+
+class ChoiceCriterion(Criterion):
+    """Membership in a list of names: `in` / `not_in`.
+
+    `matches()` must be two-valued; `not_in` is its negation, so a customer with no value
+    never matches `in` and always matches `not_in`.
+    """
+
+    ops: ClassVar[tuple[str, ...]] = CHOICE_OPS
+    #: If set, the names a value may hold (e.g. the genders).
+    choices: ClassVar[tuple[str, ...] | None] = None
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        names = clean_names(value)
+        if self.choices is not None:
+            for name in names:
+                if name not in self.choices:
+                    raise CleanError(f'"{name}" is not one of {", ".join(self.choices)}')
+        return names
+
+    def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
+        raise NotImplementedError
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        q = self.matches(condition.value, ctx)
+        return q if condition.op == "in" else ~q

@@ -1,0 +1,307 @@
+"""Profile criteria: current values of the customer row (not historical, `as_of` only
+decides "today" for age and birthdays and the reference instant of time operators)."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from typing import Any, ClassVar
+
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Lower
+from django.db.models.lookups import In
+
+from customers.models import Branch, CustomerTag, Gender, Tier
+from segments.criteria.base import (
+    BIRTHDAY_OPS,
+    MATCH_NONE,
+    TAG_OPS,
+    ChoiceCriterion,
+    CleanError,
+    CompileContext,
+    Criterion,
+    NumberCriterion,
+    TimeCriterion,
+    clean_int,
+    clean_names,
+    clean_null,
+    register,
+)
+from segments.rules import Condition
+
+
+def _lowered(names: tuple[str, ...]) -> list[str]:
+    return sorted({name.lower() for name in names})
+
+
+@register("gender")
+class GenderCriterion(ChoiceCriterion):
+    """Gender is one of the listed values. Never missing (`unspecified` is a value)."""
+
+    label = "gender"
+    choices = tuple(Gender.values)
+
+    def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
+        return Q(gender__in=names)
+
+
+@register("customer_type")
+class CustomerTypeCriterion(ChoiceCriterion):
+    """Customer type is one of the names, compared case-insensitively.
+
+    No type (blank) never matches `in` and always matches `not_in`: the names are
+    non-blank, and the column is NOT NULL, so `NOT (type IN ...)` is exact.
+    """
+
+    label = "customer type"
+
+    def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
+        return Q(In(Lower("customer_type"), _lowered(names)))
+
+
+@register("tier")
+class TierCriterion(ChoiceCriterion):
+    """Tier name is one of the names (case-insensitive, like the tier's uniqueness).
+
+    No tier never matches `in` and always matches `not_in` (an `Exists` on the tier row
+    is FALSE, never NULL, for a NULL `tier_id`).
+    """
+
+    label = "tier"
+
+    def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
+        tiers = Tier.objects.alias(lname=Lower("name")).filter(
+            pk=OuterRef("tier_id"), lname__in=_lowered(names)
+        )
+        return Q(Exists(tiers))
+
+
+@register("home_branch")
+class HomeBranchCriterion(ChoiceCriterion):
+    """Home branch code is one of the codes (exact: codes are identifiers).
+
+    No home branch never matches `in` and always matches `not_in`.
+    """
+
+    label = "home branch"
+
+    def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
+        return Q(Exists(Branch.objects.filter(pk=OuterRef("home_branch_id"), code__in=names)))
+
+
+@register("tags")
+class TagsCriterion(Criterion):
+    """Tags: `has_any` / `has_all` / `has_none` of the names, case-insensitively.
+
+    A customer without tags matches `has_none` only. `has_none` is the negation of
+    `has_any`; `has_all` is one `Exists` per distinct name.
+    """
+
+    label = "tags"
+    ops: ClassVar[tuple[str, ...]] = TAG_OPS
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        return clean_names(value)
+
+    @staticmethod
+    def _has(names: list[str]) -> Q:
+        tags = CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
+            customer=OuterRef("pk"), lname__in=names
+        )
+        return Q(Exists(tags))
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        names = _lowered(condition.value)
+        if condition.op == "has_all":
+            q = self._has([names[0]])
+            for name in names[1:]:
+                q &= self._has([name])
+            return q
+        q = self._has(names)
+        return q if condition.op == "has_any" else ~q
+
+
+def shift_years(day: dt.date, years: int) -> dt.date:
+    """`day` moved by whole years; 29 February becomes 28 February in other years."""
+    year = day.year + years
+    if day.month == 2 and day.day == 29 and not calendar.isleap(year):
+        return dt.date(year, 2, 28)
+    return day.replace(year=year)
+
+
+@register("age")
+class AgeCriterion(NumberCriterion):
+    """Age in completed years on "today" (merchant-local date of `as_of`).
+
+    Compiled as birth-date bounds (`age >= n` is `birth_date <= today - n years`), so the
+    birth-date index applies. No birth date never matches any op, `ne` included (guarded
+    with IS NOT NULL); the negation of an age condition does match it.
+    """
+
+    label = "age"
+    maximum = 150
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        today = ctx.today
+
+        def at_least(years: int) -> Q:
+            return Q(birth_date__lte=shift_years(today, -years))
+
+        def below(years: int) -> Q:
+            return Q(birth_date__gt=shift_years(today, -years))
+
+        op, value = condition.op, condition.value
+        q = {
+            "gte": lambda: at_least(value),
+            "gt": lambda: at_least(value + 1),
+            "lt": lambda: below(value),
+            "lte": lambda: below(value + 1),
+            "eq": lambda: at_least(value) & below(value + 1),
+            "ne": lambda: below(value) | at_least(value + 1),
+            "between": lambda: at_least(value[0]) & below(value[1] + 1),
+        }[op]()
+        return Q(birth_date__isnull=False) & q
+
+
+def birthday_days(op: str, value: int | None, today: dt.date) -> list[dt.date]:
+    """The calendar days a birthday must fall on for `op` (merchant-local `today`)."""
+    if op == "today":
+        return [today]
+    if op == "this_week":
+        monday = today - dt.timedelta(days=today.weekday())
+        return [monday + dt.timedelta(days=i) for i in range(7)]
+    if op == "this_month":
+        last = calendar.monthrange(today.year, today.month)[1]
+        return [today.replace(day=d) for d in range(1, last + 1)]
+    assert value is not None
+    return [today + dt.timedelta(days=i) for i in range(value)]
+
+
+def birthday_month_days(days: list[dt.date]) -> dict[int, set[int]]:
+    """(month -> days of month) a birth date may have; 29 Feb joins 28 Feb in other years."""
+    wanted: dict[int, set[int]] = {}
+    for day in days:
+        wanted.setdefault(day.month, set()).add(day.day)
+        if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
+            wanted[2].add(29)
+    return wanted
+
+
+@register("birthday")
+class BirthdayCriterion(Criterion):
+    """Birthday falls `today`, `this_week` (Monday to Sunday), `this_month`, or within
+    `next_days N` (today and the N-1 days after it), on the merchant-local date of `as_of`.
+
+    People born on 29 February celebrate on 28 February in non-leap years. No birth date
+    never matches.
+    """
+
+    label = "birthday"
+    ops: ClassVar[tuple[str, ...]] = BIRTHDAY_OPS
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        if op == "next_days":
+            return clean_int(value, minimum=1, maximum=366)
+        return clean_null(value, op)
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        wanted = birthday_month_days(birthday_days(condition.op, condition.value, ctx.today))
+        q = MATCH_NONE
+        for month, days in sorted(wanted.items()):
+            if len(days) >= 29 and days >= set(range(1, 30)):
+                q |= Q(birth_date__month=month)
+            else:
+                q |= Q(birth_date__month=month, birth_date__day__in=sorted(days))
+        return Q(birth_date__isnull=False) & q
+
+    def describe(self, condition: Condition) -> str:
+        if condition.op == "next_days":
+            return f"birthday within the next {condition.value} days"
+        return f"birthday {condition.op.replace('_', ' ')}"
+
+
+@register("member_since")
+class MemberSinceCriterion(TimeCriterion):
+    """When the customer joined (`joined_at`, never missing): time ops but never/exists."""
+
+    label = "member since"
+    ops: ClassVar[tuple[str, ...]] = ("within_days", "before_days", "before", "after", "between")
+
+    def instant_expression(self, condition: Condition, ctx: CompileContext) -> F:
+        return F("joined_at")
+
+
+@register("last_contacted")
+class LastContactedCriterion(TimeCriterion):
+    """Last time a campaign reached the customer (`last_contacted_at`).
+
+    Never contacted (NULL) matches `never` only.
+    """
+
+    label = "last contacted"
+
+    def instant_expression(self, condition: Condition, ctx: CompileContext) -> F:
+        return F("last_contacted_at")
+
+
+class OptInCriterion(Criterion):
+    """Consent flag `is` true/false (NOT NULL column, so always two-valued)."""
+
+    label = ""
+    ops: ClassVar[tuple[str, ...]] = ("is",)
+    column = ""
+
+    def clean_value(self, op: str, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise CleanError("expected true or false")
+        return value
+
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        return Q(**{self.column: condition.value})
+
+    def describe(self, condition: Condition) -> str:
+        return f"{self.label} is {'yes' if condition.value else 'no'}"
+
+
+@register("email_opt_in")
+class EmailOptInCriterion(OptInCriterion):
+    """Email consent is true/false. Never missing."""
+
+    label = "email opt-in"
+    column = "email_opt_in"
+
+
+@register("sms_opt_in")
+class SmsOptInCriterion(OptInCriterion):
+    """SMS consent is true/false. Never missing."""
+
+    label = "SMS opt-in"
+    column = "sms_opt_in"
+
+
+@register("push_opt_in")
+class PushOptInCriterion(OptInCriterion):
+    """Push consent is true/false. Never missing."""
+
+    label = "push opt-in"
+    column = "push_opt_in"
+
+
+@register("points_balance")
+class PointsBalanceCriterion(NumberCriterion):
+    """Spendable points (NOT NULL, 0 when none)."""
+
+    label = "points balance"
+
+    def value_expression(self, condition: Condition, ctx: CompileContext) -> F:
+        return F("points_balance")
+
+
+@register("lifetime_points")
+class LifetimePointsCriterion(NumberCriterion):
+    """Points ever earned (NOT NULL, 0 when none)."""
+
+    label = "lifetime points"
+
+    def value_expression(self, condition: Condition, ctx: CompileContext) -> F:
+        return F("lifetime_points")

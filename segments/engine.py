@@ -1,0 +1,284 @@
+"""The segment rule engine: the public interface over `segments.rules` and `segments.criteria`.
+
+- `validate_rules()` parses a rule tree and runs the merchant-level checks.
+- `matching_customers()` / `count_matching()` compile it to one queryset of the merchant's
+  customers; `explain()` and `funnel()` evaluate its parts; `describe()` reads it out.
+
+The compiler is recursive (groups of groups) and each criterion returns a two-valued `Q`
+built from `Exists`/`Subquery` or one-to-one columns, so any tree compiles to a single
+`WHERE` over `customers_customer` without joins to many-valued relations (no duplicates,
+no `.distinct()`), and `negate` is the exact complement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import BooleanField, Case, Count, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from customers.models import Customer, Merchant
+from segments.criteria import REGISTRY, CompileContext, ValidationContext
+from segments.models import Segment
+from segments.rules import (
+    Condition,
+    Group,
+    Node,
+    RuleTree,
+    RuleValidationError,
+    child_path,
+    parse_rules,
+    raw_segment_slugs,
+)
+
+__all__ = [
+    "ConditionResult",
+    "FunnelStep",
+    "RuleTree",
+    "RuleValidationError",
+    "count_matching",
+    "describe",
+    "explain",
+    "funnel",
+    "matching_customers",
+    "referenced_segment_slugs",
+    "validate_rules",
+]
+
+
+def validate_rules(data: object, *, merchant: Merchant, segment: Segment | None = None) -> RuleTree:
+    """Parse `data` and check it against the merchant (referenced segments, cycles).
+
+    `segment` is the segment being edited, so a reference back to it is a cycle. Raises
+    `RuleValidationError` with every problem, each prefixed with its path.
+    """
+    tree = data if isinstance(data, RuleTree) else parse_rules(data)
+    ctx = ValidationContext(merchant=merchant, segment=segment)
+    for path, condition in tree.conditions():
+        REGISTRY[condition.field].check(condition, path, ctx)
+    if ctx.errors:
+        raise RuleValidationError(ctx.errors)
+    return tree
+
+
+def _tree(rules: dict[str, Any] | RuleTree) -> RuleTree:
+    return rules if isinstance(rules, RuleTree) else parse_rules(rules)
+
+
+def make_context(
+    merchant: Merchant, as_of: dt.datetime | None, exact: bool | None
+) -> CompileContext:
+    """`exact=None` picks the fast path exactly when `as_of` is None (now)."""
+    if as_of is not None and timezone.is_naive(as_of):
+        raise ValueError("as_of must be an aware datetime")
+    fast = as_of is None if exact is None else not exact
+    instant = as_of or timezone.now()
+    return CompileContext(
+        merchant=merchant,
+        as_of=instant,
+        today=timezone.localtime(instant, merchant.tzinfo).date(),
+        fast=fast,
+    )
+
+
+def compile_node(node: Node, ctx: CompileContext) -> Q:
+    if isinstance(node, Condition):
+        q = REGISTRY[node.field].compile(node, ctx)
+        if not isinstance(q, Q):  # a loud failure, like django-filter's
+            raise TypeError(f"criterion {node.field} compiled to {type(q).__name__}, not Q")
+        return q
+    parts = [compile_node(child, ctx) for child in node.children]
+    q = parts[0]
+    for part in parts[1:]:
+        q = (q & part) if node.match == "all" else (q | part)
+    return ~q if node.negate else q
+
+
+def compile_tree(tree: RuleTree, ctx: CompileContext) -> Q:
+    return compile_node(tree.root, ctx)
+
+
+def _merchant_customers(merchant: Merchant) -> QuerySet[Customer]:
+    # SECURITY INVARIANT: every evaluation starts from this merchant's customers. The
+    # compiled conditions only ever narrow this queryset (they never add rows), and the
+    # only cross-row lookups they make are correlated to the outer customer (OuterRef) or
+    # scoped to the merchant (segment slugs), so no other merchant's row can appear.
+    return Customer.objects.filter(merchant=merchant)
+
+
+def matching_customers(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+    exact: bool | None = None,
+) -> QuerySet[Customer]:
+    """The merchant's customers matching `rules` at `as_of` (default now).
+
+    Fast path (metrics table, exact as of now) when `as_of` is None, unless `exact=True`;
+    `exact=False` forces it (the caller vouches that nothing happened after `as_of`).
+    """
+    ctx = make_context(merchant, as_of, exact)
+    return _merchant_customers(merchant).filter(compile_tree(_tree(rules), ctx))
+
+
+def count_matching(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+    exact: bool | None = None,
+) -> int:
+    return matching_customers(merchant=merchant, rules=rules, as_of=as_of, exact=exact).count()
+
+
+def referenced_segment_slugs(rules: dict[str, Any] | RuleTree) -> set[str]:
+    """Slugs of the segments a tree refers to directly (for refresh ordering)."""
+    if isinstance(rules, RuleTree):
+        return {
+            slug
+            for _, condition in rules.conditions()
+            if condition.field == "segment"
+            for slug in condition.value
+        }
+    return raw_segment_slugs(rules)
+
+
+# -- describe -------------------------------------------------------------------------------
+
+
+def describe_node(node: Node, *, nested: bool) -> str:
+    if isinstance(node, Condition):
+        return REGISTRY[node.field].describe(node)
+    joiner = " and " if node.match == "all" else " or "
+    text = joiner.join(describe_node(child, nested=True) for child in node.children)
+    if node.negate:
+        return f"not ({text})"
+    if nested and len(node.children) > 1:
+        return f"({text})"
+    return text
+
+
+def describe(rules: dict[str, Any] | RuleTree) -> str:
+    """The rules as one English sentence, e.g. "Total spend ≥ 500 and not (tags ...)"."""
+    text = describe_node(_tree(rules).root, nested=False)
+    return text[:1].upper() + text[1:]
+
+
+# -- explain --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """One node's result for one customer. `path` is "" for the root group."""
+
+    path: str
+    label: str
+    matched: bool
+    is_group: bool
+    depth: int
+
+
+def _flatten(node: Node, path: str, depth: int) -> list[tuple[str, Node, int]]:
+    nodes = [(path, node, depth)]
+    if isinstance(node, Group):
+        for index, child in enumerate(node.children):
+            nodes += _flatten(child, child_path(path, index), depth + 1)
+    return nodes
+
+
+def _as_bool(q: Q) -> Case:
+    return Case(When(q, then=Value(True)), default=Value(False), output_field=BooleanField())
+
+
+def explain(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    customer: Customer,
+    as_of: dt.datetime | None = None,
+) -> list[ConditionResult]:
+    """Every group and condition (depth first, root first) with its result for `customer`,
+    in one query. Raises `Customer.DoesNotExist` for a customer of another merchant."""
+    tree = _tree(rules)
+    ctx = make_context(merchant, as_of, None)
+    nodes = _flatten(tree.root, "", 0)
+    annotations = {
+        f"n{i}": _as_bool(compile_node(node, ctx)) for i, (_, node, _) in enumerate(nodes)
+    }
+    row = (
+        _merchant_customers(merchant)
+        .filter(pk=customer.pk)
+        .annotate(**annotations)
+        .values(*annotations)
+        .get()
+    )
+    return [
+        ConditionResult(
+            path=path,
+            label=describe_node(node, nested=False),
+            matched=bool(row[f"n{i}"]),
+            is_group=isinstance(node, Group),
+            depth=depth,
+        )
+        for i, (path, node, depth) in enumerate(nodes)
+    ]
+
+
+# -- funnel ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """A top-level node: customers matching it alone, and matching nodes[0..i] combined
+    with the root's `match` (the last step applies the root's `negate` when set)."""
+
+    path: str
+    label: str
+    count: int
+    cumulative: int
+
+
+def funnel(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+) -> list[FunnelStep]:
+    """The per-condition funnel of the top-level nodes, in one aggregate query."""
+    tree = _tree(rules)
+    ctx = make_context(merchant, as_of, None)
+    root = tree.root
+    aggregates: dict[str, Count] = {}
+    cumulative: Q | None = None
+    for index, child in enumerate(root.children):
+        q = compile_node(child, ctx)
+        cumulative = (
+            q if cumulative is None else (cumulative & q if root.match == "all" else cumulative | q)
+        )
+        aggregates[f"alone{index}"] = Count("pk", filter=q)
+        aggregates[f"cum{index}"] = Count("pk", filter=cumulative)
+    if root.negate and cumulative is not None:
+        aggregates["negated"] = Count("pk", filter=~cumulative)
+    counts = _merchant_customers(merchant).aggregate(**aggregates)
+    steps = [
+        FunnelStep(
+            path=child_path("", index),
+            label=describe_node(child, nested=False),
+            count=counts[f"alone{index}"],
+            cumulative=counts[f"cum{index}"],
+        )
+        for index, child in enumerate(root.children)
+    ]
+    if root.negate:
+        steps.append(
+            FunnelStep(
+                path="",
+                label="not (all of the above)" if root.match == "all" else "not (any of the above)",
+                count=counts["negated"],
+                cumulative=counts["negated"],
+            )
+        )
+    return steps

@@ -1,0 +1,852 @@
+"""Writes of the segments app: definitions, memberships, refreshes and their schedule.
+
+Every function here is keyword-only and the one way to change its rows, so the invariants
+hold whoever calls (views, the admin, tasks, commands):
+
+- A change of a segment's definition (name, description, rules) bumps `definition_version`
+  and writes a `SegmentVersion` in the same transaction. A refresh that started from an
+  older version notices under the segment's lock and discards its work ("superseded").
+- Every entry into and exit from a segment writes a `MembershipEvent`, and `member_count`
+  follows the membership rows.
+- A full refresh computes the difference between the compiled rule queryset and the
+  current membership in SQL (`INSERT ... SELECT`, `DELETE ... WHERE NOT EXISTS`), in one
+  transaction under the segment's lock; it never loads the members into Python.
+- A failed refresh rolls back (the old membership stays) and records the error; the
+  status is never left at "running".
+
+Work that must not run inside the caller's transaction is enqueued with
+`transaction.on_commit(lambda: task.delay(id))`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+from django.utils.text import slugify
+
+from customers.models import Customer, Merchant
+from segments.models import (
+    MembershipEvent,
+    MembershipEventKind,
+    MembershipReason,
+    RefreshCadence,
+    RefreshStatus,
+    Segment,
+    SegmentKind,
+    SegmentMembership,
+    SegmentVersion,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+
+    #: Who did it: a request's user (anonymous means nobody) or None.
+    Actor = User | AbstractBaseUser | AnonymousUser | None
+
+logger = logging.getLogger(__name__)
+
+#: Fields whose change is a new version of the definition.
+DEFINITION_FIELDS = ("name", "description", "rules")
+#: Fields `segment_update` accepts.
+UPDATABLE_FIELDS = (
+    *DEFINITION_FIELDS,
+    "is_active",
+    "refresh_cadence",
+    "refresh_weekday",
+    "refresh_hour",
+)
+#: Above this many customers, a change is applied by a full refresh of the merchant's
+#: segments rather than by per-customer re-evaluation (and a huge id list in a task message).
+INCREMENTAL_MAX_CUSTOMERS = 5000
+#: Ids per `IN (...)` list: far below SQLite's limit on bound parameters.
+ID_BATCH = 500
+#: How many unknown lines an upload error lists.
+UPLOAD_MAX_ERRORS = 50
+
+MANUAL_RULES_ERROR = "A manual segment has no rules; its members are picked or uploaded."
+NOT_MANUAL_ERROR = "Only a manual segment's members are picked or uploaded by hand."
+OTHER_MERCHANT_ERROR = "These customers do not belong to the segment's merchant: {ids}."
+SLUG_TAKEN_ERROR = 'The merchant already has a segment with the slug "{slug}".'
+UNKNOWN_FIELDS_ERROR = "These fields cannot be changed here: {fields}."
+UPLOAD_HEADER_ERROR = 'line 1: the header must be "external_id".'
+UPLOAD_UNKNOWN_ERROR = 'line {line}: no customer with external_id "{external_id}".'
+UPLOAD_MORE_ERRORS = "... and {count} more unknown external ids."
+UPLOAD_ENCODING_ERROR = "The file is not UTF-8 text."
+
+RefreshOutcome = Literal["ok", "superseded", "failed", "skipped"]
+
+
+class MembershipUploadError(ValueError):
+    """An uploaded member list was refused; nothing was written. `errors` name the lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a full refresh did.
+
+    `status`: "ok" (written), "superseded" (the definition changed while it computed; its
+    work was discarded and the edit has queued a new refresh), "failed" (rolled back, the
+    error is recorded on the segment) or "skipped" (inactive, manual or missing segment).
+    """
+
+    segment_id: int
+    status: RefreshOutcome
+    entered: int = 0
+    exited: int = 0
+    member_count: int | None = None
+    duration_ms: int = 0
+    error: str = ""
+
+
+@dataclass
+class MembershipChange:
+    """Entries and exits applied to one segment."""
+
+    segment_id: int
+    entered: set[int] = field(default_factory=set)
+    exited: set[int] = field(default_factory=set)
+
+
+# --- the engine, behind two seams -------------------------------------------------------
+
+
+def _matching_queryset(segment: Segment, as_of: dt.datetime | None) -> QuerySet[Customer]:
+    """The customers of the segment's merchant its rules select at `as_of`.
+
+    The one place the refresh code gets a segment's compiled queryset from.
+    """
+    from segments.engine import matching_customers
+
+    return matching_customers(merchant=segment.merchant, rules=segment.rules, as_of=as_of)
+
+
+def _referenced_slugs(rules: dict[str, Any]) -> set[str]:
+    """Slugs of the other segments a rule tree uses (`{"field": "segment", ...}`)."""
+    if not rules:
+        return set()
+    from segments.engine import referenced_segment_slugs
+
+    return set(referenced_segment_slugs(rules))
+
+
+def _validate_rules(rules: Any, *, merchant: Merchant, segment: Segment | None) -> None:
+    """Raise `segments.engine.RuleValidationError` unless `rules` is a valid tree."""
+    from segments.engine import validate_rules
+
+    validate_rules(rules, merchant=merchant, segment=segment)
+
+
+# --- small helpers -----------------------------------------------------------------------
+
+
+def id_batches(ids: Iterable[int], size: int = ID_BATCH) -> Iterator[list[int]]:
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _lock_segment(segment_id: int) -> Segment | None:
+    """Lock the segment's row for the rest of the transaction and return it fresh.
+
+    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite has no row locks and ignores FOR UPDATE;
+    there the transaction's write lock serialises writers, so a no-op UPDATE takes it
+    *before* anything is read (reading first and writing later could fail on a snapshot
+    another writer has made stale).
+    """
+    if connection.vendor == "sqlite":
+        Segment.objects.filter(pk=segment_id).update(definition_version=F("definition_version"))
+    return (
+        Segment.objects.select_for_update(of=("self",))
+        .select_related("merchant")
+        .filter(pk=segment_id)
+        .first()
+    )
+
+
+def _enqueue_refresh(segment_id: int) -> None:
+    from segments.tasks import refresh_segment
+
+    transaction.on_commit(lambda: refresh_segment.delay(segment_id))
+
+
+def _unique_slug(merchant: Merchant, base: str) -> str:
+    base = (slugify(base) or "segment")[:90]
+    taken = set(
+        Segment.objects.filter(merchant=merchant, slug__startswith=base).values_list(
+            "slug", flat=True
+        )
+    )
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _user(actor: Actor) -> User | None:
+    """The user to record, or None (nobody, or an anonymous request)."""
+    if actor is None or not actor.is_authenticated:
+        return None
+    return actor  # type: ignore[return-value]
+
+
+def _version_write(segment: Segment, user: Actor) -> SegmentVersion:
+    return SegmentVersion.objects.create(
+        segment=segment,
+        version=segment.definition_version,
+        name=segment.name,
+        description=segment.description,
+        rules=segment.rules,
+        created_by=_user(user),
+    )
+
+
+# --- definitions -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def segment_create(
+    *,
+    merchant: Merchant,
+    name: str,
+    kind: str,
+    slug: str | None = None,
+    description: str = "",
+    rules: dict[str, Any] | None = None,
+    created_by: Actor = None,
+    is_active: bool = True,
+    refresh_cadence: str = RefreshCadence.DAILY,
+    refresh_weekday: int = 6,
+    refresh_hour: int = 3,
+) -> Segment:
+    """Create a segment and its version 1.
+
+    A dynamic segment's rules are validated by the engine (`RuleValidationError` if not
+    valid) and a first refresh is enqueued on commit; a manual segment has no rules. The
+    slug is derived from the name (de-duplicated per merchant) unless given; a given slug
+    that is taken is a `ValidationError`.
+    """
+    rules = rules or {}
+    if kind == SegmentKind.MANUAL:
+        if rules:
+            raise ValidationError({"rules": MANUAL_RULES_ERROR})
+    else:
+        _validate_rules(rules, merchant=merchant, segment=None)
+    if slug:
+        if Segment.objects.filter(merchant=merchant, slug=slug).exists():
+            raise ValidationError({"slug": SLUG_TAKEN_ERROR.format(slug=slug)})
+    else:
+        slug = _unique_slug(merchant, name)
+    dynamic = kind == SegmentKind.DYNAMIC
+    segment = Segment(
+        merchant=merchant,
+        name=name,
+        slug=slug,
+        description=description,
+        kind=kind,
+        rules=rules,
+        is_active=is_active,
+        created_by=_user(created_by),
+        refresh_cadence=refresh_cadence,
+        refresh_weekday=refresh_weekday,
+        refresh_hour=refresh_hour,
+        refresh_status=RefreshStatus.QUEUED if dynamic and is_active else RefreshStatus.NEVER,
+    )
+    segment.full_clean(exclude=["merchant", "created_by"])
+    segment.save()
+    _version_write(segment, created_by)
+    if dynamic and is_active:
+        _enqueue_refresh(segment.pk)
+    return segment
+
+
+@transaction.atomic
+def segment_update(*, segment: Segment, user: Actor = None, **changes: Any) -> Segment:
+    """Change a segment's definition, state or schedule; returns the fresh segment.
+
+    Accepts the fields of `UPDATABLE_FIELDS`. A change of name, description or rules bumps
+    `definition_version` (under the segment's lock, so it serialises with a refresh's write)
+    and records a `SegmentVersion`. New rules are validated first (nothing is saved if they
+    are not valid), set the status to queued and enqueue a refresh on commit, which also
+    makes a refresh in flight discard its now stale result. Re-activating a dynamic segment
+    queues a refresh too.
+    """
+    unknown = set(changes) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise ValidationError(UNKNOWN_FIELDS_ERROR.format(fields=", ".join(sorted(unknown))))
+    locked = _lock_segment(segment.pk)
+    if locked is None:
+        raise Segment.DoesNotExist(segment.pk)
+    changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+    if "rules" in changed:
+        changed["rules"] = changed["rules"] or {}
+        if locked.kind == SegmentKind.MANUAL:
+            if changed["rules"]:
+                raise ValidationError({"rules": MANUAL_RULES_ERROR})
+        else:
+            _validate_rules(changed["rules"], merchant=locked.merchant, segment=locked)
+    if not changed:
+        return locked
+    for name, value in changed.items():
+        setattr(locked, name, value)
+    locked.full_clean(exclude=["merchant", "created_by", "definition_version"])
+
+    updates: dict[str, Any] = dict(changed)
+    new_definition = any(f in changed for f in DEFINITION_FIELDS)
+    if new_definition:
+        updates["definition_version"] = F("definition_version") + 1
+    requeue = (
+        locked.is_dynamic
+        and locked.is_active
+        and ("rules" in changed or changed.get("is_active") is True)
+    )
+    if requeue:
+        updates["refresh_status"] = RefreshStatus.QUEUED
+    if {"refresh_cadence", "refresh_weekday", "refresh_hour"} & set(changed):
+        updates["next_refresh_at"] = (
+            segment_next_refresh_at(locked, timezone.now()) if locked.last_refreshed_at else None
+        )
+    updates["updated_at"] = timezone.now()
+    Segment.objects.filter(pk=locked.pk).update(**updates)
+    locked.refresh_from_db()
+    if new_definition:
+        _version_write(locked, user)
+    if requeue:
+        _enqueue_refresh(locked.pk)
+    return locked
+
+
+# --- full refresh ------------------------------------------------------------------------
+
+
+def _diff_statements(
+    segment: Segment, queryset: QuerySet[Customer], now: dt.datetime, version: int
+) -> list[tuple[str, list[Any]]]:
+    """The four set-based statements of a full refresh, in the order they must run.
+
+    `queryset` is compiled once to SQL and used as a derived table `c(member_id)`; PostgreSQL
+    plans the `NOT EXISTS` as anti-joins. Exits are recorded before the rows go, entries
+    before the rows come, each against the membership as it is at that moment.
+    """
+    compiled, compiled_params = (
+        queryset.order_by().values(member_id=F("pk")).query.sql_with_params()
+    )
+    membership = SegmentMembership._meta.db_table
+    events = MembershipEvent._meta.db_table
+    gone = f"NOT EXISTS (SELECT 1 FROM ({compiled}) c WHERE c.member_id = {membership}.customer_id)"
+    new = (
+        f"FROM ({compiled}) c WHERE NOT EXISTS (SELECT 1 FROM {membership} m "
+        f"WHERE m.segment_id = %s AND m.customer_id = c.member_id)"
+    )
+    sid, rule = segment.pk, MembershipReason.RULE
+    return [
+        (
+            f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
+            f"definition_version) SELECT %s, {membership}.customer_id, %s, %s, %s, %s "
+            f"FROM {membership} WHERE {membership}.segment_id = %s AND {gone}",
+            [sid, MembershipEventKind.EXIT, rule, now, version, sid, *compiled_params],
+        ),
+        (
+            f"DELETE FROM {membership} WHERE {membership}.segment_id = %s AND {gone}",
+            [sid, *compiled_params],
+        ),
+        (
+            f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
+            f"definition_version) SELECT %s, c.member_id, %s, %s, %s, %s {new}",
+            [sid, MembershipEventKind.ENTRY, rule, now, version, *compiled_params, sid],
+        ),
+        (
+            f"INSERT INTO {membership} (segment_id, customer_id, since) "
+            f"SELECT %s, c.member_id, %s {new}",
+            [sid, now, *compiled_params, sid],
+        ),
+    ]
+
+
+def _refresh_start(segment_id: int) -> Segment | None:
+    """First, short transaction: mark the segment running and note the version it starts
+    from. None when there is nothing to refresh (missing, manual or inactive)."""
+    with transaction.atomic():
+        segment = _lock_segment(segment_id)
+        if segment is None or not segment.is_dynamic or not segment.is_active:
+            return None
+        segment.refresh_status = RefreshStatus.RUNNING
+        segment.refresh_started_at = timezone.now()
+        Segment.objects.filter(pk=segment_id).update(
+            refresh_status=segment.refresh_status, refresh_started_at=segment.refresh_started_at
+        )
+        return segment
+
+
+def segment_refresh(*, segment_id: int, as_of: dt.datetime | None = None) -> RefreshResult:
+    """Bring a dynamic segment's membership up to date with its rules at `as_of` (default:
+    now), writing an event for every entry and exit.
+
+    Three steps: a short transaction marks it running and notes `definition_version`; one
+    transaction under the segment's lock compiles the rules, checks the version is still the
+    same (else the result is "superseded" and nothing is written), applies the difference in
+    SQL and records the freshness; on any error that transaction rolls back, so the old
+    membership stays, and a separate one records status failed with the error. Inactive and
+    manual segments are "skipped".
+    """
+    started = time.monotonic()
+    segment = _refresh_start(segment_id)
+    if segment is None:
+        return RefreshResult(segment_id=segment_id, status="skipped")
+    started_version = segment.definition_version
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        with transaction.atomic():
+            locked = _lock_segment(segment_id)
+            if locked is None or not locked.is_dynamic or not locked.is_active:
+                outcome: RefreshOutcome = "skipped"
+            else:
+                # Stored rules can go stale (a segment they use was deleted, which the
+                # compiler would read as "nobody"): fail loudly and keep the old members.
+                _validate_rules(locked.rules, merchant=locked.merchant, segment=locked)
+                queryset = _matching_queryset(locked, as_of)
+                # Under the lock: an edit either committed before (seen here) or waits for
+                # this transaction to end (and then queues a new refresh).
+                current_version = (
+                    Segment.objects.filter(pk=segment_id)
+                    .values_list("definition_version", flat=True)
+                    .first()
+                )
+                outcome = "ok" if current_version == started_version else "superseded"
+            if outcome == "ok" and locked is not None:
+                now = timezone.now()
+                counts = []
+                with connection.cursor() as cursor:
+                    for sql, params in _diff_statements(locked, queryset, now, started_version):
+                        cursor.execute(sql, params)
+                        counts.append(max(cursor.rowcount, 0))
+                exited, entered = counts[1], counts[3]
+                member_count = SegmentMembership.objects.filter(segment_id=segment_id).count()
+                duration = elapsed_ms()
+                Segment.objects.filter(pk=segment_id).update(
+                    member_count=member_count,
+                    refresh_status=RefreshStatus.OK,
+                    last_refreshed_at=now,
+                    last_refresh_duration_ms=duration,
+                    last_refresh_error="",
+                    next_refresh_at=segment_next_refresh_at(locked, now),
+                )
+            elif outcome == "superseded":
+                # Nothing was written. The edit that bumped the version queued a fresh
+                # refresh; hand the status back to it unless it already did.
+                Segment.objects.filter(pk=segment_id, refresh_status=RefreshStatus.RUNNING).update(
+                    refresh_status=RefreshStatus.QUEUED
+                )
+            else:
+                # Deactivated (or deleted) since the start.
+                Segment.objects.filter(pk=segment_id, refresh_status=RefreshStatus.RUNNING).update(
+                    refresh_status=RefreshStatus.OK
+                    if segment.last_refreshed_at
+                    else RefreshStatus.NEVER
+                )
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        duration = elapsed_ms()
+        logger.exception("Refresh of segment %s failed", segment_id)
+        with transaction.atomic():
+            failed_at = timezone.now()
+            Segment.objects.filter(pk=segment_id).update(
+                refresh_status=RefreshStatus.FAILED,
+                last_refresh_error=error,
+                last_refresh_duration_ms=duration,
+                next_refresh_at=segment_next_refresh_at(segment, failed_at),
+            )
+        return RefreshResult(
+            segment_id=segment_id, status="failed", duration_ms=duration, error=error
+        )
+    if outcome != "ok":
+        if outcome == "superseded":
+            logger.info("Refresh of segment %s superseded by an edit", segment_id)
+        return RefreshResult(segment_id=segment_id, status=outcome, duration_ms=elapsed_ms())
+    return RefreshResult(
+        segment_id=segment_id,
+        status="ok",
+        entered=entered,
+        exited=exited,
+        member_count=member_count,
+        duration_ms=duration,
+    )
+
+
+def _active_dynamic(merchant_id: int) -> list[Segment]:
+    segments = Segment.objects.filter(
+        merchant_id=merchant_id, kind=SegmentKind.DYNAMIC, is_active=True
+    ).select_related("merchant")
+    return segments_in_dependency_order(list(segments))
+
+
+def merchant_segments_refresh(
+    *, merchant_id: int, as_of: dt.datetime | None = None
+) -> list[RefreshResult]:
+    """Fully refresh every active dynamic segment of a merchant, in dependency order."""
+    return [segment_refresh(segment_id=s.pk, as_of=as_of) for s in _active_dynamic(merchant_id)]
+
+
+# --- incremental update ------------------------------------------------------------------
+
+
+def _apply_change(
+    segment: Segment,
+    *,
+    entered: Collection[int],
+    exited: Collection[int],
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """Write the membership rows, events and member_count for one segment's change."""
+    if entered:
+        SegmentMembership.objects.bulk_create(
+            [SegmentMembership(segment=segment, customer_id=c, since=now) for c in entered],
+            batch_size=ID_BATCH,
+        )
+    for batch in id_batches(sorted(exited)):
+        SegmentMembership.objects.filter(segment=segment, customer_id__in=batch).delete()
+    MembershipEvent.objects.bulk_create(
+        [
+            MembershipEvent(
+                segment=segment,
+                customer_id=c,
+                kind=kind,
+                reason=reason,
+                occurred_at=now,
+                definition_version=segment.definition_version,
+            )
+            for kind, ids in (
+                (MembershipEventKind.EXIT, exited),
+                (MembershipEventKind.ENTRY, entered),
+            )
+            for c in sorted(ids)
+        ],
+        batch_size=ID_BATCH,
+    )
+    if entered or exited:
+        Segment.objects.filter(pk=segment.pk).update(
+            member_count=F("member_count") + len(entered) - len(exited)
+        )
+
+
+def _current_members(segment: Segment, ids: Collection[int] | None = None) -> set[int]:
+    members = SegmentMembership.objects.filter(segment=segment)
+    if ids is None:
+        return set(members.values_list("customer_id", flat=True))
+    found: set[int] = set()
+    for batch in id_batches(sorted(ids)):
+        found.update(members.filter(customer_id__in=batch).values_list("customer_id", flat=True))
+    return found
+
+
+def segment_memberships_update_for_customers(
+    *, merchant_id: int, customer_ids: Iterable[int], as_of: dt.datetime | None = None
+) -> list[MembershipChange]:
+    """Re-evaluate these customers against every active dynamic segment of the merchant and
+    apply the per-customer difference (events with reason "rule", `member_count` by F()).
+
+    One transaction; each segment under its lock, in dependency order (a segment after the
+    segments its rules use, so it sees their updated membership), in its own savepoint: a
+    segment whose rules fail, or use a segment that no longer exists, is logged and left
+    alone; its next full refresh records the error. Customers of other merchants are ignored.
+    """
+    ids = set(
+        Customer.objects.filter(merchant_id=merchant_id, pk__in=list(customer_ids)).values_list(
+            "pk", flat=True
+        )
+    )
+    changes: list[MembershipChange] = []
+    if not ids:
+        return changes
+    slugs = set(Segment.objects.filter(merchant_id=merchant_id).values_list("slug", flat=True))
+    with transaction.atomic():
+        for candidate in _active_dynamic(merchant_id):
+            missing = _referenced_slugs(candidate.rules) - slugs
+            if missing:
+                # Its next full refresh fails and records why; never empty it from here.
+                logger.warning("Segment %s uses missing segments %s", candidate.pk, missing)
+                continue
+            try:
+                with transaction.atomic():
+                    segment = _lock_segment(candidate.pk)
+                    if segment is None or not segment.is_active or not segment.is_dynamic:
+                        continue
+                    queryset = _matching_queryset(segment, as_of)
+                    matched: set[int] = set()
+                    for batch in id_batches(sorted(ids)):
+                        matched.update(queryset.filter(pk__in=batch).values_list("pk", flat=True))
+                    current = _current_members(segment, ids)
+                    change = MembershipChange(
+                        segment_id=segment.pk, entered=matched - current, exited=current - matched
+                    )
+                    _apply_change(
+                        segment,
+                        entered=change.entered,
+                        exited=change.exited,
+                        reason=MembershipReason.RULE,
+                        now=timezone.now(),
+                    )
+            except Exception:
+                logger.exception("Incremental update of segment %s failed", candidate.pk)
+                continue
+            if change.entered or change.exited:
+                changes.append(change)
+    return changes
+
+
+# --- manual segments ---------------------------------------------------------------------
+
+
+def _manual_locked(segment: Segment) -> Segment:
+    if segment.kind != SegmentKind.MANUAL:
+        raise ValidationError(NOT_MANUAL_ERROR)
+    locked = _lock_segment(segment.pk)
+    if locked is None:
+        raise Segment.DoesNotExist(segment.pk)
+    return locked
+
+
+def _own_customer_ids(segment: Segment, customers: Iterable[Customer | int]) -> set[int]:
+    wanted = {c if isinstance(c, int) else c.pk for c in customers}
+    own: set[int] = set()
+    for batch in id_batches(sorted(wanted)):
+        own.update(
+            Customer.objects.filter(merchant_id=segment.merchant_id, pk__in=batch).values_list(
+                "pk", flat=True
+            )
+        )
+    foreign = wanted - own
+    if foreign:
+        listed = ", ".join(str(i) for i in sorted(foreign)[:UPLOAD_MAX_ERRORS])
+        raise ValidationError(OTHER_MERCHANT_ERROR.format(ids=listed))
+    return own
+
+
+@transaction.atomic
+def segment_members_add(
+    *,
+    segment: Segment,
+    customers: Iterable[Customer | int],
+    user: Actor = None,
+) -> MembershipChange:
+    """Add customers (objects or ids, of the segment's merchant) to a manual segment.
+    Customers already in it are left as they are. `user` is who did it (for the log)."""
+    locked = _manual_locked(segment)
+    ids = _own_customer_ids(locked, customers)
+    entered = ids - _current_members(locked, ids)
+    _apply_change(
+        locked, entered=entered, exited=(), reason=MembershipReason.MANUAL, now=timezone.now()
+    )
+    logger.info("User %s added %s customers to segment %s", user, len(entered), locked.pk)
+    return MembershipChange(segment_id=locked.pk, entered=entered)
+
+
+@transaction.atomic
+def segment_members_remove(
+    *,
+    segment: Segment,
+    customers: Iterable[Customer | int],
+    user: Actor = None,
+) -> MembershipChange:
+    """Remove customers (objects or ids) from a manual segment; non-members are ignored."""
+    locked = _manual_locked(segment)
+    ids = _own_customer_ids(locked, customers)
+    exited = _current_members(locked, ids)
+    _apply_change(
+        locked, entered=(), exited=exited, reason=MembershipReason.MANUAL, now=timezone.now()
+    )
+    logger.info("User %s removed %s customers from segment %s", user, len(exited), locked.pk)
+    return MembershipChange(segment_id=locked.pk, exited=exited)
+
+
+def _read_upload(file: IO[bytes] | IO[str]) -> list[tuple[int, str]]:
+    """(line number, external_id) of each non-blank data line; the header is line 1."""
+    raw = file.read()
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MembershipUploadError([UPLOAD_ENCODING_ERROR]) from exc
+    else:
+        text = raw.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header or [h.strip().lower() for h in header if h.strip()] != ["external_id"]:
+        raise MembershipUploadError([UPLOAD_HEADER_ERROR])
+    rows = []
+    for row in reader:
+        value = row[0].strip() if row else ""
+        if value:
+            rows.append((reader.line_num, value))
+    return rows
+
+
+@transaction.atomic
+def segment_members_upload(
+    *, segment: Segment, file: IO[bytes] | IO[str], user: Actor = None
+) -> MembershipChange:
+    """Replace a manual segment's members by the customers listed in a CSV file.
+
+    The file has the header `external_id` and one external id per line (blank lines are
+    skipped, duplicates are fine), naming customers of the segment's merchant. If any id is
+    unknown, `MembershipUploadError` lists the lines (the first 50) and nothing is written.
+    Otherwise listed non-members enter and unlisted members leave, with events of reason
+    "upload"; uploading the same file again changes nothing.
+    """
+    locked = _manual_locked(segment)
+    rows = _read_upload(file)
+    by_external: dict[str, int] = {}
+    external_ids = sorted({external_id for _, external_id in rows})
+    for start in range(0, len(external_ids), ID_BATCH):
+        by_external.update(
+            Customer.objects.filter(
+                merchant_id=locked.merchant_id,
+                external_id__in=external_ids[start : start + ID_BATCH],
+            ).values_list("external_id", "pk")
+        )
+    unknown = [(line, ext) for line, ext in rows if ext not in by_external]
+    if unknown:
+        errors = [
+            UPLOAD_UNKNOWN_ERROR.format(line=line, external_id=ext)
+            for line, ext in unknown[:UPLOAD_MAX_ERRORS]
+        ]
+        if len(unknown) > UPLOAD_MAX_ERRORS:
+            errors.append(UPLOAD_MORE_ERRORS.format(count=len(unknown) - UPLOAD_MAX_ERRORS))
+        raise MembershipUploadError(errors)
+    wanted = set(by_external.values())
+    current = _current_members(locked)
+    change = MembershipChange(
+        segment_id=locked.pk, entered=wanted - current, exited=current - wanted
+    )
+    _apply_change(
+        locked,
+        entered=change.entered,
+        exited=change.exited,
+        reason=MembershipReason.UPLOAD,
+        now=timezone.now(),
+    )
+    logger.info(
+        "User %s uploaded %s members to segment %s (+%s -%s)",
+        user,
+        len(wanted),
+        locked.pk,
+        len(change.entered),
+        len(change.exited),
+    )
+    return change
+
+
+# --- schedule and dependency order -------------------------------------------------------
+
+
+def segment_next_refresh_at(segment: Segment, after: dt.datetime) -> dt.datetime:
+    """The first scheduled refresh strictly after `after` (aware), in UTC.
+
+    hourly: the next full hour of the merchant's clock; daily: the next `refresh_hour`:00
+    merchant-local; weekly: the next `refresh_weekday` (0 = Monday) at `refresh_hour`:00.
+    Local times are built on the local calendar and then converted with the merchant's
+    time zone, so "3:00" stays 3:00 across a DST change; a local time that a spring-forward
+    skips resolves to the same instant one hour later on the wall clock.
+    """
+    tz = segment.merchant.tzinfo
+    local = after.astimezone(tz)
+    if segment.refresh_cadence == RefreshCadence.HOURLY:
+        # Absolute arithmetic: an hour is 60 minutes even on the day the clock jumps.
+        floor = after - dt.timedelta(
+            minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+        )
+        return (floor + dt.timedelta(hours=1)).astimezone(dt.UTC)
+    at = dt.time(segment.refresh_hour)
+    day = local.date()
+    if segment.refresh_cadence == RefreshCadence.WEEKLY:
+        day += dt.timedelta(days=(segment.refresh_weekday - day.weekday()) % 7)
+        step = dt.timedelta(days=7)
+    else:
+        step = dt.timedelta(days=1)
+    candidate = dt.datetime.combine(day, at, tzinfo=tz).astimezone(dt.UTC)
+    while candidate <= after:
+        day += step
+        candidate = dt.datetime.combine(day, at, tzinfo=tz).astimezone(dt.UTC)
+    return candidate
+
+
+def dependency_order(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """Order the nodes of `{slug: slugs it uses}` so each comes after the ones it uses.
+
+    Pure and deterministic (ties by slug). References to slugs not in the graph are
+    ignored. Cycle safe: the rule engine refuses cycles, but should one exist its members
+    come last, in slug order, instead of looping or being dropped.
+    """
+    uses = {node: {d for d in deps if d in graph and d != node} for node, deps in graph.items()}
+    users: dict[str, set[str]] = {node: set() for node in uses}
+    for node, deps in uses.items():
+        for dep in deps:
+            users[dep].add(node)
+    waiting = {node: len(deps) for node, deps in uses.items()}
+    ready = sorted(node for node, count in waiting.items() if count == 0)
+    ordered: list[str] = []
+    while ready:
+        node = ready.pop(0)
+        ordered.append(node)
+        for user in sorted(users[node]):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                ready.append(user)
+        ready.sort()
+    done = set(ordered)
+    ordered.extend(sorted(node for node in uses if node not in done))
+    return ordered
+
+
+def segments_in_dependency_order(segments: list[Segment]) -> list[Segment]:
+    """The segments (of one merchant) in `dependency_order` of their rules."""
+    by_slug = {s.slug: s for s in segments}
+    graph: dict[str, set[str]] = {}
+    for segment in segments:
+        try:
+            graph[segment.slug] = _referenced_slugs(segment.rules)
+        except Exception:
+            # Rules the engine cannot read: no known dependencies; its refresh will fail
+            # and record why.
+            logger.warning("Cannot read the rules of segment %s", segment.pk, exc_info=True)
+            graph[segment.slug] = set()
+    return [by_slug[slug] for slug in dependency_order(graph)]
+
+
+def segments_refresh_due(*, now: dt.datetime | None = None) -> list[RefreshResult]:
+    """Fully refresh every active dynamic segment whose `next_refresh_at` has come (or was
+    never set), merchant by merchant, each merchant's in dependency order."""
+    now = now or timezone.now()
+    due = (
+        Segment.objects.filter(kind=SegmentKind.DYNAMIC, is_active=True)
+        .filter(Q(next_refresh_at__lte=now) | Q(next_refresh_at__isnull=True))
+        .select_related("merchant")
+        .order_by("merchant_id", "pk")
+    )
+    by_merchant: dict[int, list[Segment]] = {}
+    for segment in due:
+        by_merchant.setdefault(segment.merchant_id, []).append(segment)
+    results = []
+    for segments in by_merchant.values():
+        for segment in segments_in_dependency_order(segments):
+            results.append(segment_refresh(segment_id=segment.pk))
+    return results
