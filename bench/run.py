@@ -3,6 +3,7 @@
     make bench                                    # default sizes
     BENCH_DATABASE_URL=postgres://... make bench  # another server
     .venv/bin/python bench/run.py --only import --import-customers 10000
+    .venv/bin/python bench/run.py --only segments   # segment engine (after generate)
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -45,7 +46,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
-    parser.add_argument("--only", choices=["generate", "import"], action="append")
+    parser.add_argument("--only", choices=["generate", "import", "segments"], action="append")
     parser.add_argument("--generate-sizes", default="10000,100000,1000000")
     parser.add_argument("--import-customers", type=int, default=100_000)
     args = parser.parse_args()
@@ -56,6 +57,14 @@ def main() -> None:
     if "generate" in wanted:
         subprocess.run(
             [sys.executable, "bench/generate_bench.py", "--sizes", args.generate_sizes],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+    if "segments" in wanted:
+        # Not in the default set: it reads the merchants `generate` makes (at 1M, 12 min).
+        subprocess.run(
+            [sys.executable, "bench/segments_bench.py", "--sizes", args.generate_sizes],
             cwd=ROOT,
             env=env,
             check=True,

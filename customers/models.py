@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
-from django.db.models.functions import Lower
+from django.db.models.functions import ExtractMonth, Lower
 from django.utils import timezone
 
 
@@ -201,6 +201,17 @@ class Customer(models.Model):
             models.Index(fields=["merchant", "birth_date"], name="customer_birth_idx"),
             models.Index(fields=["merchant", "last_name", "first_name"], name="customer_name_idx"),
             models.Index(fields=["merchant", "email"], name="customer_email_idx"),
+            # Segment rules (issue 3): customer type compares case-insensitively; birthday
+            # rules filter on the birth month (birth_date is in the key so a count reads
+            # the index alone); "not contacted in N days" counts from the index.
+            models.Index(Lower("customer_type"), "merchant", name="customer_type_ci_idx"),
+            models.Index(
+                "merchant",
+                ExtractMonth("birth_date"),
+                "birth_date",
+                name="customer_birth_month_idx",
+            ),
+            models.Index(fields=["merchant", "last_contacted_at"], name="customer_contacted_idx"),
         ]
 
     def __str__(self) -> str:

@@ -104,20 +104,22 @@ class TagsCriterion(Criterion):
         return clean_names(value)
 
     @staticmethod
-    def _has(names: list[str]) -> Q:
+    def _has(names: list[str], ctx: CompileContext) -> Q:
+        # The merchant filter is implied (tags belong to the customer's merchant) but lets
+        # PostgreSQL pick only this merchant's tag rows instead of every merchant's "local".
         tags = CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
-            customer=OuterRef("pk"), lname__in=names
+            customer=OuterRef("pk"), tag__merchant=ctx.merchant, lname__in=names
         )
         return Q(Exists(tags))
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         names = _lowered(condition.value)
         if condition.op == "has_all":
-            q = self._has([names[0]])
+            q = self._has([names[0]], ctx)
             for name in names[1:]:
-                q &= self._has([name])
+                q &= self._has([name], ctx)
             return q
-        q = self._has(names)
+        q = self._has(names, ctx)
         return q if condition.op == "has_any" else ~q
 
 
@@ -206,12 +208,16 @@ class BirthdayCriterion(Criterion):
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         wanted = birthday_month_days(birthday_days(condition.op, condition.value, ctx.today))
-        q = MATCH_NONE
-        for month, days in sorted(wanted.items()):
-            if len(days) >= 29 and days >= set(range(1, 30)):
-                q |= Q(birth_date__month=month)
-            else:
-                q |= Q(birth_date__month=month, birth_date__day__in=sorted(days))
+        # No MATCH_NONE seed: `pk IS NULL OR month = m` would hide the birth-month index.
+        parts = [
+            Q(birth_date__month=month)
+            if len(days) >= 29 and days >= set(range(1, 30))
+            else Q(birth_date__month=month, birth_date__day__in=sorted(days))
+            for month, days in sorted(wanted.items())
+        ]
+        q = parts[0] if parts else MATCH_NONE
+        for part in parts[1:]:
+            q |= part
         return Q(birth_date__isnull=False) & q
 
     def describe(self, condition: Condition) -> str:

@@ -62,6 +62,9 @@ SINGULAR = {
     "categories": "category",
     "skus": "SKU",
 }
+#: (op, value) pairs that mean "bought at least one unit" / "bought no unit".
+SOME_UNITS = frozenset({("gte", 1), ("gt", 0), ("ne", 0)})
+NO_UNITS = frozenset({("eq", 0), ("lt", 1), ("lte", 0)})
 PRODUCT_LISTS = {
     "product_types": "product__product_type",
     "brands": "product__brand",
@@ -290,8 +293,11 @@ class PurchasedCriterion(NumberCriterion):
 
     @staticmethod
     def line_items(condition: Condition, ctx: CompileContext) -> QuerySet[LineItem]:
+        # The merchant filter is implied (a transaction belongs to its customer's merchant)
+        # but lets PostgreSQL start from the (merchant, occurred_at) index of transactions.
         qs = LineItem.objects.filter(
             transaction__customer=OuterRef("pk"),
+            transaction__merchant=ctx.merchant,
             transaction__kind=TransactionKind.PURCHASE,
             transaction__occurred_at__lte=ctx.as_of,
         )
@@ -302,20 +308,36 @@ class PurchasedCriterion(NumberCriterion):
             )
         return qs
 
-    def value_expression(self, condition: Condition, ctx: CompileContext) -> Expression:
+    def windowed_items(self, condition: Condition, ctx: CompileContext) -> QuerySet[LineItem]:
         items = self.line_items(condition, ctx)
         window = condition.option("window_days")
         if window is not None:
             items = items.filter(
                 transaction__occurred_at__gte=ctx.as_of - dt.timedelta(days=window)
             )
-        units = items.order_by().values("transaction__customer").annotate(v=Sum("quantity"))
+        return items
+
+    def value_expression(self, condition: Condition, ctx: CompileContext) -> Expression:
+        units = (
+            self.windowed_items(condition, ctx)
+            .order_by()
+            .values("transaction__customer")
+            .annotate(v=Sum("quantity"))
+        )
         return zero_if_none(
             Subquery(units.values("v")[:1], output_field=IntegerField()), IntegerField()
         )
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
-        q = super().compile(condition, ctx)
+        op, value = condition.op, condition.value
+        if (op, value) in SOME_UNITS or (op, value) in NO_UNITS:
+            # Units are whole numbers >= 0, so "at least one unit" is "a line item with a
+            # positive quantity exists": an EXISTS that PostgreSQL runs as a semi-join from
+            # the indexes, instead of a per-customer SUM. Its negation is exact (two-valued).
+            some = Q(Exists(self.windowed_items(condition, ctx).filter(quantity__gt=0)))
+            q = some if (op, value) in SOME_UNITS else ~some
+        else:
+            q = super().compile(condition, ctx)
         recent = condition.option("last_within_days")
         if recent is not None:
             items = self.line_items(condition, ctx).filter(

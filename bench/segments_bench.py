@@ -1,0 +1,638 @@
+"""Segment engine benchmark (issue 3) on PostgreSQL: live counts against hand-written SQL,
+full refreshes, and one new transaction applied incrementally.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/sp_bench \\
+        .venv/bin/python bench/segments_bench.py [--sizes 10000,100000,1000000] [--runs 7]
+        [--skip refresh,incremental,celery]
+
+Reads the merchants `bench-10k`, `bench-100k` and `bench-1m` made by `generate_bench.py`
+(never rebuilds them). For each size:
+
+a. the live count (`engine.count_matching`, fast path, as of now) of each template segment
+   and of an 8-condition tree: median of `--runs` runs after a warm-up run;
+b. a hand-written SQL query for the same count, its median, the ratio, and a check that the
+   counts are equal;
+c. (largest size) a full refresh of a segment of about 100,000 members, then a refresh of
+   all 50 segments of the merchant (the templates plus generated variants);
+d. (largest size) one new transaction: the database time of writing it, its metrics and the
+   incremental membership update against every active segment, and the end-to-end time until
+   a real Celery worker on Redis has made the membership visible.
+
+Prints a markdown table and writes raw JSON to bench/out/segments-<timestamp>.json. The
+benchmark segments it creates are named "bench: ..." and are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Tasks go to Redis (a real worker runs them in the end-to-end figure); the other figures call
+# the services directly and never enqueue anything.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from customers.metrics import refresh_metrics  # noqa: E402
+from customers.models import Customer, LineItem, Merchant, Product, Transaction  # noqa: E402
+from segments import engine, services  # noqa: E402
+from segments.models import Segment, SegmentKind, SegmentMembership  # noqa: E402
+
+COUNT_TARGET_MS = 100.0
+TREE_TARGET_MS = 150.0
+RATIO_TARGET = 1.5
+REFRESH_TARGET_S = 2.0
+REFRESH_ALL_TARGET_S = 300.0
+INCREMENTAL_TARGET_MS = 5.0
+END_TO_END_TARGET_S = 1.0
+BENCH_PREFIX = "bench: "
+
+
+def cond(field: str, op: str, value: Any, **extra: Any) -> dict[str, Any]:
+    return {"field": field, "op": op, "value": value, **extra}
+
+
+def all_of(*conditions: dict[str, Any]) -> dict[str, Any]:
+    return {"match": "all", "conditions": list(conditions)}
+
+
+#: The template segments of the product, by name.
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "Munchie lovers": all_of(
+        cond("purchased", "gte", 1, products={"product_types": ["edible"]}, window_days=30)
+    ),
+    "Phat Panda preroll lovers": all_of(
+        cond(
+            "purchased",
+            "gt",
+            15,
+            products={"product_types": ["preroll"], "brands": ["Phat Panda"]},
+            last_within_days=14,
+        )
+    ),
+    "Vendor day": all_of(cond("customer_type", "in", ["vendor"])),
+    "Locals 21-30": all_of(cond("tags", "has_any", ["local"]), cond("age", "between", [21, 30])),
+    "Bronze: spend 500+": all_of(cond("total_spend", "gte", 500)),
+    "Gold: spend 1000+": all_of(cond("total_spend", "gte", 1000)),
+    "Birthday this month": all_of(cond("birthday", "this_month", None)),
+    "Not contacted in 30 days": {
+        "match": "any",
+        "conditions": [
+            cond("last_contacted", "before_days", 30),
+            cond("last_contacted", "never", None),
+        ],
+    },
+}
+
+#: An arbitrary tree of 8 conditions: metrics, profile, tags and a purchase.
+TREE_8 = {
+    "match": "all",
+    "conditions": [
+        cond("total_spend", "gte", 200),
+        cond("orders_count", "gte", 3),
+        cond("last_purchase", "within_days", 180),
+        cond("age", "gte", 21),
+        cond("email_opt_in", "is", True),
+        {
+            "match": "any",
+            "conditions": [
+                cond("tags", "has_any", ["vip", "local"]),
+                cond("points_balance", "gte", 500),
+            ],
+        },
+        {"match": "any", "negate": True, "conditions": [cond("tags", "has_any", ["staff"])]},
+        cond("purchased", "gte", 1, products={"product_types": ["flower"]}, window_days=90),
+    ],
+}
+TREE_NAME = "8-condition tree"
+
+
+def hand_sql(name: str, merchant: Merchant, now: dt.datetime) -> tuple[str, list[Any]]:
+    """The count a person would write for each template, straight over the tables."""
+    m = merchant.pk
+    today = timezone.localtime(now, merchant.tzinfo).date()
+
+    def years_ago(n: int) -> dt.date:
+        try:
+            return today.replace(year=today.year - n)
+        except ValueError:  # 29 February
+            return today.replace(year=today.year - n, day=28)
+
+    purchase_items = """
+        FROM customers_transaction t
+        JOIN customers_lineitem li ON li.transaction_id = t.id
+        JOIN customers_product p ON p.id = li.product_id
+        WHERE t.merchant_id = %s AND t.kind = 'purchase' AND t.occurred_at <= %s
+          AND li.quantity > 0"""
+    if name == "Munchie lovers":
+        sql = f"""SELECT count(DISTINCT t.customer_id) {purchase_items}
+            AND lower(p.product_type) = 'edible' AND t.occurred_at >= %s"""
+        return sql, [m, now, now - dt.timedelta(days=30)]
+    if name == "Phat Panda preroll lovers":
+        sql = f"""SELECT count(*) FROM (
+            SELECT t.customer_id {purchase_items}
+              AND lower(p.product_type) = 'preroll' AND lower(p.brand) = 'phat panda'
+            GROUP BY t.customer_id
+            HAVING sum(li.quantity) > 15 AND max(t.occurred_at) >= %s) x"""
+        return sql, [m, now, now - dt.timedelta(days=14)]
+    if name == "Vendor day":
+        return (
+            "SELECT count(*) FROM customers_customer WHERE merchant_id = %s "
+            "AND lower(customer_type) = 'vendor'",
+            [m],
+        )
+    if name == "Locals 21-30":
+        sql = """SELECT count(*) FROM customers_customer c
+            WHERE c.merchant_id = %s AND c.birth_date <= %s AND c.birth_date > %s
+              AND c.id IN (SELECT ct.customer_id FROM customers_customertag ct
+                           JOIN customers_tag g ON g.id = ct.tag_id
+                           WHERE g.merchant_id = %s AND lower(g.name) = 'local')"""
+        return sql, [m, years_ago(21), years_ago(31), m]
+    if name in ("Bronze: spend 500+", "Gold: spend 1000+"):
+        limit = 500 if name.startswith("Bronze") else 1000
+        return (
+            "SELECT count(*) FROM customers_customermetrics WHERE merchant_id = %s "
+            "AND net_spend >= %s",
+            [m, Decimal(limit)],
+        )
+    if name == "Birthday this month":
+        return (
+            "SELECT count(*) FROM customers_customer WHERE merchant_id = %s "
+            "AND extract(month FROM birth_date) = %s",
+            [m, today.month],
+        )
+    if name == "Not contacted in 30 days":
+        return (
+            "SELECT count(*) FROM customers_customer WHERE merchant_id = %s "
+            "AND (last_contacted_at < %s OR last_contacted_at IS NULL)",
+            [m, now - dt.timedelta(days=30)],
+        )
+    raise KeyError(name)
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> tuple[float, list[float], Any]:
+    """Warm up once, then time `runs` calls; (median ms, all ms, last result)."""
+    result = fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), times, result
+
+
+def sql_count(sql: str, params: list[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.fetchone()[0])
+
+
+def bench_counts(merchant: Merchant, runs: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, rules in [*TEMPLATES.items(), (TREE_NAME, TREE_8)]:
+
+        def compiled(rules: dict[str, Any] = rules) -> int:
+            return engine.count_matching(merchant=merchant, rules=rules)
+
+        compiled_ms, compiled_all, count = median_ms(compiled, runs)
+        row: dict[str, Any] = {
+            "segment": name,
+            "count": count,
+            "compiled_ms": round(compiled_ms, 1),
+            "compiled_runs_ms": [round(t, 1) for t in compiled_all],
+            "target_ms": TREE_TARGET_MS if name == TREE_NAME else COUNT_TARGET_MS,
+        }
+        if name in TEMPLATES:
+            # Equality at one fixed instant (the live count's "now" moves between runs, and
+            # "not contacted in 30 days" changes by the second on real data).
+            now = timezone.now()
+            sql, params = hand_sql(name, merchant, now)
+            fixed = engine.count_matching(merchant=merchant, rules=rules, as_of=now, exact=False)
+            if fixed != sql_count(sql, params):
+                raise AssertionError(f"{name}: compiled {fixed} != hand-written")
+
+            def hand(sql: str = sql, params: list[Any] = params) -> int:
+                return sql_count(sql, params)
+
+            hand_ms, hand_all, _ = median_ms(hand, runs)
+            row |= {
+                "hand_ms": round(hand_ms, 1),
+                "hand_runs_ms": [round(t, 1) for t in hand_all],
+                "ratio": round(compiled_ms / hand_ms, 2) if hand_ms else None,
+            }
+        print(
+            f"  {name}: {count} customers, compiled {compiled_ms:.1f} ms"
+            + (f", hand-written {row['hand_ms']} ms" if "hand_ms" in row else ""),
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+# --- refreshes ------------------------------------------------------------------------------
+
+
+def spend_for_members(merchant: Merchant, members: int) -> Decimal:
+    """The net spend threshold that selects about `members` customers."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT net_spend FROM customers_customermetrics WHERE merchant_id = %s "
+            "ORDER BY net_spend DESC OFFSET %s LIMIT 1",
+            [merchant.pk, members],
+        )
+        return Decimal(cursor.fetchone()[0]) + Decimal("0.01")
+
+
+def variants(merchant: Merchant, wanted: int) -> list[tuple[str, dict[str, Any]]]:
+    """Templates plus varied dynamic segments, `wanted` in all."""
+    out = [(name, rules) for name, rules in TEMPLATES.items()]
+    out.append((TREE_NAME, TREE_8))
+    types = ["flower", "preroll", "vape", "edible", "concentrate"]
+    tags = ["vip", "local", "staff"]
+    i = 0
+    while len(out) < wanted:
+        kind = i % 6
+        if kind == 0:
+            rules = all_of(cond("total_spend", "gte", 100 + 150 * i))
+        elif kind == 1:
+            rules = all_of(
+                cond("last_purchase", "within_days", 7 + 5 * i),
+                cond("orders_count", "gte", 1 + i % 5),
+            )
+        elif kind == 2:
+            rules = all_of(
+                cond(
+                    "purchased",
+                    "gte",
+                    1,
+                    products={"product_types": [types[i % len(types)]]},
+                    window_days=30 + i,
+                )
+            )
+        elif kind == 3:
+            rules = all_of(
+                cond("tags", "has_any", [tags[i % len(tags)]]),
+                cond("age", "between", [18 + i % 20, 30 + i % 20]),
+            )
+        elif kind == 4:
+            rules = all_of(
+                cond("last_purchase", "before_days", 30 + 10 * i),
+                cond("total_spend", "gte", 50 * (i % 10)),
+            )
+        else:
+            rules = all_of(
+                cond("points_balance", "gte", 100 * (i % 10)), cond("sms_opt_in", "is", True)
+            )
+        out.append((f"variant {i + 1}", rules))
+        i += 1
+    return out
+
+
+def create_segment(merchant: Merchant, name: str, rules: dict[str, Any]) -> Segment:
+    # Created directly (not through segment_create) so no refresh is queued on a broker.
+    segment = Segment.objects.create(
+        merchant=merchant,
+        name=BENCH_PREFIX + name,
+        slug=f"bench-{abs(hash(name)) % 10**10}-{Segment.objects.count()}",
+        kind=SegmentKind.DYNAMIC,
+        rules=rules,
+    )
+    return segment
+
+
+def delete_bench_segments(merchant: Merchant) -> None:
+    for segment in Segment.objects.filter(merchant=merchant, name__startswith=BENCH_PREFIX):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM segments_membershipevent WHERE segment_id = %s", [segment.pk]
+                )
+                cursor.execute(
+                    "DELETE FROM segments_segmentmembership WHERE segment_id = %s", [segment.pk]
+                )
+            segment.delete()
+
+
+def bench_refresh(merchant: Merchant) -> dict[str, Any]:
+    customers = Customer.objects.filter(merchant=merchant).count()
+    threshold = spend_for_members(merchant, min(100_000, customers // 10))
+    big = create_segment(
+        merchant, "100k spenders", all_of(cond("total_spend", "gte", str(threshold)))
+    )
+    first = services.segment_refresh(segment_id=big.pk)
+    again = services.segment_refresh(segment_id=big.pk)
+    print(
+        f"  refresh of {first.member_count} members: {first.duration_ms} ms "
+        f"(no change: {again.duration_ms} ms)",
+        flush=True,
+    )
+    for name, rules in variants(merchant, 49):
+        create_segment(merchant, name, rules)
+    started = time.perf_counter()
+    results = services.merchant_segments_refresh(merchant_id=merchant.pk)
+    total_s = time.perf_counter() - started
+    statuses = [r.status for r in results]
+    slowest = sorted(results, key=lambda r: -r.duration_ms)[:5]
+    print(f"  refresh of {len(results)} segments: {total_s:.1f} s ({statuses.count('ok')} ok)")
+    return {
+        "threshold": str(threshold),
+        "members": first.member_count,
+        "first_refresh_ms": first.duration_ms,
+        "no_change_refresh_ms": again.duration_ms,
+        "segments": len(results),
+        "all_refresh_s": round(total_s, 2),
+        "statuses": statuses,
+        "slowest": [
+            {
+                "segment": Segment.objects.get(pk=r.segment_id).name,
+                "ms": r.duration_ms,
+                "members": r.member_count,
+            }
+            for r in slowest
+        ],
+    }
+
+
+# --- one new transaction --------------------------------------------------------------------
+
+
+@contextmanager
+def query_timer() -> Iterator[list[float]]:
+    """Sum of the database time of every query run inside (connection.execute_wrapper)."""
+    spent: list[float] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent.append((time.perf_counter() - started) * 1000)
+
+    with connection.execute_wrapper(wrapper):
+        yield spent
+
+
+def write_purchase(customer: Customer, product: Product, external_id: str) -> Transaction:
+    """A purchase as the API writes it: the rows, then the customer's metrics, in one
+    transaction; `customers_changed` enqueues the membership update on commit."""
+    txn = Transaction.objects.create(
+        merchant_id=customer.merchant_id,
+        external_id=external_id,
+        customer=customer,
+        occurred_at=timezone.now(),
+        kind="purchase",
+        total=Decimal("2500.00"),
+    )
+    LineItem.objects.create(transaction=txn, product=product, quantity=1, amount=txn.total)
+    refresh_metrics([customer.pk])
+    return txn
+
+
+def bench_incremental(merchant: Merchant, runs: int) -> dict[str, Any]:
+    """DB time of one purchase + metrics + incremental update against every active segment
+    (run in-process, no broker: the update is called directly in the same transaction)."""
+    from customers.signals import customers_changed
+    from segments.signals import on_customers_changed
+
+    product = Product.objects.filter(merchant=merchant).order_by("pk").first()
+    assert product is not None
+    customers = list(
+        Customer.objects.filter(merchant=merchant, metrics__orders_count=0).order_by("pk")[
+            : runs + 1
+        ]
+    ) or list(Customer.objects.filter(merchant=merchant).order_by("pk")[: runs + 1])
+    segments = Segment.objects.filter(merchant=merchant, is_active=True, kind="dynamic").count()
+    db_ms, wall_ms, update_ms = [], [], []
+    customers_changed.disconnect(on_customers_changed)
+    try:
+        for i, customer in enumerate(customers):
+            with query_timer() as spent:
+                started = time.perf_counter()
+                with transaction.atomic():
+                    write_purchase(customer, product, f"bench-inc-{time.time_ns()}-{i}")
+                    before = len(spent)
+                    services.segment_memberships_update_for_customers(
+                        merchant_id=merchant.pk, customer_ids=[customer.pk]
+                    )
+                    update_part = sum(spent[before:])
+                wall = (time.perf_counter() - started) * 1000
+            if i == 0:
+                continue  # warm-up
+            db_ms.append(sum(spent))
+            update_ms.append(update_part)
+            wall_ms.append(wall)
+    finally:
+        customers_changed.connect(on_customers_changed)
+    result = {
+        "segments": segments,
+        "db_ms_median": round(statistics.median(db_ms), 2),
+        "update_db_ms_median": round(statistics.median(update_ms), 2),
+        "wall_ms_median": round(statistics.median(wall_ms), 2),
+        "db_ms": [round(x, 2) for x in db_ms],
+        "queries_per_update": len(spent),
+    }
+    print(
+        f"  one transaction + metrics + {segments} segments: DB {result['db_ms_median']} ms "
+        f"(update {result['update_db_ms_median']} ms), wall {result['wall_ms_median']} ms",
+        flush=True,
+    )
+    return result
+
+
+def bench_celery(merchant: Merchant, broker: str, runs: int) -> dict[str, Any]:
+    """End to end: commit a purchase through the normal path (signal -> on_commit -> task on
+    Redis) and poll until a real worker has put the customer into the 100k segment."""
+    env = {**os.environ, "CELERY_BROKER_URL": broker}
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable)),
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from config.celery import app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if app.control.inspect(timeout=1).ping():
+                break
+        big = Segment.objects.get(merchant=merchant, name=BENCH_PREFIX + "100k spenders")
+        product = Product.objects.filter(merchant=merchant).order_by("pk").first()
+        assert product is not None
+        member_ids = SegmentMembership.objects.filter(segment=big).values("customer_id")
+        candidates = list(
+            Customer.objects.filter(merchant=merchant)
+            .exclude(pk__in=member_ids)
+            .filter(
+                metrics__net_spend__gte=Decimal(big.rules["conditions"][0]["value"]) - Decimal(2500)
+            )
+            .order_by("pk")[: runs + 1]
+        )
+        seconds = []
+        for i, customer in enumerate(candidates):
+            started = time.perf_counter()
+            with transaction.atomic():
+                write_purchase(customer, product, f"bench-e2e-{time.time_ns()}-{i}")
+            while not SegmentMembership.objects.filter(segment=big, customer=customer).exists():
+                if time.perf_counter() - started > 30:
+                    raise TimeoutError("the membership did not appear within 30 s")
+                time.sleep(0.005)
+            if i:
+                seconds.append(time.perf_counter() - started)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    result = {
+        "median_s": round(statistics.median(seconds), 3),
+        "runs_s": [round(s, 3) for s in seconds],
+    }
+    print(f"  end to end with a Celery worker: {result['median_s']} s", flush=True)
+    return result
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| size | segment | count | compiled (median) | hand-written | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in report["sizes"]:
+        for row in size["counts"]:
+            ok = row["compiled_ms"] < row["target_ms"]
+            ratio = row.get("ratio")
+            ratio_text = "" if ratio is None else f"{ratio}x ({verdict(ratio <= RATIO_TARGET)})"
+            lines.append(
+                f"| {size['customers']:,} | {row['segment']} | {row['count']:,} | "
+                f"{row['compiled_ms']} ms | {row.get('hand_ms', '-')} ms | {ratio_text} | "
+                f"< {row['target_ms']:.0f} ms ({verdict(ok)}) |"
+            )
+    refresh = report.get("refresh")
+    if refresh:
+        lines += [
+            "",
+            "| refresh | figure | target |",
+            "|---|---|---|",
+            f"| one segment, {refresh['members']:,} members (first) | "
+            f"{refresh['first_refresh_ms']} ms | < 2 s "
+            f"({verdict(refresh['first_refresh_ms'] < REFRESH_TARGET_S * 1000)}) |",
+            f"| same, nothing changed | {refresh['no_change_refresh_ms']} ms | |",
+            f"| all {refresh['segments']} segments of the merchant | {refresh['all_refresh_s']} s "
+            f"| < 5 min ({verdict(refresh['all_refresh_s'] < REFRESH_ALL_TARGET_S)}) |",
+        ]
+    inc = report.get("incremental")
+    if inc:
+        lines += [
+            f"| one transaction + metrics + {inc['segments']} segments (DB time) | "
+            f"{inc['db_ms_median']} ms (update alone {inc['update_db_ms_median']} ms) | < 5 ms "
+            f"({verdict(inc['db_ms_median'] < INCREMENTAL_TARGET_MS)}) |",
+        ]
+    e2e = report.get("celery")
+    if e2e:
+        lines.append(
+            f"| end to end, Celery worker on Redis | {e2e['median_s']} s | < 1 s "
+            f"({verdict(e2e['median_s'] < END_TO_END_TARGET_S)}) |"
+        )
+    return "\n".join(lines)
+
+
+def slug_for(size: int) -> str:
+    if size % 1_000_000 == 0:
+        return f"bench-{size // 1_000_000}m"
+    return f"bench-{size // 1000}k"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--skip", default="", help="counts,refresh,incremental,celery")
+    parser.add_argument("--broker", default=os.environ["CELERY_BROKER_URL"])
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("The segment benchmark runs on PostgreSQL (set DATABASE_URL).")
+    skip = {s for s in args.skip.split(",") if s}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    report: dict[str, Any] = {
+        "date": timezone.now().isoformat(),
+        "runs": args.runs,
+        "sizes": [],
+    }
+    for size in sizes if "counts" not in skip else []:
+        merchant = Merchant.objects.filter(slug=slug_for(size)).first()
+        if merchant is None:
+            print(f"{slug_for(size)}: missing (run bench/generate_bench.py), skipped")
+            continue
+        customers = Customer.objects.filter(merchant=merchant).count()
+        print(f"{merchant.slug}: {customers} customers", flush=True)
+        report["sizes"].append(
+            {
+                "merchant": merchant.slug,
+                "customers": customers,
+                "counts": bench_counts(merchant, args.runs),
+            }
+        )
+    largest = Merchant.objects.filter(slug=slug_for(max(sizes))).first()
+    if largest is not None and not {"refresh", "incremental", "celery"} <= skip:
+        delete_bench_segments(largest)
+        try:
+            if "refresh" not in skip:
+                report["refresh"] = bench_refresh(largest)
+            if "incremental" not in skip:
+                report["incremental"] = bench_incremental(largest, args.runs)
+            if "celery" not in skip and "refresh" not in skip:
+                report["celery"] = bench_celery(largest, args.broker, args.runs)
+        finally:
+            delete_bench_segments(largest)
+    table = markdown(report)
+    print()
+    print(table)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"segments-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({**report, "markdown": table}, indent=2, default=str))
+    print(f"\nraw figures: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
