@@ -1,0 +1,510 @@
+"""The rule builder's editor: the rule JSON is its state, the form widgets are edits of it.
+
+The builder page keeps the rule tree (contract JSON, `docs/segment-rules.md`) in a hidden
+textarea. Every visible widget is named after the node it edits (`c:<node id>:<part>` for a
+condition, `g:<node id>:<part>` for a group; node ids are index paths like `r.0.2`), so a
+post of the form is read as: the JSON, then each rendered widget's value laid over its node
+(`apply_widgets`), then at most one structural edit (`apply_action`: add/remove a condition
+or group). The editor partial is rendered again from the resulting tree (`editor_nodes`).
+
+The field and operator catalogue comes from the criterion registry, never a hard-coded list:
+each criterion's `ops` and `extras` decide which value widgets a condition shows. The tree
+this module builds may be invalid while it is being edited (a condition without a field, an
+empty value): `validate_rules` says what is wrong, by path, and nothing invalid is saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import QueryDict
+
+from segments.criteria import REGISTRY
+from segments.criteria.base import Criterion, NumberCriterion, TimeCriterion
+from segments.rules import MAX_CONDITIONS, MAX_DEPTH, MAX_GROUP_NODES
+
+ROOT_ID = "r"
+#: Product lists of the `purchased` criterion, in the order the sub-form shows them.
+PRODUCT_LISTS = (
+    ("product_types", "Product types"),
+    ("brands", "Brands"),
+    ("categories", "Categories"),
+    ("skus", "SKUs"),
+)
+#: The English of each operator in the operator select.
+OP_LABELS = {
+    "eq": "equals",
+    "ne": "is not",
+    "gt": "more than",
+    "gte": "at least",
+    "lt": "less than",
+    "lte": "at most",
+    "between": "between",
+    "within_days": "within the last … days",
+    "before_days": "more than … days ago",
+    "never": "never",
+    "exists": "at any time",
+    "before": "before",
+    "after": "on or after",
+    "in": "is one of",
+    "not_in": "is none of",
+    "has_any": "has any of",
+    "has_all": "has all of",
+    "has_none": "has none of",
+    "today": "is today",
+    "this_week": "is this week",
+    "this_month": "is this month",
+    "next_days": "in the next … days",
+    "is": "is",
+}
+#: Field groups of the field select, by the criterion module that defines the field.
+FIELD_GROUPS = (("profile", "Profile"), ("purchases", "Purchases"), ("segments", "Segments"))
+
+PASTE_NOT_JSON_ERROR = "The pasted text is not JSON: {error}"
+PASTE_NOT_GROUP_ERROR = 'The pasted JSON must be a group: {"match": ..., "conditions": [...]}.'
+
+
+# -- the catalogue --------------------------------------------------------------------------
+
+
+def widget_kind(criterion: Criterion | None, op: str) -> str:
+    """Which value widget fits `op` of this criterion.
+
+    "none" (no value), "names" (a multi-select), "number", "money", "days", "date",
+    "number_pair", "money_pair", "date_pair", "bool".
+    """
+    if criterion is None or op not in criterion.ops:
+        return "none"
+    if op in ("never", "exists", "today", "this_week", "this_month"):
+        return "none"
+    if op in ("within_days", "before_days", "next_days"):
+        return "days"
+    if op in ("before", "after"):
+        return "date"
+    if op == "is":
+        return "bool"
+    if op in ("in", "not_in", "has_any", "has_all", "has_none"):
+        return "names"
+    money = isinstance(criterion, NumberCriterion) and criterion.money
+    if op == "between":
+        if isinstance(criterion, TimeCriterion):
+            return "date_pair"
+        return "money_pair" if money else "number_pair"
+    return "money" if money else "number"
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    key: str
+    label: str
+
+
+def field_catalogue() -> list[tuple[str, list[FieldChoice]]]:
+    """The registry's fields grouped for the field select (Profile, Purchases, Segments)."""
+    grouped: dict[str, list[FieldChoice]] = {key: [] for key, _ in FIELD_GROUPS}
+    for key, criterion in REGISTRY.items():
+        family = type(criterion).__module__.rsplit(".", 1)[-1]
+        grouped.setdefault(family, []).append(FieldChoice(key, criterion.label.capitalize()))
+    labels = dict(FIELD_GROUPS)
+    return [(labels.get(family, family.title()), fields) for family, fields in grouped.items()]
+
+
+def default_value(criterion: Criterion | None, op: str) -> Any:
+    kind = widget_kind(criterion, op)
+    if kind == "names":
+        return []
+    if kind == "bool":
+        return True
+    if kind.endswith("_pair"):
+        return [None, None]
+    return None
+
+
+def new_condition(field_key: str = "") -> dict[str, Any]:
+    """A fresh condition; without a field it waits for the user to pick one."""
+    criterion = REGISTRY.get(field_key)
+    if criterion is None:
+        return {"field": "", "op": "", "value": None}
+    op = "gte" if "gte" in criterion.ops else criterion.ops[0]
+    condition: dict[str, Any] = {
+        "field": field_key,
+        "op": op,
+        "value": default_value(criterion, op),
+    }
+    if "products" in criterion.extras:
+        condition["products"] = {key: [] for key, _ in PRODUCT_LISTS}
+    return condition
+
+
+def new_group() -> dict[str, Any]:
+    return {"match": "any", "negate": False, "conditions": [new_condition()]}
+
+
+def empty_tree() -> dict[str, Any]:
+    return {"match": "all", "negate": False, "conditions": [new_condition()]}
+
+
+# -- reading the tree defensively (it may be half edited) -----------------------------------
+
+
+def is_group(node: Any) -> bool:
+    return isinstance(node, dict) and "conditions" in node
+
+
+def children(node: Mapping[str, Any]) -> list[Any]:
+    nodes = node.get("conditions")
+    return nodes if isinstance(nodes, list) else []
+
+
+def load_tree(text: str | None) -> dict[str, Any]:
+    """The tree held in the hidden textarea; an unreadable one starts over."""
+    try:
+        data = json.loads(text or "")
+    except ValueError:
+        return empty_tree()
+    return data if is_group(data) else empty_tree()
+
+
+def contract_path(node_id: str) -> str:
+    """`r.0.2` -> `conditions[0].conditions[2]` (the paths validation errors name)."""
+    parts = node_id.split(".")[1:]
+    return ".".join(f"conditions[{p}]" for p in parts)
+
+
+def _walk(node: dict[str, Any], node_id: str, depth: int):
+    yield node_id, node, depth
+    if is_group(node):
+        for index, child in enumerate(children(node)):
+            if isinstance(child, dict):
+                yield from _walk(child, f"{node_id}.{index}", depth + 1)
+
+
+def find(tree: dict[str, Any], node_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(parent group, node) of `node_id`; KeyError if there is no such node."""
+    parts = node_id.split(".")
+    if parts[0] != ROOT_ID:
+        raise KeyError(node_id)
+    parent: dict[str, Any] | None = None
+    node = tree
+    for part in parts[1:]:
+        nodes = children(node)
+        if not part.isdigit() or int(part) >= len(nodes) or not isinstance(nodes[int(part)], dict):
+            raise KeyError(node_id)
+        parent, node = node, nodes[int(part)]
+    return parent, node
+
+
+def count_conditions(node: Any) -> int:
+    if not is_group(node):
+        return 1
+    return sum(count_conditions(child) for child in children(node))
+
+
+# -- widgets -> tree ------------------------------------------------------------------------
+
+
+def _number(raw: str, *, money: bool) -> Any:
+    """A typed number for the JSON; what does not parse stays text so validation names it."""
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    if money:
+        return raw  # the contract takes money as a string: "499.99"
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return int(number) if number.is_integer() else number
+
+
+def _days(raw: str | None) -> Any:
+    return None if raw is None else _number(raw, money=False)
+
+
+def _read_value(data: QueryDict, prefix: str, kind: str) -> Any:
+    if kind == "names":
+        return [v for v in data.getlist(f"{prefix}value") if v.strip()]
+    if kind == "bool":
+        return data.get(f"{prefix}value", "true") == "true"
+    if kind in ("number", "days"):
+        return _number(data.get(f"{prefix}value", ""), money=False)
+    if kind == "money":
+        return _number(data.get(f"{prefix}value", ""), money=True)
+    if kind == "date":
+        return data.get(f"{prefix}value", "").strip() or None
+    if kind in ("number_pair", "money_pair"):
+        money = kind == "money_pair"
+        return [
+            _number(data.get(f"{prefix}lo", ""), money=money),
+            _number(data.get(f"{prefix}hi", ""), money=money),
+        ]
+    if kind == "date_pair":
+        return [data.get(f"{prefix}lo", "").strip() or None, data.get(f"{prefix}hi", "").strip()]
+    return None
+
+
+def _apply_condition(node: dict[str, Any], data: QueryDict, prefix: str) -> None:
+    submitted_field = data.get(f"{prefix}field", "")
+    if submitted_field != node.get("field"):
+        node.clear()
+        node.update(new_condition(submitted_field))
+        return
+    criterion = REGISTRY.get(submitted_field)
+    if criterion is None:
+        return
+    old_op = node.get("op", "")
+    op = data.get(f"{prefix}op", old_op)
+    if op not in criterion.ops:
+        op = criterion.ops[0]
+    if op != old_op:
+        node["op"] = op
+        if widget_kind(criterion, op) != widget_kind(criterion, old_op):
+            node["value"] = default_value(criterion, op)
+            return
+    node["value"] = _read_value(data, prefix, widget_kind(criterion, op))
+    for extra in ("window_days", "last_within_days"):
+        if extra in criterion.extras:
+            raw = data.get(f"{prefix}{extra}")
+            value = _days(raw)
+            if value is None:
+                node.pop(extra, None)
+            else:
+                node[extra] = value
+    if "products" in criterion.extras:
+        node["products"] = {
+            key: [v for v in data.getlist(f"{prefix}products.{key}") if v.strip()]
+            for key, _ in PRODUCT_LISTS
+        }
+
+
+def apply_widgets(tree: dict[str, Any], data: QueryDict) -> dict[str, Any]:
+    """A copy of `tree` with each rendered widget's value laid over its node.
+
+    A node's widgets are read only when its field (or match) select was posted, so nodes
+    the form did not render keep their JSON as it is.
+    """
+    tree = copy.deepcopy(tree)
+    for node_id, node, _ in list(_walk(tree, ROOT_ID, 1)):
+        if is_group(node):
+            prefix = f"g:{node_id}:"
+            if f"{prefix}match" in data:
+                node["match"] = data[f"{prefix}match"]
+                node["negate"] = data.get(f"{prefix}negate") == "1"
+        elif f"c:{node_id}:field" in data:
+            _apply_condition(node, data, f"c:{node_id}:")
+    return tree
+
+
+# -- structural edits -----------------------------------------------------------------------
+
+
+def can_add_to(tree: dict[str, Any], group: dict[str, Any]) -> bool:
+    return len(children(group)) < MAX_GROUP_NODES and count_conditions(tree) < MAX_CONDITIONS
+
+
+def apply_action(tree: dict[str, Any], action: str) -> dict[str, Any]:
+    """Apply one edit named `verb:<node id>`; an edit beyond the contract's limits (or of a
+    node that is gone) leaves the tree as it is."""
+    verb, _, node_id = action.partition(":")
+    try:
+        parent, node = find(tree, node_id)
+    except KeyError:
+        return tree
+    depth = node_id.count(".") + 1
+    if verb == "add_condition" and is_group(node) and can_add_to(tree, node):
+        node.setdefault("conditions", []).append(new_condition())
+    elif verb == "add_group" and is_group(node) and depth < MAX_DEPTH and can_add_to(tree, node):
+        node.setdefault("conditions", []).append(new_group())
+    elif verb == "remove" and parent is not None:
+        parent["conditions"].remove(node)
+        if not parent["conditions"] and node_id.count(".") > 1:
+            # An emptied nested group goes too: a group needs at least one node.
+            return apply_action(tree, f"remove:{node_id.rsplit('.', 1)[0]}")
+    return tree
+
+
+def parse_pasted(text: str) -> tuple[dict[str, Any] | None, str]:
+    """(tree, "") or (None, error) for the "Paste JSON" box; validation runs afterwards."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, PASTE_NOT_JSON_ERROR.format(error=exc)
+    if not is_group(data):
+        return None, PASTE_NOT_GROUP_ERROR
+    return data, ""
+
+
+def clean_for_save(tree: dict[str, Any]) -> dict[str, Any]:
+    """The tree as saved: empty product lists dropped (validation still needs one list)."""
+    tree = copy.deepcopy(tree)
+    for _, node, _ in _walk(tree, ROOT_ID, 1):
+        products = node.get("products") if not is_group(node) else None
+        if isinstance(products, dict):
+            node["products"] = {k: v for k, v in products.items() if v} or products
+    return tree
+
+
+# -- errors by node -------------------------------------------------------------------------
+
+
+def errors_by_node(
+    tree: dict[str, Any], errors: list[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Map each validation error to the deepest node its path names; the rest are general.
+
+    `conditions[1].conditions[0].value: expected ...` belongs to node `r.1.0`.
+    """
+    paths = {contract_path(node_id): node_id for node_id, _, _ in _walk(tree, ROOT_ID, 1)}
+    by_node: dict[str, list[str]] = {}
+    general: list[str] = []
+    for error in errors:
+        path, sep, message = error.partition(": ")
+        if not sep:
+            general.append(error)
+            continue
+        best = None
+        for candidate, node_id in paths.items():
+            names_it = candidate and (path == candidate or path.startswith(candidate + "."))
+            if names_it and (best is None or len(candidate) > len(best[0])):
+                best = (candidate, node_id)
+        if best is None:
+            general.append(error)
+            continue
+        rest = path[len(best[0]) :].lstrip(".")
+        by_node.setdefault(best[1], []).append(f"{rest}: {message}" if rest else message)
+    return by_node, general
+
+
+# -- tree -> view model ---------------------------------------------------------------------
+
+
+@dataclass
+class EditorNode:
+    """One node as the editor partial renders it."""
+
+    id: str
+    path: str
+    depth: int
+    is_group: bool
+    errors: list[str] = dataclasses.field(default_factory=list)
+    # groups
+    match: str = "all"
+    negate: bool = False
+    children: list[EditorNode] = dataclasses.field(default_factory=list)
+    can_add: bool = False
+    can_add_group: bool = False
+    # conditions
+    field: str = ""
+    op: str = ""
+    ops: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    kind: str = "none"
+    value: Any = None
+    lo: Any = None
+    hi: Any = None
+    options: list[str] = dataclasses.field(default_factory=list)
+    extras: list[str] = dataclasses.field(default_factory=list)
+    window_days: Any = None
+    last_within_days: Any = None
+    products: list[tuple[str, str, list[str], list[str]]] = dataclasses.field(default_factory=list)
+
+    @property
+    def dom_id(self) -> str:
+        return "node-" + self.id.replace(".", "-")
+
+
+def _with_selected(options: list[str], selected: list[str]) -> list[str]:
+    """Keep chosen names that are not (or no longer) among the merchant's options."""
+    return options + [name for name in selected if name not in options]
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _shown(value: Any) -> str:
+    return "" if value is None or isinstance(value, (list, dict)) else str(value)
+
+
+def editor_nodes(
+    tree: dict[str, Any],
+    *,
+    options: Mapping[str, list[str]],
+    errors: Mapping[str, list[str]] | None = None,
+) -> EditorNode:
+    """The view model of `tree`; `options` maps a field key (or `products.<list>`) to the
+    merchant's own names for its multi-selects."""
+    errors = errors or {}
+
+    def build(node: dict[str, Any], node_id: str, depth: int) -> EditorNode:
+        item = EditorNode(
+            id=node_id,
+            path=contract_path(node_id),
+            depth=depth,
+            is_group=is_group(node),
+            errors=list(errors.get(node_id, [])),
+        )
+        if item.is_group:
+            item.match = "any" if node.get("match") == "any" else "all"
+            item.negate = node.get("negate") is True
+            item.children = [
+                build(child, f"{node_id}.{i}", depth + 1)
+                for i, child in enumerate(children(node))
+                if isinstance(child, dict)
+            ]
+            item.can_add = can_add_to(tree, node)
+            item.can_add_group = item.can_add and depth < MAX_DEPTH
+            return item
+        item.field = str(node.get("field") or "")
+        criterion = REGISTRY.get(item.field)
+        if criterion is None:
+            return item
+        item.op = str(node.get("op") or "")
+        item.ops = [(op, OP_LABELS.get(op, op)) for op in criterion.ops]
+        item.kind = widget_kind(criterion, item.op)
+        value = node.get("value")
+        if item.kind.endswith("_pair"):
+            pair = value if isinstance(value, list) and len(value) == 2 else [None, None]
+            item.lo, item.hi = _shown(pair[0]), _shown(pair[1])
+        elif item.kind == "names":
+            item.value = _as_list(value)
+            item.options = _with_selected(
+                list(options.get(item.field, []))
+                or list(getattr(criterion, "choices", None) or []),
+                item.value,
+            )
+        elif item.kind == "bool":
+            item.value = value is not False
+        else:
+            item.value = _shown(value)
+        item.extras = sorted(criterion.extras)
+        item.window_days = _shown(node.get("window_days"))
+        item.last_within_days = _shown(node.get("last_within_days"))
+        if "products" in criterion.extras:
+            raw_products = node.get("products")
+            products = raw_products if isinstance(raw_products, dict) else {}
+            for key, label in PRODUCT_LISTS:
+                chosen = _as_list(products.get(key))
+                item.products.append(
+                    (
+                        key,
+                        label,
+                        _with_selected(list(options.get(f"products.{key}", [])), chosen),
+                        chosen,
+                    )
+                )
+        return item
+
+    return build(tree, ROOT_ID, 1)
+
+
+def pretty(tree: dict[str, Any]) -> str:
+    return json.dumps(tree, indent=2, ensure_ascii=False)

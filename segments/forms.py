@@ -1,0 +1,57 @@
+"""Forms of the segment pages. They clean input; the writes are `segments.services`."""
+
+from __future__ import annotations
+
+from django import forms
+
+from segments.models import RefreshCadence, Segment
+
+WEEKDAYS = [
+    (0, "Monday"),
+    (1, "Tuesday"),
+    (2, "Wednesday"),
+    (3, "Thursday"),
+    (4, "Friday"),
+    (5, "Saturday"),
+    (6, "Sunday"),
+]
+
+
+class SegmentSettingsForm(forms.Form):
+    """Name, slug, description, state and refresh schedule of a segment (not its rules)."""
+
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(
+        max_length=100, required=False, help_text="Leave empty to derive it from the name."
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+    refresh_cadence = forms.ChoiceField(
+        choices=RefreshCadence.choices, initial=RefreshCadence.DAILY, label="Refresh"
+    )
+    refresh_weekday = forms.TypedChoiceField(
+        choices=WEEKDAYS, coerce=int, initial=6, label="Weekday (weekly)"
+    )
+    refresh_hour = forms.TypedChoiceField(
+        choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, initial=3, label="Hour"
+    )
+
+    @classmethod
+    def initial_for(cls, segment: Segment) -> dict[str, object]:
+        return {
+            "name": segment.name,
+            "slug": segment.slug,
+            "description": segment.description,
+            "is_active": segment.is_active,
+            "refresh_cadence": segment.refresh_cadence,
+            "refresh_weekday": segment.refresh_weekday,
+            "refresh_hour": segment.refresh_hour,
+        }
+
+
+class MemberAddForm(forms.Form):
+    external_id = forms.CharField(max_length=100, label="Customer external id")
+
+
+class MemberUploadForm(forms.Form):
+    file = forms.FileField(label="CSV file (header: external_id)")
