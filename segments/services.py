@@ -31,8 +31,8 @@ from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -558,16 +558,139 @@ def _current_members(segment: Segment, ids: Collection[int] | None = None) -> se
     return found
 
 
+def _members_among(segment_ids: Collection[int], ids: Collection[int]) -> dict[int, set[int]]:
+    """For each segment, which of the customers `ids` are its members now (one query a batch)."""
+    found: dict[int, set[int]] = {pk: set() for pk in segment_ids}
+    for batch in id_batches(sorted(ids)):
+        rows = SegmentMembership.objects.filter(
+            segment_id__in=list(segment_ids), customer_id__in=batch
+        ).values_list("segment_id", "customer_id")
+        for segment_id, customer_id in rows:
+            found[segment_id].add(customer_id)
+    return found
+
+
+def _evaluate_customers(
+    segments: list[Segment], ids: Collection[int], as_of: dt.datetime | None
+) -> dict[int, set[int]]:
+    """For each segment, which of the customers `ids` its rules select, in ONE query a batch
+    of ids: every segment's compiled queryset becomes an `EXISTS` on the customer, so the
+    answer is the engine's own, for all segments in one round trip (not one per segment).
+
+    A segment whose rules do not compile (stored rules that no longer validate) is left out
+    and logged; its next full refresh records the error.
+    """
+    annotations: dict[str, Exists] = {}
+    keys: dict[int, str] = {}
+    for segment in segments:
+        try:
+            matching = _matching_queryset(segment, as_of)
+        except Exception:
+            logger.exception("Segment %s does not compile; skipped", segment.pk)
+            continue
+        keys[segment.pk] = f"segment_{segment.pk}"
+        annotations[keys[segment.pk]] = Exists(matching.filter(pk=OuterRef("pk")))
+    matched: dict[int, set[int]] = {pk: set() for pk in keys}
+    if not annotations:
+        return matched
+    try:
+        with transaction.atomic():
+            for batch in id_batches(sorted(ids)):
+                rows = (
+                    Customer.objects.filter(pk__in=batch)
+                    .annotate(**annotations)
+                    .values("pk", *keys.values())
+                )
+                for row in rows:
+                    for segment_id, key in keys.items():
+                        if row[key]:
+                            matched[segment_id].add(row["pk"])
+    except DatabaseError:
+        # One segment's SQL failed; find which by evaluating them one by one, so the others
+        # are still updated (each in its own savepoint).
+        logger.exception("Combined evaluation failed; evaluating segments one by one")
+        matched = {}
+        for segment in segments:
+            if segment.pk not in keys:
+                continue
+            try:
+                with transaction.atomic():
+                    found = _matching_queryset(segment, as_of).filter(pk__in=list(ids))
+                    matched[segment.pk] = set(found.values_list("pk", flat=True))
+            except DatabaseError:
+                logger.exception("Segment %s failed to evaluate; skipped", segment.pk)
+    return matched
+
+
+def _dependency_waves(segments: list[Segment]) -> list[list[Segment]]:
+    """Segments grouped so each group uses only segments of earlier groups: the first holds
+    the segments that use no other segment (usually all of them)."""
+    by_slug = {segment.slug: segment for segment in segments}
+    level: dict[str, int] = {}
+
+    def depth(slug: str, seen: frozenset[str]) -> int:
+        if slug not in level:
+            used = [
+                s for s in _referenced_slugs(by_slug[slug].rules) if s in by_slug and s not in seen
+            ]
+            level[slug] = 1 + max((depth(s, seen | {slug}) for s in used), default=-1)
+        return level[slug]
+
+    waves: dict[int, list[Segment]] = {}
+    for segment in segments:
+        waves.setdefault(depth(segment.slug, frozenset()), []).append(segment)
+    return [waves[k] for k in sorted(waves)]
+
+
+def _apply_incremental(
+    segment_id: int, version: int, matched: Mapping[int, set[int]], ids: Collection[int]
+) -> MembershipChange | None:
+    """Write one segment's change under its lock, in a savepoint; None when it was skipped."""
+    try:
+        with transaction.atomic():
+            segment = _lock_segment(segment_id)
+            if (
+                segment is None
+                or not segment.is_active
+                or not segment.is_dynamic
+                or segment.definition_version != version
+            ):
+                return None
+            members = _current_members(segment, ids)
+            change = MembershipChange(
+                segment_id=segment_id,
+                entered=matched[segment_id] - members,
+                exited=members - matched[segment_id],
+            )
+            _apply_change(
+                segment,
+                entered=change.entered,
+                exited=change.exited,
+                reason=MembershipReason.RULE,
+                now=timezone.now(),
+            )
+            return change
+    except Exception:
+        logger.exception("Incremental update of segment %s failed", segment_id)
+        return None
+
+
 def segment_memberships_update_for_customers(
     *, merchant_id: int, customer_ids: Iterable[int], as_of: dt.datetime | None = None
 ) -> list[MembershipChange]:
     """Re-evaluate these customers against every active dynamic segment of the merchant and
     apply the per-customer difference (events with reason "rule", `member_count` by F()).
 
-    One transaction; each segment under its lock, in dependency order (a segment after the
-    segments its rules use, so it sees their updated membership), in its own savepoint: a
-    segment whose rules fail, or use a segment that no longer exists, is logged and left
-    alone; its next full refresh records the error. Customers of other merchants are ignored.
+    Cheap when nothing changes, which is the common case for one new purchase: one query
+    evaluates every segment (`_evaluate_customers`), one reads the current memberships, and
+    only the segments whose membership differs are locked and written. Under each such
+    segment's lock the current members are read again and the definition version compared
+    with the one evaluated, so a full refresh or an edit that got there first is respected
+    (an edit has queued its own full refresh). Each written segment has its own savepoint: a
+    failure is logged and leaves that segment alone. A segment that uses a segment which no
+    longer exists is skipped (its next full refresh fails and records why). Segments that use
+    other segments are evaluated in a later wave, after the ones they use were written, so
+    they see their updated membership. Customers of other merchants are ignored.
     """
     ids = set(
         Customer.objects.filter(merchant_id=merchant_id, pk__in=list(customer_ids)).values_list(
@@ -579,37 +702,22 @@ def segment_memberships_update_for_customers(
         return changes
     slugs = set(Segment.objects.filter(merchant_id=merchant_id).values_list("slug", flat=True))
     with transaction.atomic():
+        segments = []
         for candidate in _active_dynamic(merchant_id):
             missing = _referenced_slugs(candidate.rules) - slugs
             if missing:
                 # Its next full refresh fails and records why; never empty it from here.
                 logger.warning("Segment %s uses missing segments %s", candidate.pk, missing)
                 continue
-            try:
-                with transaction.atomic():
-                    segment = _lock_segment(candidate.pk)
-                    if segment is None or not segment.is_active or not segment.is_dynamic:
-                        continue
-                    queryset = _matching_queryset(segment, as_of)
-                    matched: set[int] = set()
-                    for batch in id_batches(sorted(ids)):
-                        matched.update(queryset.filter(pk__in=batch).values_list("pk", flat=True))
-                    current = _current_members(segment, ids)
-                    change = MembershipChange(
-                        segment_id=segment.pk, entered=matched - current, exited=current - matched
-                    )
-                    _apply_change(
-                        segment,
-                        entered=change.entered,
-                        exited=change.exited,
-                        reason=MembershipReason.RULE,
-                        now=timezone.now(),
-                    )
-            except Exception:
-                logger.exception("Incremental update of segment %s failed", candidate.pk)
-                continue
-            if change.entered or change.exited:
-                changes.append(change)
+            segments.append(candidate)
+        versions = {segment.pk: segment.definition_version for segment in segments}
+        for wave in _dependency_waves(segments):
+            matched = _evaluate_customers(wave, ids, as_of)
+            current = _members_among(list(matched), ids)
+            for segment_id in sorted(pk for pk in matched if matched[pk] != current[pk]):
+                change = _apply_incremental(segment_id, versions[segment_id], matched, ids)
+                if change is not None and (change.entered or change.exited):
+                    changes.append(change)
     return changes
 
 
