@@ -478,6 +478,11 @@ SPECS: dict[str, _FileSpec] = {
     )
 }
 
+#: The contract's column names per file, in contract order (the generator writes these).
+CONTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: tuple(column.name for column in spec.columns) for name, spec in SPECS.items()
+}
+
 # (file, column, referenced file, referenced model, its key column, what it is called)
 _REFERENCES: tuple[tuple[str, str, str, type[Any], str, str], ...] = (
     ("customers", "home_branch", "branches", Branch, "code", "branch"),

@@ -27,6 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
 
+from customers.imports import CONTRACT_COLUMNS
 from customers.metrics import refresh_merchant_metrics
 from customers.models import (
     Branch,
@@ -56,43 +57,9 @@ ERROR_MERCHANT_HAS_CUSTOMERS = (
     "(the generator only writes complete datasets)."
 )
 
-# Column names of the import contract, per file, in the order the CSV files use.
-CSV_COLUMNS: dict[str, tuple[str, ...]] = {
-    "branches": ("code", "name"),
-    "products": ("sku", "name", "product_type", "brand", "category", "price"),
-    "customers": (
-        "external_id",
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "gender",
-        "birth_date",
-        "customer_type",
-        "tags",
-        "tier",
-        "joined_at",
-        "home_branch",
-        "email_opt_in",
-        "sms_opt_in",
-        "push_opt_in",
-        "points_balance",
-        "lifetime_points",
-        "last_contacted_at",
-    ),
-    "transactions": (
-        "external_id",
-        "customer_external_id",
-        "occurred_at",
-        "kind",
-        "total",
-        "branch",
-        "points_earned",
-        "points_redeemed",
-    ),
-    "items": ("transaction_external_id", "sku", "quantity", "amount"),
-    "redemptions": ("external_id", "customer_external_id", "reward", "points", "redeemed_at"),
-}
+# Column names of the import contract, per file, in the order the CSV files use: the
+# import's own file specs, so the generator cannot drift from what the import accepts.
+CSV_COLUMNS = CONTRACT_COLUMNS
 
 Counts = dict[str, int]
 Progress = Callable[[Counts], None]
