@@ -2,8 +2,6 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from customers.models import StaffMembership
-
 
 def current_merchant(request: HttpRequest) -> dict[str, Any]:
     """The current merchant and, for the switcher, every merchant the user belongs to."""
@@ -13,5 +11,6 @@ def current_merchant(request: HttpRequest) -> dict[str, Any]:
     return {
         "current_merchant": getattr(request, "merchant", None),
         "current_membership": getattr(request, "membership", None),
-        "user_memberships": StaffMembership.objects.filter(user=user).select_related("merchant"),
+        # Loaded once per request by CurrentMerchantMiddleware.
+        "user_memberships": getattr(request, "memberships", []),
     }

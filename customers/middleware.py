@@ -24,15 +24,21 @@ class CurrentMerchantMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.merchant = None  # type: ignore[attr-defined]
         request.membership = None  # type: ignore[attr-defined]
+        request.memberships = []  # type: ignore[attr-defined]
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            memberships = StaffMembership.objects.filter(user=user).select_related("merchant")
+            # One query for all of the user's memberships: the current one is picked from
+            # them here, and the navigation bar's merchant switcher lists them.
+            memberships = list(
+                StaffMembership.objects.filter(user=user)
+                .select_related("merchant")
+                .order_by("merchant__name", "merchant_id")
+            )
             wanted = request.session.get(SESSION_KEY)
-            membership = None
-            if wanted is not None:
-                membership = memberships.filter(merchant_id=wanted).first()
-            if membership is None:
-                membership = memberships.order_by("merchant__name", "merchant_id").first()
+            membership = next((m for m in memberships if m.merchant_id == wanted), None)
+            if membership is None and memberships:
+                membership = memberships[0]
+            request.memberships = memberships  # type: ignore[attr-defined]
             if membership is not None:
                 request.merchant = membership.merchant  # type: ignore[attr-defined]
                 request.membership = membership  # type: ignore[attr-defined]

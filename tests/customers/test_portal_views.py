@@ -666,7 +666,7 @@ def _populate(merchant, n):
 
 # session, user, membership (middleware), switcher memberships (context processor), customer
 # types, tiers, tags, branches (filter form), count, page rows (joined), page tags (prefetch).
-LIST_PAGE_QUERIES = 11
+LIST_PAGE_QUERIES = 10
 
 
 @pytest.mark.parametrize("rows", [2, 25])
