@@ -61,7 +61,6 @@ from customers.metrics import refresh_merchant_metrics, refresh_metrics
 from customers.models import (
     Branch,
     Customer,
-    CustomerMetrics,
     CustomerTag,
     LineItem,
     Merchant,
@@ -1159,8 +1158,9 @@ def _touched_customers(ctx: _Context, before: bool) -> None:
     """Collect the customers whose metrics may change into a temporary table.
 
     Before the merge: the stored owners of the transactions and redemptions being imported
-    (a transaction may move to another customer). After: their new owners, and every
-    imported customer without a metrics row yet (the new ones).
+    (a transaction may move to another customer). After: their new owners, the owners of
+    the transactions whose line items are imported, and every imported customer (new ones
+    need a row; the others' profile is copied to it).
     """
     staging = ctx.staging
     touched = "sp_imp_touched"
@@ -1181,13 +1181,18 @@ def _touched_customers(ctx: _Context, before: bool) -> None:
                 f"JOIN {Customer._meta.db_table} c "
                 f"ON c.merchant_id = {ctx.mid} AND c.external_id = s.customer_external_id"
             )
+    if not before and "items" in ctx.staged:
+        # Line items change their customer's product stats.
+        staging.execute(
+            f"INSERT INTO {touched} SELECT t.customer_id FROM {SPECS['items'].table} s "
+            f"JOIN {Transaction._meta.db_table} t "
+            f"ON t.merchant_id = {ctx.mid} AND t.external_id = s.transaction_external_id"
+        )
     if not before and "customers" in ctx.staged:
         staging.execute(
             f"INSERT INTO {touched} SELECT c.id FROM {SPECS['customers'].table} s "
             f"JOIN {Customer._meta.db_table} c "
-            f"ON c.merchant_id = {ctx.mid} AND c.external_id = s.external_id "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {CustomerMetrics._meta.db_table} m "
-            "WHERE m.customer_id = c.id)"
+            f"ON c.merchant_id = {ctx.mid} AND c.external_id = s.external_id"
         )
 
 
@@ -1220,7 +1225,9 @@ def _merge_all(ctx: _Context, dry_run: bool) -> None:
     now = timezone.now()
     merges = _merges(ctx.mid)
     counts = ctx.report.counts
-    many = sum(counts[f].rows for f in ("customers", "transactions", "redemptions") if f in counts)
+    many = sum(
+        counts[f].rows for f in ("customers", "transactions", "items", "redemptions") if f in counts
+    )
     per_customer = not dry_run and many <= MERCHANT_REFRESH_THRESHOLD
     if per_customer:
         _touched_customers(ctx, before=True)

@@ -1,28 +1,46 @@
-"""Per-customer metrics, recomputed exactly from transactions and redemptions.
+"""The per-customer rows the segment engine reads, recomputed exactly from their sources.
 
-One SQL statement (`INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which both PostgreSQL and
-SQLite speak) recomputes the metrics of a batch of customers, or of a whole merchant. It is
-a recomputation, not a delta, so it is exact whatever wrote the rows and however often it
-runs; rows whose values did not change are not rewritten (no dead tuples to vacuum).
+- `CustomerMetrics`: purchase aggregates (from transactions and redemptions) plus a copy of
+  the profile attributes rules read (from the customer and its tags), one row per customer.
+- `CustomerProductStats`: units bought and latest order per customer and product (from the
+  line items of orders).
 
-Callers run it inside the transaction that wrote the transactions, so readers never see
-transactions without their metrics.
+Two statements (`INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which both PostgreSQL and
+SQLite speak, and a `DELETE` of product rows that no longer have a line item) recompute a
+batch of customers, or a whole merchant. They are a recomputation, not a delta, so they
+are exact whatever wrote the rows and however often they run; rows whose values did not
+change are not rewritten (no dead tuples to vacuum, no index churn).
+
+Callers run them inside the transaction that wrote the source rows, so readers never see a
+purchase without its metrics. Single-object writes do it themselves (`Customer.save()`,
+`Transaction.save()`...), bulk writers call `refresh_metrics()` / `refresh_merchant_metrics()`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
-from customers.models import Customer, CustomerMetrics, Redemption, Transaction
+from customers.models import (
+    Customer,
+    CustomerMetrics,
+    CustomerProductStats,
+    CustomerTag,
+    LineItem,
+    Redemption,
+    Transaction,
+)
 from customers.signals import customers_changed
 
 BATCH_SIZE = 500
 
-#: The computed columns of CustomerMetrics, in the order the upsert writes them.
+#: The computed purchase columns of CustomerMetrics, in the order the upsert writes them.
 METRIC_COLUMNS = (
     "orders_count",
     "gross_spend",
@@ -35,18 +53,78 @@ METRIC_COLUMNS = (
     "redemptions_count",
 )
 
+#: Customer columns copied to CustomerMetrics as they are (same names on both tables).
+PROFILE_COLUMNS = (
+    "gender",
+    "customer_type",
+    "tier_id",
+    "home_branch_id",
+    "birth_date",
+    "joined_at",
+    "email_opt_in",
+    "sms_opt_in",
+    "push_opt_in",
+    "points_balance",
+    "lifetime_points",
+    "last_contacted_at",
+)
 
-def _statement(scope_sql: str) -> str:
-    """The upsert; `scope_sql` is a WHERE condition on a `customer_id`/`merchant_id` column."""
+#: Every column the upsert recomputes (`tag_ids` last).
+COPIED_COLUMNS = (*METRIC_COLUMNS, *PROFILE_COLUMNS, "tag_ids")
+
+
+def _tag_ids_sql() -> str:
+    """The customer `c`'s tag ids, sorted: a bigint[] on PostgreSQL, JSON text on SQLite."""
+    table = CustomerTag._meta.db_table
+    if connection.vendor == "postgresql":
+        return (
+            f"ARRAY(SELECT ct.tag_id FROM {table} ct WHERE ct.customer_id = c.id "
+            "ORDER BY ct.tag_id)::bigint[]"
+        )
+    return (
+        f"(SELECT json_group_array(tag_id) FROM (SELECT ct.tag_id FROM {table} ct "
+        "WHERE ct.customer_id = c.id ORDER BY ct.tag_id))"
+    )
+
+
+def _distinct() -> str:
+    return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The customers a statement recomputes: a batch of ids, or every customer of a merchant."""
+
+    ids: tuple[int, ...] = ()
+    merchant_id: int | None = None
+
+    def where(self, customer_col: str, merchant_col: str | None = None) -> tuple[str, list[int]]:
+        """A condition on the given columns, and its parameters. A table without a merchant
+        column reaches its merchant through the customer."""
+        if self.merchant_id is None:
+            return f"{customer_col} IN ({', '.join(['%s'] * len(self.ids))})", list(self.ids)
+        if merchant_col is not None:
+            return f"{merchant_col} = %s", [self.merchant_id]
+        customers = Customer._meta.db_table
+        return (
+            f"{customer_col} IN (SELECT id FROM {customers} WHERE merchant_id = %s)",
+            [self.merchant_id],
+        )
+
+
+def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
+    """The upsert of the CustomerMetrics rows of `scope`."""
     metrics = CustomerMetrics._meta.db_table
-    distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-    current = ", ".join(f"{metrics}.{c}" for c in METRIC_COLUMNS)
-    incoming = ", ".join(f"excluded.{c}" for c in METRIC_COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in (*METRIC_COLUMNS, "updated_at"))
+    current = ", ".join(f"{metrics}.{c}" for c in COPIED_COLUMNS)
+    incoming = ", ".join(f"excluded.{c}" for c in COPIED_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*COPIED_COLUMNS, "updated_at"))
+    profile = ", ".join(f"c.{c}" for c in PROFILE_COLUMNS)
+    txn_where, txn_params = scope.where("customer_id", "merchant_id")
+    customer_where, customer_params = scope.where("c.id", "c.merchant_id")
     # TRICKY: avg_order_value multiplies by 1.0 so SQLite does not divide integers; the
     # WHERE on the SELECT is also what lets SQLite parse INSERT ... SELECT ... ON CONFLICT.
-    return f"""
-        INSERT INTO {metrics} (customer_id, merchant_id, {", ".join(METRIC_COLUMNS)}, updated_at)
+    sql = f"""
+        INSERT INTO {metrics} (customer_id, merchant_id, {", ".join(COPIED_COLUMNS)}, updated_at)
         SELECT c.id, c.merchant_id,
                COALESCE(t.orders_count, 0),
                COALESCE(t.gross_spend, 0),
@@ -58,6 +136,8 @@ def _statement(scope_sql: str) -> str:
                t.first_purchase_at,
                t.last_purchase_at,
                COALESCE(r.redemptions_count, 0),
+               {profile},
+               {_tag_ids_sql()},
                %s
         FROM {Customer._meta.db_table} c
         LEFT JOIN (
@@ -69,49 +149,83 @@ def _statement(scope_sql: str) -> str:
                    MIN(CASE WHEN kind = 'purchase' THEN occurred_at END) AS first_purchase_at,
                    MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last_purchase_at
             FROM {Transaction._meta.db_table}
-            WHERE {scope_sql}
+            WHERE {txn_where}
             GROUP BY customer_id
         ) t ON t.customer_id = c.id
         LEFT JOIN (
             SELECT customer_id, COUNT(*) AS redemptions_count
             FROM {Redemption._meta.db_table}
-            WHERE {scope_sql}
+            WHERE {txn_where}
             GROUP BY customer_id
         ) r ON r.customer_id = c.id
-        WHERE {scope_sql.replace("customer_id", "c.id").replace("merchant_id", "c.merchant_id")}
+        WHERE {customer_where}
         ON CONFLICT (customer_id) DO UPDATE SET {updates}
-        WHERE ({current}) {distinct} ({incoming})
+        WHERE ({current}) {_distinct()} ({incoming})
     """
+    return sql, [now, *txn_params, *txn_params, *customer_params]
 
 
-def _batches(ids: Iterable[int], size: int) -> Iterable[list[int]]:
+def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
+    """The upsert of the CustomerProductStats rows of `scope` from the line items of orders,
+    then the delete of rows whose product the customer has no line item of any more."""
+    stats = CustomerProductStats._meta.db_table
+    txns, items = Transaction._meta.db_table, LineItem._meta.db_table
+    txn_where, txn_params = scope.where("t.customer_id", "t.merchant_id")
+    stats_where, stats_params = scope.where(f"{stats}.customer_id")
+    upsert = f"""
+        INSERT INTO {stats} (customer_id, product_id, units, last_purchased_at)
+        SELECT t.customer_id, li.product_id, SUM(li.quantity), MAX(t.occurred_at)
+        FROM {items} li JOIN {txns} t ON t.id = li.transaction_id
+        WHERE t.kind = 'purchase' AND {txn_where}
+        GROUP BY t.customer_id, li.product_id
+        ON CONFLICT (customer_id, product_id) DO UPDATE
+        SET units = excluded.units, last_purchased_at = excluded.last_purchased_at
+        WHERE ({stats}.units, {stats}.last_purchased_at)
+              {_distinct()} (excluded.units, excluded.last_purchased_at)
+    """
+    delete = f"""
+        DELETE FROM {stats}
+        WHERE {stats_where} AND NOT EXISTS (
+            SELECT 1 FROM {items} li JOIN {txns} t ON t.id = li.transaction_id
+            WHERE t.customer_id = {stats}.customer_id AND li.product_id = {stats}.product_id
+              AND t.kind = 'purchase')
+    """
+    return [(upsert, txn_params), (delete, stats_params)]
+
+
+def _refresh(scope: _Scope) -> None:
+    with connection.cursor() as cursor:
+        for sql, params in [
+            _metrics_statement(scope, timezone.now()),
+            *_product_stats_statements(scope),
+        ]:
+            cursor.execute(sql, params)
+
+
+def _batches(ids: Iterable[int], size: int) -> Iterable[tuple[int, ...]]:
     iterator = iter(ids)
-    while batch := list(islice(iterator, size)):
+    while batch := tuple(islice(iterator, size)):
         yield batch
 
 
 def refresh_metrics(customer_ids: Iterable[int]) -> None:
-    """Recompute the metrics of these customers (creating missing rows), then send
-    `customers_changed` with their ids."""
-    now = timezone.now()
+    """Recompute the metrics rows (creating missing ones) and product stats of these
+    customers, then send `customers_changed` with their ids."""
     ids = frozenset(customer_ids)
-    with connection.cursor() as cursor:
-        for batch in _batches(sorted(ids), BATCH_SIZE):
-            placeholders = ", ".join(["%s"] * len(batch))
-            sql = _statement(f"customer_id IN ({placeholders})")
-            cursor.execute(sql, [now, *batch, *batch, *batch])
+    for batch in _batches(sorted(ids), BATCH_SIZE):
+        _refresh(_Scope(ids=batch))
     if ids:
         customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=None)
 
 
 def refresh_merchant_metrics(merchant_id: int) -> None:
-    """Recompute the metrics of every customer of a merchant in one statement, then send
-    `customers_changed` with `customer_ids=None` and the merchant's id."""
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and connection.in_atomic_block:
+    """Recompute the metrics rows and product stats of every customer of a merchant (three
+    set-based statements), then send `customers_changed` with `customer_ids=None` and the
+    merchant's id."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
             # Stream the (customer_id, occurred_at) index instead of hashing every
             # customer's group in memory and spilling to disk at millions of customers.
             cursor.execute("SET LOCAL enable_hashagg = off")
-        cursor.execute(_statement("merchant_id = %s"), [now, merchant_id, merchant_id, merchant_id])
+    _refresh(_Scope(merchant_id=merchant_id))
     customers_changed.send(sender=CustomerMetrics, customer_ids=None, merchant_id=merchant_id)

@@ -1,25 +1,31 @@
 """The segment rule engine: the public interface over `segments.rules` and `segments.criteria`.
 
 - `validate_rules()` parses a rule tree and runs the merchant-level checks.
-- `matching_customers()` / `count_matching()` compile it to one queryset of the merchant's
-  customers; `explain()` and `funnel()` evaluate its parts; `describe()` reads it out.
+- `matching_rows()` compiles it to one queryset of the merchant's per-customer rows
+  (`CustomerMetrics`); `count_matching()`, `matching_ids()` and `matching_customers()` read
+  it; `explain()` and `funnel()` evaluate its parts; `describe()` reads it out.
 
-The compiler is recursive (groups of groups) and each criterion returns a two-valued `Q`
-built from `Exists`/`Subquery` or one-to-one columns, so any tree compiles to a single
-`WHERE` over `customers_customer` without joins to many-valued relations (no duplicates,
-no `.distinct()`), and `negate` is the exact complement.
+Every evaluation reads one narrow row per customer (`CustomerMetrics`: purchase aggregates
+plus a copy of the profile), never the wide customer row. The compiler is recursive (groups
+of groups) and each criterion returns a two-valued `Q` over that row, built from its columns,
+`Exists`/`Subquery`, or `pk IN (uncorrelated subquery)` for per-customer aggregates, so any
+tree compiles to a single `WHERE` without joins to many-valued relations (no duplicates, no
+`.distinct()`), and `negate` is the exact complement.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import BooleanField, Case, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from customers.models import Customer, Merchant
+from customers.models import Customer, CustomerMetrics, Merchant
 from segments.criteria import REGISTRY, CompileContext, ValidationContext
 from segments.models import Segment
 from segments.rules import (
@@ -40,9 +46,12 @@ __all__ = [
     "RuleValidationError",
     "count_matching",
     "describe",
+    "evaluation_settings",
     "explain",
     "funnel",
     "matching_customers",
+    "matching_ids",
+    "matching_rows",
     "referenced_segment_slugs",
     "validate_rules",
 ]
@@ -68,9 +77,13 @@ def _tree(rules: dict[str, Any] | RuleTree) -> RuleTree:
 
 
 def make_context(
-    merchant: Merchant, as_of: dt.datetime | None, exact: bool | None
+    merchant: Merchant,
+    as_of: dt.datetime | None,
+    exact: bool | None,
+    customer_ids: Collection[int] | None = None,
 ) -> CompileContext:
-    """`exact=None` picks the fast path exactly when `as_of` is None (now)."""
+    """`exact=None` picks the fast path exactly when `as_of` is None (now). `customer_ids`
+    restricts the evaluation to those customers (see `CompileContext`)."""
     if as_of is not None and timezone.is_naive(as_of):
         raise ValueError("as_of must be an aware datetime")
     fast = as_of is None if exact is None else not exact
@@ -80,6 +93,7 @@ def make_context(
         as_of=instant,
         today=timezone.localtime(instant, merchant.tzinfo).date(),
         fast=fast,
+        customer_ids=None if customer_ids is None else tuple(sorted(customer_ids)),
     )
 
 
@@ -100,12 +114,52 @@ def compile_tree(tree: RuleTree, ctx: CompileContext) -> Q:
     return compile_node(tree.root, ctx)
 
 
-def _merchant_customers(merchant: Merchant) -> QuerySet[Customer]:
-    # SECURITY INVARIANT: every evaluation starts from this merchant's customers. The
-    # compiled conditions only ever narrow this queryset (they never add rows), and the
-    # only cross-row lookups they make are correlated to the outer customer (OuterRef) or
-    # scoped to the merchant (segment slugs), so no other merchant's row can appear.
-    return Customer.objects.filter(merchant=merchant)
+def _merchant_rows(merchant: Merchant) -> QuerySet[CustomerMetrics]:
+    # SECURITY INVARIANT: every evaluation starts from this merchant's per-customer rows
+    # (one per customer, `merchant` copied from the customer). The compiled conditions only
+    # ever narrow this queryset (they never add rows), and the only cross-row lookups they
+    # make are correlated to the outer customer (OuterRef) or scoped to the merchant
+    # (products, tags, tiers, segment slugs), so no other merchant's row can appear.
+    return CustomerMetrics.objects.filter(merchant=merchant)
+
+
+def matching_rows(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+    exact: bool | None = None,
+    customer_ids: Collection[int] | None = None,
+) -> QuerySet[CustomerMetrics]:
+    """The per-customer rows of the merchant's customers matching `rules` at `as_of`
+    (default now); the row's primary key is the customer's id.
+
+    Fast path (metrics and product stats, exact as of now) when `as_of` is None, unless
+    `exact=True`; `exact=False` forces it (the caller vouches that nothing happened after
+    `as_of`). The exact path reads transactions, line items and redemptions up to `as_of`.
+    `customer_ids` evaluates those customers only (and computes aggregates for them only):
+    what re-evaluating the customers of a new purchase needs.
+    """
+    ctx = make_context(merchant, as_of, exact, customer_ids)
+    rows = _merchant_rows(merchant)
+    if customer_ids is not None:
+        rows = rows.filter(pk__in=ctx.customer_ids)
+    return rows.filter(compile_tree(_tree(rules), ctx))
+
+
+def matching_ids(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+    exact: bool | None = None,
+    customer_ids: Collection[int] | None = None,
+) -> QuerySet[CustomerMetrics, int]:
+    """The ids of the matching customers, as a queryset (usable as a subquery)."""
+    rows = matching_rows(
+        merchant=merchant, rules=rules, as_of=as_of, exact=exact, customer_ids=customer_ids
+    )
+    return rows.order_by().values_list("customer_id", flat=True)
 
 
 def matching_customers(
@@ -115,20 +169,29 @@ def matching_customers(
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
 ) -> QuerySet[Customer]:
-    """The merchant's customers matching `rules` at `as_of` (default now).
+    """The matching customers themselves (for pages and exports); see `matching_rows`."""
+    ids = matching_ids(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
+    return Customer.objects.filter(merchant=merchant, pk__in=ids)
 
-    Fast path (metrics table, exact as of now) when `as_of` is None, unless `exact=True`;
-    `exact=False` forces it (the caller vouches that nothing happened after `as_of`).
+
+@contextmanager
+def evaluation_settings() -> Iterator[None]:
+    """PostgreSQL settings for one evaluation query, scoped to a transaction (SET LOCAL).
+
+    TRICKY: a `pk IN (subquery)` under OR or NOT runs as a hashed SubPlan only when the
+    hash fits in work_mem; otherwise PostgreSQL rescans the subquery's result for every
+    row, which is quadratic (seconds turn into hours at a million customers). 64 MB holds
+    a million ids. JIT compilation costs 100-300 ms to save milliseconds here.
     """
-    ctx = make_context(merchant, as_of, exact)
-    customers = _merchant_customers(merchant)
-    if ctx.fast:
-        # Every customer has exactly one metrics row of the same merchant (customers.models),
-        # so this changes no answer; it joins the metrics row as an INNER join restricted to
-        # the merchant, which lets PostgreSQL read the (merchant, column) indexes instead of
-        # hashing every merchant's metrics (200 ms -> 12 ms for a 10k merchant among 1.1M).
-        customers = customers.filter(metrics__merchant=merchant)
-    return customers.filter(compile_tree(_tree(rules), ctx))
+    if connection.vendor != "postgresql":
+        yield
+        return
+    # Inside the caller's transaction when there is one (no savepoint needed), else in one
+    # of its own, so SET LOCAL lasts exactly as long as the evaluation.
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        yield
 
 
 def count_matching(
@@ -138,7 +201,9 @@ def count_matching(
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
 ) -> int:
-    return matching_customers(merchant=merchant, rules=rules, as_of=as_of, exact=exact).count()
+    rows = matching_rows(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
+    with evaluation_settings():
+        return rows.count()
 
 
 def referenced_segment_slugs(rules: dict[str, Any] | RuleTree) -> set[str]:
@@ -210,18 +275,16 @@ def explain(
     """Every group and condition (depth first, root first) with its result for `customer`,
     in one query. Raises `Customer.DoesNotExist` for a customer of another merchant."""
     tree = _tree(rules)
-    ctx = make_context(merchant, as_of, None)
+    ctx = make_context(merchant, as_of, None, customer_ids=[customer.pk])
     nodes = _flatten(tree.root, "", 0)
     annotations = {
         f"n{i}": _as_bool(compile_node(node, ctx)) for i, (_, node, _) in enumerate(nodes)
     }
-    row = (
-        _merchant_customers(merchant)
-        .filter(pk=customer.pk)
-        .annotate(**annotations)
-        .values(*annotations)
-        .get()
-    )
+    rows = _merchant_rows(merchant).filter(pk=customer.pk).annotate(**annotations)
+    with evaluation_settings():
+        row = rows.values(*annotations).first()
+    if row is None:
+        raise Customer.DoesNotExist(f"customer {customer.pk} is not one of {merchant.slug}'s")
     return [
         ConditionResult(
             path=path,
@@ -269,7 +332,8 @@ def funnel(
         aggregates[f"cum{index}"] = Count("pk", filter=cumulative)
     if root.negate and cumulative is not None:
         aggregates["negated"] = Count("pk", filter=~cumulative)
-    counts = _merchant_customers(merchant).aggregate(**aggregates)
+    with evaluation_settings():
+        counts = _merchant_rows(merchant).aggregate(**aggregates)
     steps = [
         FunnelStep(
             path=child_path("", index),

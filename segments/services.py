@@ -26,6 +26,7 @@ import io
 import logging
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -72,6 +73,9 @@ UPDATABLE_FIELDS = (
 INCREMENTAL_MAX_CUSTOMERS = 5000
 #: Ids per `IN (...)` list: far below SQLite's limit on bound parameters.
 ID_BATCH = 500
+#: Customers per incremental evaluation query: each segment repeats the ids in its
+#: aggregates, so 50 segments stay within SQLite's limit on bound parameters.
+EVALUATE_BATCH = 100
 #: How many unknown lines an upload error lists.
 UPLOAD_MAX_ERRORS = 50
 
@@ -126,14 +130,26 @@ class MembershipChange:
 # --- the engine, behind two seams -------------------------------------------------------
 
 
-def _matching_queryset(segment: Segment, as_of: dt.datetime | None) -> QuerySet[Customer]:
-    """The customers of the segment's merchant its rules select at `as_of`.
+def _matching_queryset(
+    segment: Segment, as_of: dt.datetime | None, customer_ids: Collection[int] | None = None
+) -> QuerySet[Any]:
+    """The rows of the segment's merchant its rules select at `as_of` (of `customer_ids`
+    only, when given), as a queryset whose primary key is the customer's id.
 
     The one place the refresh code gets a segment's compiled queryset from.
     """
-    from segments.engine import matching_customers
+    from segments.engine import matching_rows
 
-    return matching_customers(merchant=segment.merchant, rules=segment.rules, as_of=as_of)
+    return matching_rows(
+        merchant=segment.merchant, rules=segment.rules, as_of=as_of, customer_ids=customer_ids
+    )
+
+
+def _evaluation_settings() -> AbstractContextManager[None]:
+    """The database settings the engine evaluates under (see `engine.evaluation_settings`)."""
+    from segments.engine import evaluation_settings
+
+    return evaluation_settings()
 
 
 def _referenced_slugs(rules: dict[str, Any]) -> set[str]:
@@ -334,47 +350,63 @@ def segment_update(*, segment: Segment, user: Actor = None, **changes: Any) -> S
 # --- full refresh ------------------------------------------------------------------------
 
 
-def _diff_statements(
-    segment: Segment, queryset: QuerySet[Customer], now: dt.datetime, version: int
-) -> list[tuple[str, list[Any]]]:
-    """The four set-based statements of a full refresh, in the order they must run.
+#: The temporary table a full refresh materialises the compiled member ids into.
+REFRESH_TABLE = "sp_refresh_members"
 
-    `queryset` is compiled once to SQL and used as a derived table `c(member_id)`; PostgreSQL
-    plans the `NOT EXISTS` as anti-joins. Exits are recorded before the rows go, entries
-    before the rows come, each against the membership as it is at that moment.
+
+def _diff_statements(
+    segment: Segment, queryset: QuerySet[Any], now: dt.datetime, version: int
+) -> list[tuple[str, list[Any]]]:
+    """The set-based statements of a full refresh, in the order they must run.
+
+    The compiled query runs once, into a temporary table of member ids (a count over a
+    million customers is the expensive part; the diff against it is cheap). Then exits are
+    recorded before the rows go, entries before the rows come, each against the membership
+    as it is at that moment; PostgreSQL plans the `NOT EXISTS` as anti-joins.
     """
     compiled, compiled_params = (
         queryset.order_by().values(member_id=F("pk")).query.sql_with_params()
     )
     membership = SegmentMembership._meta.db_table
     events = MembershipEvent._meta.db_table
-    gone = f"NOT EXISTS (SELECT 1 FROM ({compiled}) c WHERE c.member_id = {membership}.customer_id)"
+    members = REFRESH_TABLE
+    gone = f"NOT EXISTS (SELECT 1 FROM {members} c WHERE c.customer_id = {membership}.customer_id)"
     new = (
-        f"FROM ({compiled}) c WHERE NOT EXISTS (SELECT 1 FROM {membership} m "
-        f"WHERE m.segment_id = %s AND m.customer_id = c.member_id)"
+        f"FROM {members} c WHERE NOT EXISTS (SELECT 1 FROM {membership} m "
+        f"WHERE m.segment_id = %s AND m.customer_id = c.customer_id)"
     )
     sid, rule = segment.pk, MembershipReason.RULE
+    materialise = [
+        (f"DROP TABLE IF EXISTS {members}", []),
+        (
+            f"CREATE TEMP TABLE {members} AS SELECT q.member_id AS customer_id FROM ({compiled}) q",
+            list(compiled_params),
+        ),
+    ]
+    if connection.vendor == "postgresql":
+        # Temporary tables get no statistics from autovacuum: without them the anti-joins
+        # below would be planned for a guessed size.
+        materialise.append((f"ANALYZE {members}", []))
     return [
+        *materialise,
         (
             f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
             f"definition_version) SELECT %s, {membership}.customer_id, %s, %s, %s, %s "
             f"FROM {membership} WHERE {membership}.segment_id = %s AND {gone}",
-            [sid, MembershipEventKind.EXIT, rule, now, version, sid, *compiled_params],
+            [sid, MembershipEventKind.EXIT, rule, now, version, sid],
         ),
-        (
-            f"DELETE FROM {membership} WHERE {membership}.segment_id = %s AND {gone}",
-            [sid, *compiled_params],
-        ),
+        (f"DELETE FROM {membership} WHERE {membership}.segment_id = %s AND {gone}", [sid]),
         (
             f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
-            f"definition_version) SELECT %s, c.member_id, %s, %s, %s, %s {new}",
-            [sid, MembershipEventKind.ENTRY, rule, now, version, *compiled_params, sid],
+            f"definition_version) SELECT %s, c.customer_id, %s, %s, %s, %s {new}",
+            [sid, MembershipEventKind.ENTRY, rule, now, version, sid],
         ),
         (
             f"INSERT INTO {membership} (segment_id, customer_id, since) "
-            f"SELECT %s, c.member_id, %s {new}",
-            [sid, now, *compiled_params, sid],
+            f"SELECT %s, c.customer_id, %s {new}",
+            [sid, now, sid],
         ),
+        (f"DROP TABLE {members}", []),
     ]
 
 
@@ -434,11 +466,12 @@ def segment_refresh(*, segment_id: int, as_of: dt.datetime | None = None) -> Ref
             if outcome == "ok" and locked is not None:
                 now = timezone.now()
                 counts = []
-                with connection.cursor() as cursor:
+                with _evaluation_settings(), connection.cursor() as cursor:
                     for sql, params in _diff_statements(locked, queryset, now, started_version):
                         cursor.execute(sql, params)
                         counts.append(max(cursor.rowcount, 0))
-                exited, entered = counts[1], counts[3]
+                # The rows deleted and inserted: the third and second statements from the end.
+                exited, entered = counts[-4], counts[-2]
                 member_count = SegmentMembership.objects.filter(segment_id=segment_id).count()
                 duration = elapsed_ms()
                 Segment.objects.filter(pk=segment_id).update(
@@ -570,21 +603,18 @@ def _members_among(segment_ids: Collection[int], ids: Collection[int]) -> dict[i
     return found
 
 
-def _evaluate_customers(
-    segments: list[Segment], ids: Collection[int], as_of: dt.datetime | None
+def _evaluate_batch(
+    segments: list[Segment], batch: list[int], as_of: dt.datetime | None
 ) -> dict[int, set[int]]:
-    """For each segment, which of the customers `ids` its rules select, in ONE query a batch
-    of ids: every segment's compiled queryset becomes an `EXISTS` on the customer, so the
-    answer is the engine's own, for all segments in one round trip (not one per segment).
-
-    A segment whose rules do not compile (stored rules that no longer validate) is left out
-    and logged; its next full refresh records the error.
-    """
+    """One query: which of the customers `batch` each segment selects. Each segment's
+    queryset is compiled for just these customers (its per-customer aggregates are computed
+    for them alone) and becomes an `EXISTS` on the customer. Segments whose rules do not
+    compile are left out and logged (their next full refresh records the error)."""
     annotations: dict[str, Exists] = {}
     keys: dict[int, str] = {}
     for segment in segments:
         try:
-            matching = _matching_queryset(segment, as_of)
+            matching = _matching_queryset(segment, as_of, customer_ids=batch)
         except Exception:
             logger.exception("Segment %s does not compile; skipped", segment.pk)
             continue
@@ -593,32 +623,40 @@ def _evaluate_customers(
     matched: dict[int, set[int]] = {pk: set() for pk in keys}
     if not annotations:
         return matched
+    rows = Customer.objects.filter(pk__in=batch).annotate(**annotations)
+    for row in rows.values("pk", *keys.values()):
+        for segment_id, key in keys.items():
+            if row[key]:
+                matched[segment_id].add(row["pk"])
+    return matched
+
+
+def _evaluate_customers(
+    segments: list[Segment], ids: Collection[int], as_of: dt.datetime | None
+) -> dict[int, set[int]]:
+    """For each segment, which of the customers `ids` its rules select: one query for all
+    segments per batch of `EVALUATE_BATCH` customers (not one per segment), the answer being
+    the engine's own. If that query fails, the segments are evaluated one by one (each in
+    its own savepoint) so one segment whose SQL fails does not stop the others."""
+
+    def evaluate(wanted: list[Segment]) -> dict[int, set[int]]:
+        matched: dict[int, set[int]] = {}
+        with transaction.atomic(), _evaluation_settings():
+            for batch in id_batches(sorted(ids), EVALUATE_BATCH):
+                for segment_id, found in _evaluate_batch(wanted, batch, as_of).items():
+                    matched.setdefault(segment_id, set()).update(found)
+        return matched
+
     try:
-        with transaction.atomic():
-            for batch in id_batches(sorted(ids)):
-                rows = (
-                    Customer.objects.filter(pk__in=batch)
-                    .annotate(**annotations)
-                    .values("pk", *keys.values())
-                )
-                for row in rows:
-                    for segment_id, key in keys.items():
-                        if row[key]:
-                            matched[segment_id].add(row["pk"])
+        return evaluate(segments)
     except DatabaseError:
-        # One segment's SQL failed; find which by evaluating them one by one, so the others
-        # are still updated (each in its own savepoint).
         logger.exception("Combined evaluation failed; evaluating segments one by one")
-        matched = {}
-        for segment in segments:
-            if segment.pk not in keys:
-                continue
-            try:
-                with transaction.atomic():
-                    found = _matching_queryset(segment, as_of).filter(pk__in=list(ids))
-                    matched[segment.pk] = set(found.values_list("pk", flat=True))
-            except DatabaseError:
-                logger.exception("Segment %s failed to evaluate; skipped", segment.pk)
+    matched: dict[int, set[int]] = {}
+    for segment in segments:
+        try:
+            matched.update(evaluate([segment]))
+        except DatabaseError:
+            logger.exception("Segment %s failed to evaluate; skipped", segment.pk)
     return matched
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.db.models.lookups import (
     Exact,
@@ -71,16 +71,22 @@ class CleanError(Exception):
 class CompileContext:
     """What a criterion may know while compiling: never the clock, always `as_of`.
 
-    `today` is the merchant-local date of `as_of`. `fast` allows reading the per-customer
-    metrics table (exact as of now) instead of transactions; only un-windowed purchase
-    fields use it. `segment_stack` holds the slugs being compiled, to stop runaway recursion
-    through segments whose stored rules were edited into a cycle behind validation's back.
+    The outer queryset is over the merchant's `CustomerMetrics` rows, whose primary key is
+    the customer's id (`OuterRef("pk")` is the customer) and which carry the profile columns
+    under the customer's names. `today` is the merchant-local date of `as_of`. `fast` allows
+    reading the per-customer aggregates (metrics, product stats: exact as of now) instead of
+    transactions and line items. `customer_ids`, when set, are the only customers the query
+    evaluates: uncorrelated per-customer aggregates (`customer_set()`) are then computed for
+    them alone instead of for the whole merchant. `segment_stack` holds the slugs being
+    compiled, to stop runaway recursion through segments whose stored rules were edited into
+    a cycle behind validation's back.
     """
 
     merchant: Merchant
     as_of: dt.datetime
     today: dt.date
     fast: bool
+    customer_ids: tuple[int, ...] | None = None
     segment_stack: tuple[str, ...] = ()
 
     @property
@@ -315,6 +321,49 @@ def compare(expr: Combinable, op: str, value: Any) -> Q:
     return Q(lookup(expr, value))
 
 
+def holds(op: str, value: Any, number: Any) -> bool:
+    """`number <op> value` in Python (what `compare` says in SQL)."""
+    if op == "between":
+        lo, hi = value
+        return bool(lo <= number <= hi)
+    return {
+        "eq": number == value,
+        "ne": number != value,
+        "gt": number > value,
+        "gte": number >= value,
+        "lt": number < value,
+        "lte": number <= value,
+    }[op]
+
+
+def customer_set(
+    rows: QuerySet[Any],
+    customer_field: str,
+    ctx: CompileContext,
+    *,
+    annotations: Mapping[str, Any],
+    test: Q,
+    empty_matches: bool,
+) -> Q:
+    """Customers whose aggregate over `rows` passes `test`, as `pk IN (uncorrelated
+    subquery)`: the subquery groups `rows` by `customer_field` with `annotations` and keeps
+    the groups passing `test` (a HAVING). `empty_matches` says whether a customer with no
+    rows passes (a sum or count of nothing is 0 and may pass; an average of nothing never
+    does); such customers are then selected as the complement of the groups that fail.
+
+    Uncorrelated, so a count over a million customers aggregates the rows once (a hash join
+    or hashed SubPlan) instead of once per customer; restricted to `ctx.customer_ids` when
+    those are set. Two-valued: the subquery never yields NULL ids.
+    """
+    rows = rows.order_by()
+    if ctx.customer_ids is not None:
+        rows = rows.filter(**{f"{customer_field}__in": ctx.customer_ids})
+    grouped = rows.values(customer_field).annotate(**annotations)
+    if empty_matches:
+        return ~Q(pk__in=grouped.filter(~test).values(customer_field))
+    return Q(pk__in=grouped.filter(test).values(customer_field))
+
+
 def not_null(expr: Combinable) -> Q:
     return Q(IsNull(expr, False))
 
@@ -425,28 +474,33 @@ class TimeCriterion(Criterion):
         raise NotImplementedError
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
-        expr = self.instant_expression(condition, ctx)
-        op, value = condition.op, condition.value
-        if op == "never":
-            return is_null(expr)
-        guard = not_null(expr)
-        if op == "exists":
-            return guard
-        if op == "within_days":
-            since = ctx.as_of - dt.timedelta(days=value)
-            return guard & Q(GreaterThanOrEqual(expr, since)) & Q(LessThanOrEqual(expr, ctx.as_of))
-        if op == "before_days":
-            return guard & Q(LessThan(expr, ctx.as_of - dt.timedelta(days=value)))
-        if op == "before":
-            return guard & Q(LessThan(expr, ctx.local_midnight(value)))
-        if op == "after":
-            return guard & Q(GreaterThanOrEqual(expr, ctx.local_midnight(value)))
-        lo, hi = value
-        return (
-            guard
-            & Q(GreaterThanOrEqual(expr, ctx.local_midnight(lo)))
-            & Q(LessThan(expr, ctx.local_midnight(hi + dt.timedelta(days=1))))
+        return compare_instant(
+            self.instant_expression(condition, ctx), condition.op, condition.value, ctx
         )
+
+
+def compare_instant(expr: Combinable, op: str, value: Any, ctx: CompileContext) -> Q:
+    """A time operator of the contract on the instant `expr` (see `TimeCriterion`)."""
+    if op == "never":
+        return is_null(expr)
+    guard = not_null(expr)
+    if op == "exists":
+        return guard
+    if op == "within_days":
+        since = ctx.as_of - dt.timedelta(days=value)
+        return guard & Q(GreaterThanOrEqual(expr, since)) & Q(LessThanOrEqual(expr, ctx.as_of))
+    if op == "before_days":
+        return guard & Q(LessThan(expr, ctx.as_of - dt.timedelta(days=value)))
+    if op == "before":
+        return guard & Q(LessThan(expr, ctx.local_midnight(value)))
+    if op == "after":
+        return guard & Q(GreaterThanOrEqual(expr, ctx.local_midnight(value)))
+    lo, hi = value
+    return (
+        guard
+        & Q(GreaterThanOrEqual(expr, ctx.local_midnight(lo)))
+        & Q(LessThan(expr, ctx.local_midnight(hi + dt.timedelta(days=1))))
+    )
 
 
 class ChoiceCriterion(Criterion):

@@ -7,11 +7,13 @@ import calendar
 import datetime as dt
 from typing import Any, ClassVar
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import connection
+from django.db.models import Exists, F, Func, OuterRef, Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 
-from customers.models import Branch, CustomerTag, Gender, Tier
+from customers.fields import IdListField
+from customers.models import Branch, CustomerTag, Gender, Tag, Tier
 from segments.criteria.base import (
     BIRTHDAY_OPS,
     MATCH_NONE,
@@ -94,7 +96,10 @@ class TagsCriterion(Criterion):
     """Tags: `has_any` / `has_all` / `has_none` of the names, case-insensitively.
 
     A customer without tags matches `has_none` only. `has_none` is the negation of
-    `has_any`; `has_all` is one `Exists` per distinct name.
+    `has_any`; `has_all` is one test per distinct name (a name that is no tag of the
+    merchant matches nobody). On PostgreSQL the test is on the row's own tag ids
+    (`tag_ids && ARRAY(ids of the names)`, never NULL: the column is NOT NULL and ARRAY()
+    of nothing is an empty array); on SQLite an `Exists` on the customer's tag rows.
     """
 
     label = "tags"
@@ -105,8 +110,13 @@ class TagsCriterion(Criterion):
 
     @staticmethod
     def _has(names: list[str], ctx: CompileContext) -> Q:
+        if connection.vendor == "postgresql":
+            ids = Tag.objects.alias(lname=Lower("name")).filter(
+                merchant=ctx.merchant, lname__in=names
+            )
+            return Q(tag_ids__overlaps=IdArray(ids.values("pk")))
         # The merchant filter is implied (tags belong to the customer's merchant) but lets
-        # PostgreSQL pick only this merchant's tag rows instead of every merchant's "local".
+        # the database pick only this merchant's tag rows instead of every merchant's "local".
         tags = CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
             customer=OuterRef("pk"), tag__merchant=ctx.merchant, lname__in=names
         )
@@ -121,6 +131,14 @@ class TagsCriterion(Criterion):
             return q
         q = self._has(names, ctx)
         return q if condition.op == "has_any" else ~q
+
+
+class IdArray(Func):
+    """`ARRAY(subquery)::bigint[]`: the ids a subquery yields, as one PostgreSQL array
+    (computed once per query, an InitPlan)."""
+
+    template = "ARRAY(%(expressions)s)::bigint[]"
+    output_field = IdListField()
 
 
 def shift_years(day: dt.date, years: int) -> dt.date:

@@ -1,12 +1,18 @@
 """Purchase criteria: derived from transactions (orders are kind `purchase`, refunds kind
-`refund`) and redemptions, ignoring everything after `as_of`.
+`refund`), their line items and redemptions, ignoring everything after `as_of`.
 
-Two sources, one answer. The exact path aggregates transactions/redemptions up to `as_of`
-in correlated subqueries. The fast path (`ctx.fast`, only for un-windowed fields) reads the
-per-customer metrics row, which is exact as of now; the caller only allows it when `as_of`
-is now. `customer.metrics` is one-to-one, so reading it joins at most one row per customer
-(no duplicates), and every customer has that row (`Customer.save()` / bulk writers create
-it), so the join drops nobody.
+Two sources, one answer:
+- The fast path (`ctx.fast`) reads the per-customer aggregates, exact as of now: the
+  metrics row (orders, spend, first/last purchase, redemptions: the outer row's own
+  columns) and `CustomerProductStats` (units and latest order per customer and product).
+  The caller only allows it when `as_of` is now (or vouches that nothing came after).
+- The exact path reads transactions, line items and redemptions up to `as_of`, and so does
+  the fast path for what the aggregates cannot answer (counts and sums within a window).
+
+Per-customer aggregates compared with a number compile to `customer_set()`: `pk IN
+(SELECT customer ... GROUP BY customer HAVING ...)`, computed once per query instead of once
+per customer. "At least one" tests compile to `Exists` correlated with the customer, which
+PostgreSQL runs as a semi-join.
 """
 
 from __future__ import annotations
@@ -21,25 +27,29 @@ from django.db.models import (
     Count,
     DecimalField,
     Exists,
-    Expression,
     ExpressionWrapper,
     F,
-    IntegerField,
     Max,
     Min,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
 )
 from django.db.models.expressions import Combinable
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Lower
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThanOrEqual
 
-from customers.models import LineItem, Redemption, Transaction, TransactionKind
+from customers.models import (
+    CustomerProductStats,
+    LineItem,
+    Product,
+    Redemption,
+    Transaction,
+    TransactionKind,
+)
 from segments.criteria.base import (
     NUMBER_OPS,
     CleanError,
@@ -49,8 +59,11 @@ from segments.criteria.base import (
     TimeCriterion,
     clean_names,
     compare,
+    compare_instant,
+    customer_set,
     describe_list,
     describe_op,
+    holds,
     register,
 )
 from segments.rules import Condition
@@ -65,19 +78,20 @@ SINGULAR = {
 #: (op, value) pairs that mean "bought at least one unit" / "bought no unit".
 SOME_UNITS = frozenset({("gte", 1), ("gt", 0), ("ne", 0)})
 NO_UNITS = frozenset({("eq", 0), ("lt", 1), ("lte", 0)})
+#: The product column each list of `products` matches.
 PRODUCT_LISTS = {
-    "product_types": "product__product_type",
-    "brands": "product__brand",
-    "categories": "product__category",
-    "skus": "product__sku",
+    "product_types": "product_type",
+    "brands": "brand",
+    "categories": "category",
+    "skus": "sku",
 }
 
 
 def transactions(
     ctx: CompileContext, *, window_days: int | None, kind: str | None = TransactionKind.PURCHASE
 ) -> QuerySet[Transaction]:
-    """The outer customer's transactions up to `as_of` (of `kind`, within the window)."""
-    qs = Transaction.objects.filter(customer=OuterRef("pk"), occurred_at__lte=ctx.as_of)
+    """The merchant's transactions up to `as_of` (of `kind`, within the window)."""
+    qs = Transaction.objects.filter(merchant=ctx.merchant, occurred_at__lte=ctx.as_of)
     if kind is not None:
         qs = qs.filter(kind=kind)
     if window_days is not None:
@@ -85,15 +99,23 @@ def transactions(
     return qs
 
 
-def per_customer(qs: QuerySet[Any], aggregate: Any, output_field: Any) -> Subquery:
-    """One aggregate of the outer customer's rows (NULL when there are none)."""
-    grouped = qs.order_by().values("customer").annotate(v=aggregate).values("v")[:1]
-    return Subquery(grouped, output_field=output_field)
-
-
-def zero_if_none(expr: Combinable, output_field: Any) -> Coalesce:
-    zero = Value(Decimal("0") if isinstance(output_field, DecimalField) else 0)
-    return Coalesce(expr, zero, output_field=output_field)
+def count_compared(
+    rows: QuerySet[Any],
+    customer_field: str,
+    op: str,
+    value: Any,
+    ctx: CompileContext,
+    aggregate: Any,
+) -> Q:
+    """Customers whose `aggregate` of their `rows` compares `op value`; none is 0."""
+    return customer_set(
+        rows,
+        customer_field,
+        ctx,
+        annotations={"agg": aggregate},
+        test=compare(F("agg"), op, value),
+        empty_matches=holds(op, value, 0),
+    )
 
 
 class WindowedNumber(NumberCriterion):
@@ -112,16 +134,18 @@ class WindowedNumber(NumberCriterion):
 class OrdersCountCriterion(WindowedNumber):
     """Number of orders (kind purchase) up to `as_of`, within `window_days` when set.
 
-    No orders is 0 (coalesced), so it matches `eq 0`, `lt 1` and so on.
+    No orders is 0 (the column is NOT NULL; the exact path selects customers without
+    orders as the complement), so it matches `eq 0`, `lt 1` and so on.
     """
 
     label = "orders"
 
-    def value_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        op, value = condition.op, condition.value
         if self.use_fast(condition, ctx):
-            return zero_if_none(F("metrics__orders_count"), IntegerField())
+            return compare(F("orders_count"), op, value)
         orders = transactions(ctx, window_days=condition.option("window_days"))
-        return zero_if_none(per_customer(orders, Count("pk"), IntegerField()), IntegerField())
+        return count_compared(orders, "customer", op, value, ctx, Count("pk"))
 
 
 @register("total_spend")
@@ -134,16 +158,17 @@ class TotalSpendCriterion(WindowedNumber):
     money = True
     allow_negative = True
 
-    def value_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        op, value = condition.op, condition.value
         if self.use_fast(condition, ctx):
-            return zero_if_none(F("metrics__net_spend"), MONEY)
+            return compare(F("net_spend"), op, value)
         both = transactions(ctx, window_days=condition.option("window_days"), kind=None)
         signed = Case(
             When(kind=TransactionKind.REFUND, then=-F("total")),
             default=F("total"),
             output_field=MONEY,
         )
-        return zero_if_none(per_customer(both, Sum(signed), MONEY), MONEY)
+        return count_compared(both, "customer", op, value, ctx, Sum(signed, output_field=MONEY))
 
 
 @register("avg_order_value")
@@ -159,21 +184,11 @@ class AvgOrderValueCriterion(WindowedNumber):
     label = "average order value"
     money = True
 
-    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
-        count: Combinable
-        total: Combinable
-        if self.use_fast(condition, ctx):
-            count = zero_if_none(F("metrics__orders_count"), IntegerField())
-            total = zero_if_none(F("metrics__gross_spend"), MONEY)
-        else:
-            orders = transactions(ctx, window_days=condition.option("window_days"))
-            count = zero_if_none(per_customer(orders, Count("pk"), IntegerField()), IntegerField())
-            total = zero_if_none(per_customer(orders, Sum("total"), MONEY), MONEY)
+    @staticmethod
+    def test(total: Combinable, count: Combinable, op: str, value: Any) -> Q:
+        def times_count(number: Decimal) -> ExpressionWrapper:
+            return ExpressionWrapper(Value(number, output_field=MONEY) * count, output_field=MONEY)
 
-        def times_count(value: Decimal) -> ExpressionWrapper:
-            return ExpressionWrapper(Value(value, output_field=MONEY) * count, output_field=MONEY)
-
-        op, value = condition.op, condition.value
         has_orders = Q(GreaterThan(count, 0))
         if op == "between":
             return (
@@ -185,17 +200,39 @@ class AvgOrderValueCriterion(WindowedNumber):
             return has_orders & ~Q(Exact(total, times_count(value)))
         return has_orders & compare(total, op, times_count(value))
 
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        op, value = condition.op, condition.value
+        if self.use_fast(condition, ctx):
+            return self.test(F("gross_spend"), F("orders_count"), op, value)
+        orders = transactions(ctx, window_days=condition.option("window_days"))
+        return customer_set(
+            orders,
+            "customer",
+            ctx,
+            annotations={"n": Count("pk"), "total": Sum("total", output_field=MONEY)},
+            test=self.test(F("total"), F("n"), op, value),
+            empty_matches=False,
+        )
+
 
 class PurchaseInstant(TimeCriterion):
     aggregate: Any = Max
-    metrics_column = ""
+    column = ""
 
-    def instant_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        op, value = condition.op, condition.value
         if ctx.fast:
-            return F(self.metrics_column)
+            return compare_instant(F(self.column), op, value, ctx)
         orders = transactions(ctx, window_days=None)
-        return per_customer(
-            orders, self.aggregate("occurred_at"), orders.model._meta.get_field("occurred_at")
+        if op == "never":
+            return ~Q(pk__in=orders.values("customer"))
+        return customer_set(
+            orders,
+            "customer",
+            ctx,
+            annotations={"at": self.aggregate("occurred_at")},
+            test=compare_instant(F("at"), op, value, ctx),
+            empty_matches=False,
         )
 
 
@@ -205,7 +242,7 @@ class LastPurchaseCriterion(PurchaseInstant):
 
     label = "last purchase"
     aggregate = Max
-    metrics_column = "metrics__last_purchase_at"
+    column = "last_purchase_at"
 
 
 @register("first_purchase")
@@ -214,7 +251,7 @@ class FirstPurchaseCriterion(PurchaseInstant):
 
     label = "first purchase"
     aggregate = Min
-    metrics_column = "metrics__first_purchase_at"
+    column = "first_purchase_at"
 
 
 @register("visited_branch")
@@ -233,7 +270,7 @@ class VisitedBranchCriterion(Criterion):
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         orders = transactions(ctx, window_days=condition.option("window_days"))
-        return Q(Exists(orders.filter(branch__code__in=condition.value)))
+        return Q(Exists(orders.filter(customer=OuterRef("pk"), branch__code__in=condition.value)))
 
     def describe(self, condition: Condition) -> str:
         text = f"visited branch {describe_list(condition.value)}"
@@ -247,14 +284,15 @@ class RewardsRedeemedCriterion(WindowedNumber):
 
     label = "rewards redeemed"
 
-    def value_expression(self, condition: Condition, ctx: CompileContext) -> Combinable:
+    def compile(self, condition: Condition, ctx: CompileContext) -> Q:
+        op, value = condition.op, condition.value
         if self.use_fast(condition, ctx):
-            return zero_if_none(F("metrics__redemptions_count"), IntegerField())
-        qs = Redemption.objects.filter(customer=OuterRef("pk"), redeemed_at__lte=ctx.as_of)
+            return compare(F("redemptions_count"), op, value)
+        qs = Redemption.objects.filter(merchant=ctx.merchant, redeemed_at__lte=ctx.as_of)
         window = condition.option("window_days")
         if window is not None:
             qs = qs.filter(redeemed_at__gte=ctx.as_of - dt.timedelta(days=window))
-        return zero_if_none(per_customer(qs, Count("pk"), IntegerField()), IntegerField())
+        return count_compared(qs, "customer", op, value, ctx, Count("pk"))
 
 
 @register("purchased")
@@ -265,7 +303,8 @@ class PurchasedCriterion(NumberCriterion):
     (each any-of, case-insensitive). No matching line item (or no orders) is 0 units, so
     `eq 0` means "never bought it". With `last_within_days K`, the latest order with a
     matching line item (regardless of the window) must also lie within K days of `as_of`.
-    Always computed from line items (the metrics table has no per-product data).
+    The fast path reads `CustomerProductStats`, except for unit counts within a window
+    (other than "at least one" / "none"), which only the line items know.
     """
 
     label = "purchased"
@@ -292,15 +331,9 @@ class PurchasedCriterion(NumberCriterion):
         return cleaned
 
     @staticmethod
-    def line_items(condition: Condition, ctx: CompileContext) -> QuerySet[LineItem]:
-        # The merchant filter is implied (a transaction belongs to its customer's merchant)
-        # but lets PostgreSQL start from the (merchant, occurred_at) index of transactions.
-        qs = LineItem.objects.filter(
-            transaction__customer=OuterRef("pk"),
-            transaction__merchant=ctx.merchant,
-            transaction__kind=TransactionKind.PURCHASE,
-            transaction__occurred_at__lte=ctx.as_of,
-        )
+    def products(condition: Condition, ctx: CompileContext) -> QuerySet[Product]:
+        """The merchant's products matching every non-empty list (each any-of, any case)."""
+        qs = Product.objects.filter(merchant=ctx.merchant)
         for key, names in condition.option("products"):
             alias = f"lower_{key}"
             qs = qs.alias(**{alias: Lower(PRODUCT_LISTS[key])}).filter(
@@ -308,42 +341,50 @@ class PurchasedCriterion(NumberCriterion):
             )
         return qs
 
-    def windowed_items(self, condition: Condition, ctx: CompileContext) -> QuerySet[LineItem]:
-        items = self.line_items(condition, ctx)
-        window = condition.option("window_days")
-        if window is not None:
-            items = items.filter(
-                transaction__occurred_at__gte=ctx.as_of - dt.timedelta(days=window)
-            )
-        return items
+    def line_items(
+        self, condition: Condition, ctx: CompileContext, window_days: int | None
+    ) -> QuerySet[LineItem]:
+        """Line items of matching products in the merchant's orders up to `as_of`."""
+        qs = LineItem.objects.filter(
+            transaction__merchant=ctx.merchant,
+            transaction__kind=TransactionKind.PURCHASE,
+            transaction__occurred_at__lte=ctx.as_of,
+            product__in=self.products(condition, ctx),
+        )
+        if window_days is not None:
+            qs = qs.filter(transaction__occurred_at__gte=ctx.as_of - dt.timedelta(days=window_days))
+        return qs
 
-    def value_expression(self, condition: Condition, ctx: CompileContext) -> Expression:
-        units = (
-            self.windowed_items(condition, ctx)
-            .order_by()
-            .values("transaction__customer")
-            .annotate(v=Sum("quantity"))
-        )
-        return zero_if_none(
-            Subquery(units.values("v")[:1], output_field=IntegerField()), IntegerField()
-        )
+    def bought_within(self, condition: Condition, ctx: CompileContext, days: int | None) -> Q:
+        """Has a matching line item (in an order within `days` of `as_of`, when set)."""
+        if ctx.fast:
+            stats = CustomerProductStats.objects.filter(
+                customer=OuterRef("pk"), product__in=self.products(condition, ctx)
+            )
+            if days is not None:
+                stats = stats.filter(last_purchased_at__gte=ctx.as_of - dt.timedelta(days=days))
+            return Q(Exists(stats))
+        items = self.line_items(condition, ctx, days)
+        return Q(Exists(items.filter(transaction__customer=OuterRef("pk"))))
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
+        window = condition.option("window_days")
         if (op, value) in SOME_UNITS or (op, value) in NO_UNITS:
-            # Units are whole numbers >= 0, so "at least one unit" is "a line item with a
-            # positive quantity exists": an EXISTS that PostgreSQL runs as a semi-join from
-            # the indexes, instead of a per-customer SUM. Its negation is exact (two-valued).
-            some = Q(Exists(self.windowed_items(condition, ctx).filter(quantity__gt=0)))
+            # Units are whole numbers >= 0 (quantities are >= 1), so "at least one unit" is
+            # "a matching line item exists": a semi-join, not a per-customer SUM. Its
+            # negation is exact (two-valued).
+            some = self.bought_within(condition, ctx, window)
             q = some if (op, value) in SOME_UNITS else ~some
+        elif ctx.fast and window is None:
+            stats = CustomerProductStats.objects.filter(product__in=self.products(condition, ctx))
+            q = count_compared(stats, "customer", op, value, ctx, Sum("units"))
         else:
-            q = super().compile(condition, ctx)
+            items = self.line_items(condition, ctx, window)
+            q = count_compared(items, "transaction__customer", op, value, ctx, Sum("quantity"))
         recent = condition.option("last_within_days")
         if recent is not None:
-            items = self.line_items(condition, ctx).filter(
-                transaction__occurred_at__gte=ctx.as_of - dt.timedelta(days=recent)
-            )
-            q &= Q(Exists(items))
+            q &= self.bought_within(condition, ctx, recent)
         return q
 
     def describe(self, condition: Condition) -> str:

@@ -34,8 +34,10 @@ def segment_rules(*slugs: str, minimum: int | None = None) -> dict[str, Any]:
 BROKEN_RULES = {"match": "all", "conditions": [{"field": "broken", "op": "in", "value": ["x"]}]}
 
 
-def fake_matching(segment: Segment, as_of: Any) -> Any:
+def fake_matching(segment: Segment, as_of: Any, customer_ids: Any = None) -> Any:
     queryset = Customer.objects.filter(merchant=segment.merchant)
+    if customer_ids is not None:
+        queryset = queryset.filter(pk__in=list(customer_ids))
     for condition in segment.rules.get("conditions", []):
         if condition["field"] == "total_spend":
             queryset = queryset.filter(metrics__net_spend__gte=Decimal(str(condition["value"])))

@@ -84,10 +84,10 @@ def test_a_segment_whose_sql_fails_does_not_stop_the_others(merchant, monkeypatc
     broken = spend_segment(merchant, "broken", 1)
     real = services._matching_queryset
 
-    def matching(segment, as_of):
+    def matching(segment, as_of, customer_ids=None):
         if segment.pk == broken.pk:
-            return real(segment, as_of).filter(pk=RawSQL("no_such_column", []))
-        return real(segment, as_of)
+            return real(segment, as_of, customer_ids).filter(pk=RawSQL("no_such_column", []))
+        return real(segment, as_of, customer_ids)
 
     monkeypatch.setattr(services, "_matching_queryset", matching)
 
