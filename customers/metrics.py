@@ -173,15 +173,17 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
     txn_where, txn_params = scope.where("t.customer_id", "t.merchant_id")
     stats_where, stats_params = scope.where(f"{stats}.customer_id")
     upsert = f"""
-        INSERT INTO {stats} (customer_id, product_id, units, last_purchased_at)
-        SELECT t.customer_id, li.product_id, SUM(li.quantity), MAX(t.occurred_at)
+        INSERT INTO {stats} (customer_id, product_id, merchant_id, units, last_purchased_at)
+        SELECT t.customer_id, li.product_id, MIN(t.merchant_id), SUM(li.quantity),
+               MAX(t.occurred_at)
         FROM {items} li JOIN {txns} t ON t.id = li.transaction_id
         WHERE t.kind = 'purchase' AND {txn_where}
         GROUP BY t.customer_id, li.product_id
         ON CONFLICT (customer_id, product_id) DO UPDATE
-        SET units = excluded.units, last_purchased_at = excluded.last_purchased_at
-        WHERE ({stats}.units, {stats}.last_purchased_at)
-              {_distinct()} (excluded.units, excluded.last_purchased_at)
+        SET merchant_id = excluded.merchant_id, units = excluded.units,
+            last_purchased_at = excluded.last_purchased_at
+        WHERE ({stats}.merchant_id, {stats}.units, {stats}.last_purchased_at)
+              {_distinct()} (excluded.merchant_id, excluded.units, excluded.last_purchased_at)
     """
     delete = f"""
         DELETE FROM {stats}

@@ -519,11 +519,25 @@ class CustomerMetrics(models.Model):
     # Copies of the customer's profile (see the class docstring).
     gender = models.CharField(max_length=16, default=Gender.UNSPECIFIED)
     customer_type = models.CharField(max_length=100, blank=True, default="")
+    # Derived copies: no database constraint to check on every recomputation (Django still
+    # applies SET_NULL when the tier or branch is deleted); indexed with the merchant below.
     tier = models.ForeignKey(
-        Tier, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        Tier,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     home_branch = models.ForeignKey(
-        Branch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        Branch,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     birth_date = models.DateField(null=True, blank=True)
     joined_at = models.DateTimeField(null=True, blank=True)
@@ -576,11 +590,19 @@ class CustomerProductStats(models.Model):
 
     pk = models.CompositePrimaryKey("customer_id", "product_id")
     # No index of their own: the primary key leads with the customer, the recent-purchase
-    # index with the product.
+    # index with the product. No database constraint either: the rows are derived from
+    # checked line items and recomputed in bulk (Django still cascades deletes).
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="+", db_index=False
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+", db_index=False)
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    # The customer's merchant, copied so that every read is scoped to the merchant by the
+    # row itself (and by the index below) without a join.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     units = models.PositiveIntegerField()
     last_purchased_at = models.DateTimeField()
 
@@ -589,7 +611,7 @@ class CustomerProductStats(models.Model):
         indexes = [
             models.Index(
                 fields=["product", "last_purchased_at"],
-                include=["customer", "units"],
+                include=["customer", "merchant", "units"],
                 name="productstats_recent_idx",
             ),
         ]

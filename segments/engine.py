@@ -22,7 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, Case, Count, Q, QuerySet, Value, When
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from customers.models import Customer, CustomerMetrics, Merchant
@@ -45,6 +55,7 @@ __all__ = [
     "RuleTree",
     "RuleValidationError",
     "count_matching",
+    "count_with_funnel",
     "describe",
     "evaluation_settings",
     "explain",
@@ -194,6 +205,15 @@ def evaluation_settings() -> Iterator[None]:
         yield
 
 
+def _single_condition(node: Node) -> Condition | None:
+    """The one condition a tree amounts to (through groups of one child, none negated)."""
+    while isinstance(node, Group):
+        if node.negate or len(node.children) != 1:
+            return None
+        node = node.children[0]
+    return node
+
+
 def count_matching(
     *,
     merchant: Merchant,
@@ -201,9 +221,17 @@ def count_matching(
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
 ) -> int:
-    rows = matching_rows(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
+    """How many of the merchant's customers match. A tree of one condition whose criterion
+    has a `standalone()` set ("bought edibles within 30 days") is counted from that set
+    alone, without visiting a per-customer row for each buyer."""
+    tree = _tree(rules)
+    ctx = make_context(merchant, as_of, exact)
+    only = _single_condition(tree.root)
+    ids = REGISTRY[only.field].standalone(only, ctx) if only is not None else None
     with evaluation_settings():
-        return rows.count()
+        if ids is not None:
+            return ids.count()
+        return _merchant_rows(merchant).filter(compile_tree(tree, ctx)).count()
 
 
 def referenced_segment_slugs(rules: dict[str, Any] | RuleTree) -> set[str]:
@@ -317,39 +345,78 @@ def funnel(
     rules: dict[str, Any] | RuleTree,
     as_of: dt.datetime | None = None,
 ) -> list[FunnelStep]:
-    """The per-condition funnel of the top-level nodes, in one aggregate query."""
+    """The per-condition funnel of the top-level nodes, in one query that evaluates each
+    node once per customer.
+
+    Each customer gets a bit mask (bit i: top-level node i holds) and the query counts
+    customers per mask; the counts alone and cumulative follow from that histogram (a few
+    hundred masks at most in practice). The last step's `cumulative` is the segment's count.
+    """
     tree = _tree(rules)
     ctx = make_context(merchant, as_of, None)
     root = tree.root
-    aggregates: dict[str, Count] = {}
-    cumulative: Q | None = None
+    mask: Any = Value(0)
     for index, child in enumerate(root.children):
-        q = compile_node(child, ctx)
-        cumulative = (
-            q if cumulative is None else (cumulative & q if root.match == "all" else cumulative | q)
+        holds = Case(
+            When(compile_node(child, ctx), then=Value(1 << index)),
+            default=Value(0),
+            output_field=BigIntegerField(),
         )
-        aggregates[f"alone{index}"] = Count("pk", filter=q)
-        aggregates[f"cum{index}"] = Count("pk", filter=cumulative)
-    if root.negate and cumulative is not None:
-        aggregates["negated"] = Count("pk", filter=~cumulative)
+        mask = holds if index == 0 else mask + holds
+    rows = (
+        _merchant_rows(merchant)
+        .annotate(mask=ExpressionWrapper(mask, output_field=BigIntegerField()))
+        .order_by()
+        .values("mask")
+        .annotate(customers=Count("pk"))
+    )
     with evaluation_settings():
-        counts = _merchant_rows(merchant).aggregate(**aggregates)
-    steps = [
-        FunnelStep(
-            path=child_path("", index),
-            label=describe_node(child, nested=False),
-            count=counts[f"alone{index}"],
-            cumulative=counts[f"cum{index}"],
+        histogram = {row["mask"]: row["customers"] for row in rows}
+
+    steps = []
+    for index, child in enumerate(root.children):
+        bit = 1 << index
+        prefix = (bit << 1) - 1  # the bits of nodes 0..index
+        if root.match == "all":
+            cumulative = sum(n for bits, n in histogram.items() if bits & prefix == prefix)
+        else:
+            cumulative = sum(n for bits, n in histogram.items() if bits & prefix)
+        steps.append(
+            FunnelStep(
+                path=child_path("", index),
+                label=describe_node(child, nested=False),
+                count=sum(n for bits, n in histogram.items() if bits & bit),
+                cumulative=cumulative,
+            )
         )
-        for index, child in enumerate(root.children)
-    ]
     if root.negate:
+        negated = sum(histogram.values()) - steps[-1].cumulative
         steps.append(
             FunnelStep(
                 path="",
                 label="not (all of the above)" if root.match == "all" else "not (any of the above)",
-                count=counts["negated"],
-                cumulative=counts["negated"],
+                count=negated,
+                cumulative=negated,
             )
         )
     return steps
+
+
+def count_with_funnel(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+) -> tuple[int, list[FunnelStep]]:
+    """What the builder shows while a segment is edited: the count and the funnel, in one
+    query. With several top-level nodes the funnel's last cumulative step is the count; a
+    single node's funnel is its count, which `count_matching` may take a shortcut to."""
+    tree = _tree(rules)
+    root = tree.root
+    if len(root.children) > 1 or root.negate:
+        steps = funnel(merchant=merchant, rules=tree, as_of=as_of)
+        return steps[-1].cumulative, steps
+    count = count_matching(merchant=merchant, rules=tree, as_of=as_of)
+    child = root.children[0]
+    label = describe_node(child, nested=False)
+    return count, [FunnelStep(path=child_path("", 0), label=label, count=count, cumulative=count)]

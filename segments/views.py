@@ -132,8 +132,7 @@ def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
     if not state.valid:
         return {"errors": state.errors}
     rules = builder.clean_for_save(state.tree)
-    steps = engine.funnel(merchant=merchant, rules=rules)
-    count = engine.count_matching(merchant=merchant, rules=rules)
+    count, steps = engine.count_with_funnel(merchant=merchant, rules=rules)
     return {
         "count": count,
         "steps": steps,

@@ -19,8 +19,9 @@ class Migration(migrations.Migration):
             name='CustomerProductStats',
             fields=[
                 ('pk', models.CompositePrimaryKey('customer_id', 'product_id', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('customer', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.customer')),
-                ('product', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.product')),
+                ('customer', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.customer')),
+                ('product', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.product')),
+                ('merchant', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.merchant')),
                 ('units', models.PositiveIntegerField()),
                 ('last_purchased_at', models.DateTimeField()),
             ],
@@ -63,7 +64,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='customermetrics',
             name='home_branch',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='customers.branch'),
+            field=models.ForeignKey(blank=True, db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='customers.branch'),
         ),
         migrations.AddField(
             model_name='customermetrics',
@@ -103,7 +104,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='customermetrics',
             name='tier',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='customers.tier'),
+            field=models.ForeignKey(blank=True, db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='customers.tier'),
         ),
         migrations.AddIndex(
             model_name='customermetrics',
@@ -135,6 +136,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='customerproductstats',
-            index=models.Index(fields=['product', 'last_purchased_at'], include=('customer', 'units'), name='productstats_recent_idx'),
+            index=models.Index(fields=['product', 'last_purchased_at'], include=('customer', 'merchant', 'units'), name='productstats_recent_idx'),
         ),
     ]

@@ -1,5 +1,4 @@
-"""Fill the columns and the table that 0003 added, for the rows that already exist, and add
-the PostgreSQL GIN index on the tag ids.
+"""Fill the columns and the table that 0003 added, for the rows that already exist.
 
 Self-contained SQL on purpose: `customers.metrics` follows the current models, which later
 migrations may change; this one must keep working on the schema as of 0003.
@@ -42,21 +41,12 @@ def fill(apps, schema_editor):
     )
     schema_editor.execute(
         "INSERT INTO customers_customerproductstats "
-        "(customer_id, product_id, units, last_purchased_at) "
-        "SELECT t.customer_id, li.product_id, SUM(li.quantity), MAX(t.occurred_at) "
+        "(customer_id, product_id, merchant_id, units, last_purchased_at) "
+        "SELECT t.customer_id, li.product_id, MIN(t.merchant_id), SUM(li.quantity), "
+        "MAX(t.occurred_at) "
         "FROM customers_lineitem li JOIN customers_transaction t ON t.id = li.transaction_id "
         "WHERE t.kind = 'purchase' GROUP BY t.customer_id, li.product_id"
     )
-    if postgres:
-        schema_editor.execute(
-            "CREATE INDEX metrics_tags_gin_idx ON customers_customermetrics "
-            "USING gin (tag_ids)"
-        )
-
-
-def unfill(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS metrics_tags_gin_idx")
 
 
 class Migration(migrations.Migration):
@@ -64,4 +54,4 @@ class Migration(migrations.Migration):
         ("customers", "0003_segment_lean_rows"),
     ]
 
-    operations = [migrations.RunPython(fill, unfill)]
+    operations = [migrations.RunPython(fill, migrations.RunPython.noop)]

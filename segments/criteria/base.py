@@ -3,13 +3,16 @@
 A criterion is one field of the rule contract (`docs/segment-rules.md`). It knows
 - which operators it accepts and which extra keys (`window_days`, ...) a condition may carry,
 - how to clean a condition's JSON value into a typed value (raising `CleanError`),
-- how to compile a cleaned condition into a `Q` over the outer `Customer` queryset.
+- how to compile a cleaned condition into a `Q` over the merchant's `CustomerMetrics` rows
+  (one per customer, primary key = the customer's id).
 
-Compiled `Q`s use `Exists`/`Subquery(... OuterRef("pk"))` (or one-to-one columns), never
-joins to many-valued relations, so they compose under AND/OR/NOT without duplicate rows.
+Compiled `Q`s test the outer per-customer row's own columns or its id against an
+uncorrelated subquery (`customers_in()`, `customer_set()`), never join many-valued
+relations, so they compose under AND/OR/NOT without duplicate rows.
 Every compiled `Q` is two-valued: it never evaluates to SQL NULL, so the negation of a
 group is the exact complement of the group. Nullable values are guarded with an explicit
-`IS NOT NULL` conjunct (`FALSE AND NULL` is `FALSE`), counts and sums are coalesced to 0.
+`IS NOT NULL` conjunct (`FALSE AND NULL` is `FALSE`); a customer without rows to count or
+sum has 0, selected as the complement of the customers whose rows fail.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import F, Func, Lookup, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.db.models.lookups import (
     Exact,
@@ -32,6 +36,8 @@ from django.db.models.lookups import (
     LessThan,
     LessThanOrEqual,
 )
+
+from customers.fields import IdListField
 
 if TYPE_CHECKING:
     from customers.models import Merchant
@@ -143,6 +149,13 @@ class Criterion:
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         raise NotImplementedError
+
+    def standalone(self, condition: Condition, ctx: CompileContext) -> QuerySet[Any] | None:
+        """The matching customers' ids as a query of their own (each id once), when that is
+        cheaper than filtering the merchant's rows: a segment of this one condition is then
+        counted without reading the per-customer rows at all. None (the default) when the
+        condition has no such form. Must be scoped to `ctx.merchant` by the rows it reads."""
+        return None
 
     # -- describing -----------------------------------------------------------------------
 
@@ -336,6 +349,53 @@ def holds(op: str, value: Any, number: Any) -> bool:
     }[op]
 
 
+class IdArray(Func):
+    """`ARRAY(subquery)::bigint[]`: the ids a subquery yields as one PostgreSQL array,
+    computed once per query (an InitPlan)."""
+
+    template = "ARRAY(%(expressions)s)::bigint[]"
+    output_field = IdListField()
+
+
+class EqualsAny(Lookup):
+    """`column = ANY(array expression)` (PostgreSQL)."""
+
+    lookup_name = "equals_any"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = compiler.compile(self.rhs)
+        return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
+
+
+def id_in(field: str, ids: QuerySet[Any]) -> Q:
+    """`field IN (ids)`. On PostgreSQL `field = ANY(ARRAY(ids))` instead: the few ids (a
+    merchant's products of a brand, say) are computed once, and the planner filters by them
+    rather than joining them, which made it enumerate every (customer, product) pair."""
+    if connection.vendor == "postgresql":
+        return Q(EqualsAny(F(field), IdArray(ids)))
+    return Q(**{f"{field}__in": ids})
+
+
+def restricted(rows: QuerySet[Any], customer_field: str, ctx: CompileContext) -> QuerySet[Any]:
+    """`rows` without ordering, restricted to `ctx.customer_ids` when those are set."""
+    rows = rows.order_by()
+    if ctx.customer_ids is not None:
+        rows = rows.filter(**{f"{customer_field}__in": ctx.customer_ids})
+    return rows
+
+
+def customers_in(rows: QuerySet[Any], customer_field: str, ctx: CompileContext) -> Q:
+    """Customers with at least one of `rows`, as `pk IN (uncorrelated subquery)`.
+
+    Why not `Exists(... OuterRef)`: both become a semi-join when the condition is a plain
+    conjunct, but under OR, NOT or a FILTER (the funnel) a correlated `EXISTS` runs once per
+    customer, while an uncorrelated `IN` is computed once and hashed. Two-valued: the
+    subquery never yields NULL ids.
+    """
+    return Q(pk__in=restricted(rows, customer_field, ctx).values(customer_field))
+
+
 def customer_set(
     rows: QuerySet[Any],
     customer_field: str,
@@ -355,10 +415,7 @@ def customer_set(
     or hashed SubPlan) instead of once per customer; restricted to `ctx.customer_ids` when
     those are set. Two-valued: the subquery never yields NULL ids.
     """
-    rows = rows.order_by()
-    if ctx.customer_ids is not None:
-        rows = rows.filter(**{f"{customer_field}__in": ctx.customer_ids})
-    grouped = rows.values(customer_field).annotate(**annotations)
+    grouped = restricted(rows, customer_field, ctx).values(customer_field).annotate(**annotations)
     if empty_matches:
         return ~Q(pk__in=grouped.filter(~test).values(customer_field))
     return Q(pk__in=grouped.filter(test).values(customer_field))

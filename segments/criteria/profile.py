@@ -8,11 +8,10 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from django.db import connection
-from django.db.models import Exists, F, Func, OuterRef, Q
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 
-from customers.fields import IdListField
 from customers.models import Branch, CustomerTag, Gender, Tag, Tier
 from segments.criteria.base import (
     BIRTHDAY_OPS,
@@ -22,11 +21,13 @@ from segments.criteria.base import (
     CleanError,
     CompileContext,
     Criterion,
+    IdArray,
     NumberCriterion,
     TimeCriterion,
     clean_int,
     clean_names,
     clean_null,
+    customers_in,
     register,
 )
 from segments.rules import Condition
@@ -65,30 +66,31 @@ class CustomerTypeCriterion(ChoiceCriterion):
 class TierCriterion(ChoiceCriterion):
     """Tier name is one of the names (case-insensitive, like the tier's uniqueness).
 
-    No tier never matches `in` and always matches `not_in` (an `Exists` on the tier row
-    is FALSE, never NULL, for a NULL `tier_id`).
+    No tier never matches `in` and always matches `not_in`: `tier IS NOT NULL AND tier IN
+    (ids of the merchant's tiers so named)` is FALSE, never NULL, for a customer without one.
     """
 
     label = "tier"
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         tiers = Tier.objects.alias(lname=Lower("name")).filter(
-            pk=OuterRef("tier_id"), lname__in=_lowered(names)
+            merchant=ctx.merchant, lname__in=_lowered(names)
         )
-        return Q(Exists(tiers))
+        return Q(tier__isnull=False) & Q(tier__in=tiers.order_by().values("pk"))
 
 
 @register("home_branch")
 class HomeBranchCriterion(ChoiceCriterion):
     """Home branch code is one of the codes (exact: codes are identifiers).
 
-    No home branch never matches `in` and always matches `not_in`.
+    No home branch never matches `in` and always matches `not_in` (guarded like `tier`).
     """
 
     label = "home branch"
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
-        return Q(Exists(Branch.objects.filter(pk=OuterRef("home_branch_id"), code__in=names)))
+        branches = Branch.objects.filter(merchant=ctx.merchant, code__in=names)
+        return Q(home_branch__isnull=False) & Q(home_branch__in=branches.values("pk"))
 
 
 @register("tags")
@@ -99,7 +101,7 @@ class TagsCriterion(Criterion):
     `has_any`; `has_all` is one test per distinct name (a name that is no tag of the
     merchant matches nobody). On PostgreSQL the test is on the row's own tag ids
     (`tag_ids && ARRAY(ids of the names)`, never NULL: the column is NOT NULL and ARRAY()
-    of nothing is an empty array); on SQLite an `Exists` on the customer's tag rows.
+    of nothing is an empty array); on SQLite the customer's tag rows (`customers_in`).
     """
 
     label = "tags"
@@ -115,12 +117,10 @@ class TagsCriterion(Criterion):
                 merchant=ctx.merchant, lname__in=names
             )
             return Q(tag_ids__overlaps=IdArray(ids.values("pk")))
-        # The merchant filter is implied (tags belong to the customer's merchant) but lets
-        # the database pick only this merchant's tag rows instead of every merchant's "local".
         tags = CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
-            customer=OuterRef("pk"), tag__merchant=ctx.merchant, lname__in=names
+            tag__merchant=ctx.merchant, lname__in=names
         )
-        return Q(Exists(tags))
+        return customers_in(tags, "customer", ctx)
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         names = _lowered(condition.value)
@@ -131,14 +131,6 @@ class TagsCriterion(Criterion):
             return q
         q = self._has(names, ctx)
         return q if condition.op == "has_any" else ~q
-
-
-class IdArray(Func):
-    """`ARRAY(subquery)::bigint[]`: the ids a subquery yields, as one PostgreSQL array
-    (computed once per query, an InitPlan)."""
-
-    template = "ARRAY(%(expressions)s)::bigint[]"
-    output_field = IdListField()
 
 
 def shift_years(day: dt.date, years: int) -> dt.date:

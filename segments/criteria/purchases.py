@@ -11,8 +11,8 @@ Two sources, one answer:
 
 Per-customer aggregates compared with a number compile to `customer_set()`: `pk IN
 (SELECT customer ... GROUP BY customer HAVING ...)`, computed once per query instead of once
-per customer. "At least one" tests compile to `Exists` correlated with the customer, which
-PostgreSQL runs as a semi-join.
+per customer. "At least one" tests compile to `customers_in()`: `pk IN (SELECT customer
+...)`, a semi-join, or a hashed set under OR and NOT.
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from django.db.models import (
     Case,
     Count,
     DecimalField,
-    Exists,
     ExpressionWrapper,
     F,
     Max,
     Min,
-    OuterRef,
     Q,
     QuerySet,
     Sum,
@@ -61,10 +59,13 @@ from segments.criteria.base import (
     compare,
     compare_instant,
     customer_set,
+    customers_in,
     describe_list,
     describe_op,
     holds,
+    id_in,
     register,
+    restricted,
 )
 from segments.rules import Condition
 
@@ -78,6 +79,8 @@ SINGULAR = {
 #: (op, value) pairs that mean "bought at least one unit" / "bought no unit".
 SOME_UNITS = frozenset({("gte", 1), ("gt", 0), ("ne", 0)})
 NO_UNITS = frozenset({("eq", 0), ("lt", 1), ("lte", 0)})
+#: The customer of a line item.
+ITEM_CUSTOMER = "transaction__customer"
 #: The product column each list of `products` matches.
 PRODUCT_LISTS = {
     "product_types": "product_type",
@@ -258,7 +261,7 @@ class FirstPurchaseCriterion(PurchaseInstant):
 class VisitedBranchCriterion(Criterion):
     """Has an order up to `as_of` (within `window_days` when set) at one of the branch codes.
 
-    Orders without a branch never match; no orders never matches (an `Exists`, never NULL).
+    Orders without a branch never match; no orders never matches (never NULL).
     """
 
     label = "visited branch"
@@ -270,7 +273,7 @@ class VisitedBranchCriterion(Criterion):
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         orders = transactions(ctx, window_days=condition.option("window_days"))
-        return Q(Exists(orders.filter(customer=OuterRef("pk"), branch__code__in=condition.value)))
+        return customers_in(orders.filter(branch__code__in=condition.value), "customer", ctx)
 
     def describe(self, condition: Condition) -> str:
         text = f"visited branch {describe_list(condition.value)}"
@@ -333,7 +336,7 @@ class PurchasedCriterion(NumberCriterion):
     @staticmethod
     def products(condition: Condition, ctx: CompileContext) -> QuerySet[Product]:
         """The merchant's products matching every non-empty list (each any-of, any case)."""
-        qs = Product.objects.filter(merchant=ctx.merchant)
+        qs = Product.objects.filter(merchant=ctx.merchant).order_by()
         for key, names in condition.option("products"):
             alias = f"lower_{key}"
             qs = qs.alias(**{alias: Lower(PRODUCT_LISTS[key])}).filter(
@@ -346,46 +349,89 @@ class PurchasedCriterion(NumberCriterion):
     ) -> QuerySet[LineItem]:
         """Line items of matching products in the merchant's orders up to `as_of`."""
         qs = LineItem.objects.filter(
+            id_in("product", self.products(condition, ctx).values("pk")),
             transaction__merchant=ctx.merchant,
             transaction__kind=TransactionKind.PURCHASE,
             transaction__occurred_at__lte=ctx.as_of,
-            product__in=self.products(condition, ctx),
         )
         if window_days is not None:
             qs = qs.filter(transaction__occurred_at__gte=ctx.as_of - dt.timedelta(days=window_days))
         return qs
 
-    def bought_within(self, condition: Condition, ctx: CompileContext, days: int | None) -> Q:
-        """Has a matching line item (in an order within `days` of `as_of`, when set)."""
+    def buyers(
+        self, condition: Condition, ctx: CompileContext, days: int | None
+    ) -> tuple[QuerySet[Any], str]:
+        """Rows of matching products in orders within `days` of `as_of` when set, and the
+        name of their customer column: product stats on the fast path, else line items."""
         if ctx.fast:
             stats = CustomerProductStats.objects.filter(
-                customer=OuterRef("pk"), product__in=self.products(condition, ctx)
+                id_in("product", self.products(condition, ctx).values("pk")),
+                merchant=ctx.merchant,
             )
             if days is not None:
                 stats = stats.filter(last_purchased_at__gte=ctx.as_of - dt.timedelta(days=days))
-            return Q(Exists(stats))
-        items = self.line_items(condition, ctx, days)
-        return Q(Exists(items.filter(transaction__customer=OuterRef("pk"))))
+            return stats, "customer"
+        return self.line_items(condition, ctx, days), ITEM_CUSTOMER
+
+    def bought(self, condition: Condition, ctx: CompileContext, days: int | None) -> Q:
+        """Has bought a matching product (in an order within `days` of `as_of`, when set)."""
+        rows, field = self.buyers(condition, ctx, days)
+        return customers_in(rows, field, ctx)
+
+    def units_set(self, condition: Condition, ctx: CompileContext, *, failing: bool) -> Any:
+        """Customers with matching purchases whose units pass (or with `failing`, fail) the
+        comparison. With `last_within_days`, only customers who also bought within those
+        days are grouped, since no other customer can match: far fewer rows to sum."""
+        window = condition.option("window_days")
+        rows: QuerySet[Any]
+        if ctx.fast and window is None:
+            (rows, field), units = self.buyers(condition, ctx, None), Sum("units")
+        else:
+            rows, field = self.line_items(condition, ctx, window), ITEM_CUSTOMER
+            units = Sum("quantity")
+        recent = condition.option("last_within_days")
+        if recent is not None:
+            recent_rows, recent_field = self.buyers(condition, ctx, recent)
+            recent_buyers = restricted(recent_rows, recent_field, ctx).values(recent_field)
+            rows = rows.filter(**{f"{field}__in": recent_buyers})
+        test = compare(F("units_sum"), condition.op, condition.value)
+        grouped = restricted(rows, field, ctx).values(field).annotate(units_sum=units)
+        return grouped.filter(~test if failing else test).values(field)
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
-        window = condition.option("window_days")
         if (op, value) in SOME_UNITS or (op, value) in NO_UNITS:
             # Units are whole numbers >= 0 (quantities are >= 1), so "at least one unit" is
-            # "a matching line item exists": a semi-join, not a per-customer SUM. Its
-            # negation is exact (two-valued).
-            some = self.bought_within(condition, ctx, window)
+            # "a matching line item exists": no per-customer SUM. Its negation is exact.
+            some = self.bought(condition, ctx, condition.option("window_days"))
             q = some if (op, value) in SOME_UNITS else ~some
-        elif ctx.fast and window is None:
-            stats = CustomerProductStats.objects.filter(product__in=self.products(condition, ctx))
-            q = count_compared(stats, "customer", op, value, ctx, Sum("units"))
+        elif holds(op, value, 0):
+            # Customers without matching purchases (0 units) match: the complement of those
+            # whose units fail.
+            q = ~Q(pk__in=self.units_set(condition, ctx, failing=True))
         else:
-            items = self.line_items(condition, ctx, window)
-            q = count_compared(items, "transaction__customer", op, value, ctx, Sum("quantity"))
+            q = Q(pk__in=self.units_set(condition, ctx, failing=False))
         recent = condition.option("last_within_days")
         if recent is not None:
-            q &= self.bought_within(condition, ctx, recent)
+            q &= self.bought(condition, ctx, recent)
         return q
+
+    def standalone(self, condition: Condition, ctx: CompileContext) -> QuerySet[Any] | None:
+        """ "Bought at least once (within N days)" and "more than K units" (without a
+        window) are sets of buyers, counted from the product stats alone (each id once)."""
+        op, value = condition.op, condition.value
+        window = condition.option("window_days")
+        if not ctx.fast or holds(op, value, 0):
+            return None
+        if (op, value) in SOME_UNITS:
+            # Bought within the window and within the last K days: the latest matching
+            # order lies within the shorter of the two.
+            limits = [d for d in (window, condition.option("last_within_days")) if d is not None]
+            rows, field = self.buyers(condition, ctx, min(limits) if limits else None)
+            return restricted(rows, field, ctx).values(field).distinct()
+        if window is not None:
+            return None
+        return self.units_set(condition, ctx, failing=False)
 
     def describe(self, condition: Condition) -> str:
         what = " ".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 
 from segments.criteria.base import (
     CHOICE_OPS,
@@ -14,6 +14,7 @@ from segments.criteria.base import (
     Criterion,
     ValidationContext,
     clean_names,
+    customers_in,
     register,
 )
 from segments.models import Segment, SegmentKind, SegmentMembership
@@ -46,7 +47,7 @@ class SegmentCriterion(Criterion):
     as-of-correct, not its last materialized membership); a manual segment reads its
     `SegmentMembership` rows. Slugs are looked up within the merchant only. A slug whose
     segment was deleted after validation matches nobody (`in`) / everybody (`not_in`).
-    Never NULL: each part is an `Exists` or a compiled (two-valued) rule tree.
+    Never NULL: each part is a set membership or a compiled (two-valued) rule tree.
     """
 
     label = "segment"
@@ -80,8 +81,8 @@ class SegmentCriterion(Criterion):
         # Scoped to the merchant: a slug never reaches another merchant's segment.
         for segment in Segment.objects.filter(merchant=ctx.merchant, slug__in=condition.value):
             if segment.kind != SegmentKind.DYNAMIC:
-                members = SegmentMembership.objects.filter(segment=segment, customer=OuterRef("pk"))
-                q |= Q(Exists(members))
+                members = SegmentMembership.objects.filter(segment=segment)
+                q |= customers_in(members, "customer", ctx)
                 continue
             if segment.slug in ctx.segment_stack:
                 chain = " -> ".join([*ctx.segment_stack, segment.slug])

@@ -39,7 +39,7 @@ def stored_profiles(merchant: Any) -> dict[int, dict[str, Any]]:
     }
 
 
-def expected_product_stats(merchant: Any) -> dict[tuple[int, int], tuple[int, Any]]:
+def expected_product_stats(merchant: Any) -> dict[tuple[int, int], tuple[int, Any, int]]:
     units: dict[tuple[int, int], int] = defaultdict(int)
     last: dict[tuple[int, int], Any] = {}
     items = LineItem.objects.filter(
@@ -50,12 +50,14 @@ def expected_product_stats(merchant: Any) -> dict[tuple[int, int], tuple[int, An
         units[key] += item.quantity
         at = item.transaction.occurred_at
         last[key] = max(last.get(key, at), at)
-    return {key: (units[key], last[key]) for key in units}
+    return {key: (units[key], last[key], merchant.pk) for key in units}
 
 
-def stored_product_stats(merchant: Any) -> dict[tuple[int, int], tuple[int, Any]]:
+def stored_product_stats(merchant: Any) -> dict[tuple[int, int], tuple[int, Any, int]]:
     rows = CustomerProductStats.objects.filter(customer__merchant=merchant)
-    return {(r.customer_id, r.product_id): (r.units, r.last_purchased_at) for r in rows}
+    return {
+        (r.customer_id, r.product_id): (r.units, r.last_purchased_at, r.merchant_id) for r in rows
+    }
 
 
 def assert_segment_rows_exact(merchant: Any) -> None:

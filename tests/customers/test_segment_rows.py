@@ -221,6 +221,7 @@ def test_a_merchant_refresh_repairs_any_drift(merchant):
     CustomerProductStats.objects.filter(customer=ann).update(units=77)
     CustomerProductStats.objects.create(
         customer=ann,
+        merchant=merchant,
         product=ProductFactory(merchant=merchant),
         units=1,
         last_purchased_at=timezone.now(),

@@ -318,3 +318,20 @@ def test_every_json_example_of_the_user_docs_validates(merchant):
         # when / then: a condition on its own is checked inside a group
         tree = rules(data) if "field" in data else data
         assert engine.validate_rules(tree, merchant=merchant)
+
+
+def test_count_with_funnel_is_one_query_and_agrees(crowd, merchant):
+    # given: one condition (the count's shortcut) and several (the funnel's histogram)
+    single = rules(cond("total_spend", "gte", 500))
+    several = CONTRACT_EXAMPLE
+
+    for tree in (single, several):
+        # when
+        with CaptureQueriesContext(connection) as queries:
+            count, steps = engine.count_with_funnel(merchant=merchant, rules=tree, as_of=AS_OF)
+
+        # then
+        assert len(evaluations(queries)) == 1
+        assert count == engine.count_matching(merchant=merchant, rules=tree, as_of=AS_OF)
+        assert steps == engine.funnel(merchant=merchant, rules=tree, as_of=AS_OF)
+        assert steps[-1].cumulative == count

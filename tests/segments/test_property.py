@@ -282,6 +282,11 @@ def test_fast_exact_and_reference_agree_on_random_trees(merchant):
         # then
         assert exact == expected, engine.describe(parsed)
         assert fast == expected, engine.describe(parsed)
+        # the count (which may take a shortcut) and the funnel's last step agree too
+        count = engine.count_matching(merchant=merchant, rules=parsed, as_of=AS_OF, exact=False)
+        assert count == len(expected), engine.describe(parsed)
+        steps = engine.funnel(merchant=merchant, rules=parsed, as_of=AS_OF)
+        assert steps[-1].cumulative == len(expected), engine.describe(parsed)
         sizes.append(len(expected))
 
     agree()
