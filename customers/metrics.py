@@ -172,19 +172,36 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
     txns, items = Transaction._meta.db_table, LineItem._meta.db_table
     txn_where, txn_params = scope.where("t.customer_id", "t.merchant_id")
     stats_where, stats_params = scope.where(f"{stats}.customer_id")
-    upsert = f"""
-        INSERT INTO {stats} (customer_id, product_id, merchant_id, units, last_purchased_at)
+    columns = "customer_id, product_id, merchant_id, units, last_purchased_at"
+    aggregate = f"""
         SELECT t.customer_id, li.product_id, MIN(t.merchant_id), SUM(li.quantity),
                MAX(t.occurred_at)
         FROM {items} li JOIN {txns} t ON t.id = li.transaction_id
         WHERE t.kind = 'purchase' AND {txn_where}
         GROUP BY t.customer_id, li.product_id
+    """
+    on_conflict = f"""
         ON CONFLICT (customer_id, product_id) DO UPDATE
         SET merchant_id = excluded.merchant_id, units = excluded.units,
             last_purchased_at = excluded.last_purchased_at
         WHERE ({stats}.merchant_id, {stats}.units, {stats}.last_purchased_at)
               {_distinct()} (excluded.merchant_id, excluded.units, excluded.last_purchased_at)
     """
+    if connection.vendor == "postgresql" and scope.merchant_id is None:
+        # A few customers (a purchase): one statement. The aggregate is computed once, the
+        # upsert runs as a CTE and the delete removes what the aggregate no longer has;
+        # both see the same snapshot and never touch the same row.
+        combined = f"""
+            WITH fresh ({columns}) AS ({aggregate}),
+            upserted AS (INSERT INTO {stats} ({columns}) SELECT * FROM fresh {on_conflict})
+            DELETE FROM {stats}
+            WHERE {stats_where} AND NOT EXISTS (
+                SELECT 1 FROM fresh f
+                WHERE f.customer_id = {stats}.customer_id AND f.product_id = {stats}.product_id)
+        """
+        return [(combined, [*txn_params, *stats_params])]
+    # TRICKY: the WHERE of the aggregate is also what lets SQLite parse the upsert.
+    upsert = f"INSERT INTO {stats} ({columns}) {aggregate} {on_conflict}"
     delete = f"""
         DELETE FROM {stats}
         WHERE {stats_where} AND NOT EXISTS (
@@ -231,3 +248,18 @@ def refresh_merchant_metrics(merchant_id: int) -> None:
             cursor.execute("SET LOCAL enable_hashagg = off")
     _refresh(_Scope(merchant_id=merchant_id))
     customers_changed.send(sender=CustomerMetrics, customer_ids=None, merchant_id=merchant_id)
+
+
+def vacuum_segment_tables() -> None:
+    """VACUUM (ANALYZE) the per-customer tables on PostgreSQL, after a bulk load.
+
+    Counts read these tables' indexes alone only where the visibility map says a page is all
+    visible, which only VACUUM records: straight after loading a million customers, a count
+    visits the heap for every row (35 ms becomes 120 ms) until autovacuum passes. Runs
+    outside any transaction (VACUUM cannot run inside one); a no-op on SQLite.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        for model in (CustomerMetrics, CustomerProductStats):
+            cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")

@@ -504,7 +504,10 @@ class CustomerMetrics(models.Model):
     customer = models.OneToOneField(
         Customer, on_delete=models.CASCADE, primary_key=True, related_name="metrics"
     )
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    # Not indexed alone: every index below leads with the merchant.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     orders_count = models.PositiveIntegerField(default=0)
     gross_spend = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     refunds_count = models.PositiveIntegerField(default=0)
@@ -520,7 +523,7 @@ class CustomerMetrics(models.Model):
     gender = models.CharField(max_length=16, default=Gender.UNSPECIFIED)
     customer_type = models.CharField(max_length=100, blank=True, default="")
     # Derived copies: no database constraint to check on every recomputation (Django still
-    # applies SET_NULL when the tier or branch is deleted); indexed with the merchant below.
+    # applies SET_NULL when the tier or branch is deleted); the tier is indexed below.
     tier = models.ForeignKey(
         Tier,
         on_delete=models.SET_NULL,
@@ -551,27 +554,26 @@ class CustomerMetrics(models.Model):
 
     class Meta:
         verbose_name_plural = "customer metrics"
+        # Every index here is written on every purchase (the row's aggregates change, so the
+        # update cannot be HOT): only conditions that select a small share of a merchant's
+        # customers, or that a count answers from the index alone, have one.
         indexes = [
-            # The common leading conditions of segment rules: recency plus spend, and spend.
+            # Recency plus spend, and spend: the commonest leading conditions.
             models.Index(
                 fields=["merchant", "last_purchase_at", "net_spend"], name="metrics_recency_idx"
             ),
             models.Index(fields=["merchant", "net_spend"], name="metrics_spend_idx"),
-            models.Index(fields=["merchant", "orders_count"], name="metrics_orders_idx"),
-            models.Index(fields=["merchant", "first_purchase_at"], name="metrics_first_idx"),
-            # Profile rules: type (case-insensitive), tier, home branch, age (birth date),
-            # birthdays (birth month; birth_date in the key so a count reads the index
-            # alone), "not contacted in N days". Tags: a GIN index on PostgreSQL (migration
-            # 0004), which Django cannot declare for both databases.
+            # Profile rules: type (case-insensitive), tier, age (birth date), birthdays
+            # (birth month; birth_date in the key so a count reads the index alone), "not
+            # contacted in N days". Tags: a GIN index on PostgreSQL (migration 0005), which
+            # Django cannot declare for both databases.
             models.Index(Lower("customer_type"), "merchant", name="metrics_type_idx"),
             models.Index(fields=["tier", "merchant"], name="metrics_tier_idx"),
-            models.Index(fields=["home_branch", "merchant"], name="metrics_branch_idx"),
             models.Index(fields=["merchant", "birth_date"], name="metrics_birth_idx"),
             models.Index(
                 "merchant", ExtractMonth("birth_date"), "birth_date", name="metrics_birthday_idx"
             ),
             models.Index(fields=["merchant", "last_contacted_at"], name="metrics_contacted_idx"),
-            models.Index(fields=["merchant", "joined_at"], name="metrics_joined_idx"),
         ]
 
     def __str__(self) -> str:

@@ -140,7 +140,6 @@ def matching_rows(
     rules: dict[str, Any] | RuleTree,
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
-    customer_ids: Collection[int] | None = None,
 ) -> QuerySet[CustomerMetrics]:
     """The per-customer rows of the merchant's customers matching `rules` at `as_of`
     (default now); the row's primary key is the customer's id.
@@ -148,14 +147,9 @@ def matching_rows(
     Fast path (metrics and product stats, exact as of now) when `as_of` is None, unless
     `exact=True`; `exact=False` forces it (the caller vouches that nothing happened after
     `as_of`). The exact path reads transactions, line items and redemptions up to `as_of`.
-    `customer_ids` evaluates those customers only (and computes aggregates for them only):
-    what re-evaluating the customers of a new purchase needs.
     """
-    ctx = make_context(merchant, as_of, exact, customer_ids)
-    rows = _merchant_rows(merchant)
-    if customer_ids is not None:
-        rows = rows.filter(pk__in=ctx.customer_ids)
-    return rows.filter(compile_tree(_tree(rules), ctx))
+    ctx = make_context(merchant, as_of, exact)
+    return _merchant_rows(merchant).filter(compile_tree(_tree(rules), ctx))
 
 
 def matching_ids(
@@ -164,12 +158,9 @@ def matching_ids(
     rules: dict[str, Any] | RuleTree,
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
-    customer_ids: Collection[int] | None = None,
 ) -> QuerySet[CustomerMetrics, int]:
     """The ids of the matching customers, as a queryset (usable as a subquery)."""
-    rows = matching_rows(
-        merchant=merchant, rules=rules, as_of=as_of, exact=exact, customer_ids=customer_ids
-    )
+    rows = matching_rows(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
     return rows.order_by().values_list("customer_id", flat=True)
 
 

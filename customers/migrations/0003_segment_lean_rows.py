@@ -116,10 +116,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='customermetrics',
-            index=models.Index(fields=['home_branch', 'merchant'], name='metrics_branch_idx'),
-        ),
-        migrations.AddIndex(
-            model_name='customermetrics',
             index=models.Index(fields=['merchant', 'birth_date'], name='metrics_birth_idx'),
         ),
         migrations.AddIndex(
@@ -129,10 +125,6 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='customermetrics',
             index=models.Index(fields=['merchant', 'last_contacted_at'], name='metrics_contacted_idx'),
-        ),
-        migrations.AddIndex(
-            model_name='customermetrics',
-            index=models.Index(fields=['merchant', 'joined_at'], name='metrics_joined_idx'),
         ),
         migrations.AddIndex(
             model_name='customerproductstats',

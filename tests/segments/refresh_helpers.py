@@ -51,6 +51,15 @@ def fake_matching(segment: Segment, as_of: Any, customer_ids: Any = None) -> Any
     return queryset
 
 
+def fake_evaluator(merchant: Any, segments: Any, ids: Any, as_of: Any) -> Any:
+    """What `services._evaluator` returns, answered by `fake_matching`."""
+
+    def evaluate(segment: Segment) -> set[int]:
+        return set(fake_matching(segment, as_of, ids).values_list("pk", flat=True))
+
+    return evaluate
+
+
 def fake_referenced(rules: dict[str, Any]) -> set[str]:
     return {
         slug
@@ -67,6 +76,7 @@ def fake_validate(rules: Any, *, merchant: Any, segment: Any) -> None:
 
 def install_fake_engine(monkeypatch: Any) -> None:
     monkeypatch.setattr(services, "_matching_queryset", fake_matching)
+    monkeypatch.setattr(services, "_evaluator", fake_evaluator)
     monkeypatch.setattr(services, "_referenced_slugs", fake_referenced)
     monkeypatch.setattr(services, "_validate_rules", fake_validate)
 

@@ -1,5 +1,6 @@
-"""Property: for random rule trees, the fast path, the exact path and a plain-Python reading
-of the contract (`reference_eval`) select the same customers of a fixed, varied dataset."""
+"""Property: for random rule trees, the compiled queries (fast path and exact path) and the
+plain-Python reading of the contract that incremental updates use (`segments.evaluate`)
+select the same customers of a fixed, varied dataset."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 from customers.metrics import refresh_merchant_metrics  # noqa: E402
 from customers.models import Gender, LineItem, Redemption, Transaction  # noqa: E402
 from segments import engine  # noqa: E402
+from segments.evaluate import Evaluator, load_people  # noqa: E402
 from segments.rules import RuleValidationError, parse_rules  # noqa: E402
 from tests.factories import (  # noqa: E402
     BranchFactory,
@@ -26,7 +28,6 @@ from tests.factories import (  # noqa: E402
     TierFactory,
 )
 from tests.segments.conftest import AS_OF, ext_ids, toronto  # noqa: E402
-from tests.segments.reference_eval import Evaluator, load_people  # noqa: E402
 
 DATASET_SIZE = 40
 MAX_EXAMPLES = 500

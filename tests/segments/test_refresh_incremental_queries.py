@@ -72,24 +72,15 @@ def test_only_the_segments_whose_membership_changes_are_written(merchant):
     assert all(s.memberships.count() == 0 for s in untouched)
 
 
-def test_a_segment_whose_sql_fails_does_not_stop_the_others(merchant, monkeypatch):
-    # given: one segment whose compiled SQL fails when the database runs it
-    from django.db.models.expressions import RawSQL
-
-    from segments import services
-
+def test_a_segment_whose_stored_rules_fail_does_not_stop_the_others(merchant):
+    # given: one segment whose stored rules no longer validate (written behind the service)
     customer = CustomerFactory(merchant=merchant)
     TransactionFactory(customer=customer, total=Decimal("150"))
     good = spend_segment(merchant, "hundred", 100)
     broken = spend_segment(merchant, "broken", 1)
-    real = services._matching_queryset
-
-    def matching(segment, as_of, customer_ids=None):
-        if segment.pk == broken.pk:
-            return real(segment, as_of, customer_ids).filter(pk=RawSQL("no_such_column", []))
-        return real(segment, as_of, customer_ids)
-
-    monkeypatch.setattr(services, "_matching_queryset", matching)
+    Segment.objects.filter(pk=broken.pk).update(
+        rules={"match": "all", "conditions": [{"field": "gone", "op": "in", "value": ["x"]}]}
+    )
 
     # when
     changes = segment_memberships_update_for_customers(
@@ -99,3 +90,32 @@ def test_a_segment_whose_sql_fails_does_not_stop_the_others(merchant, monkeypatc
     # then
     assert [c.segment_id for c in changes] == [good.pk]
     assert not broken.memberships.exists()
+
+
+def test_a_segment_whose_write_fails_does_not_stop_the_others(merchant, monkeypatch):
+    # given: two segments the customer enters; writing one of them fails
+    from segments import services
+
+    customer = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=customer, total=Decimal("150"))
+    good = spend_segment(merchant, "hundred", 100)
+    failing = spend_segment(merchant, "fifty", 50)
+    real = services._apply_changes
+
+    def apply_changes(changes, **kwargs):
+        if any(segment.pk == failing.pk for segment, _ in changes):
+            raise RuntimeError("disk full")
+        return real(changes, **kwargs)
+
+    monkeypatch.setattr(services, "_apply_changes", apply_changes)
+
+    # when
+    changes = segment_memberships_update_for_customers(
+        merchant_id=merchant.pk, customer_ids=[customer.pk]
+    )
+
+    # then: the good one is written (on the one-by-one retry), the failing one left alone
+    assert [c.segment_id for c in changes] == [good.pk]
+    assert list(SegmentMembership.objects.values_list("segment_id", flat=True)) == [good.pk]
+    assert Segment.objects.get(pk=good.pk).member_count == 1
+    assert Segment.objects.get(pk=failing.pk).member_count == 0

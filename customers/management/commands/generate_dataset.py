@@ -19,6 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
+from customers.metrics import vacuum_segment_tables
 from customers.models import Merchant, validate_time_zone
 from customers.synthetic import PROFILES, SyntheticDataset
 from customers.synthetic_writers import (
@@ -104,6 +105,7 @@ class Command(BaseCommand):
                 )
             except MerchantHasCustomers as exc:
                 raise CommandError(str(exc)) from exc
+            vacuum_segment_tables()
             where = f'merchant "{slug}"'
         elapsed = time.perf_counter() - started
         rows = sum(counts.values())

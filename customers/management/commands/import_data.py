@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from customers.imports import FILE_ORDER, MAX_ERRORS, import_files
+from customers.metrics import vacuum_segment_tables
 from customers.models import Merchant
 
 MSG_UNKNOWN_MERCHANT = 'No merchant with the slug "{slug}".'
@@ -70,5 +71,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"tags created: {report.tags_created}, tiers created: {report.tiers_created}"
             )
+        if not report.dry_run:
+            vacuum_segment_tables()
         verb = "Dry run OK, nothing written" if report.dry_run else "Imported"
         self.stdout.write(self.style.SUCCESS(f"{verb} for {merchant.slug} in {elapsed:.1f} s."))
