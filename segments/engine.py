@@ -55,6 +55,7 @@ __all__ = [
     "RuleTree",
     "RuleValidationError",
     "count_matching",
+    "count_queryset",
     "count_with_funnel",
     "describe",
     "evaluation_settings",
@@ -205,6 +206,25 @@ def _single_condition(node: Node) -> Condition | None:
     return node
 
 
+def count_queryset(
+    *,
+    merchant: Merchant,
+    rules: dict[str, Any] | RuleTree,
+    as_of: dt.datetime | None = None,
+    exact: bool | None = None,
+) -> QuerySet[Any]:
+    """The queryset `count_matching` counts: one row per matching customer. A tree of one
+    condition whose criterion has a `standalone()` set ("bought edibles within 30 days") is
+    that set alone, without visiting a per-customer row for each buyer."""
+    tree = _tree(rules)
+    ctx = make_context(merchant, as_of, exact)
+    only = _single_condition(tree.root)
+    ids = REGISTRY[only.field].standalone(only, ctx) if only is not None else None
+    if ids is not None:
+        return ids
+    return _merchant_rows(merchant).filter(compile_tree(tree, ctx))
+
+
 def count_matching(
     *,
     merchant: Merchant,
@@ -212,17 +232,10 @@ def count_matching(
     as_of: dt.datetime | None = None,
     exact: bool | None = None,
 ) -> int:
-    """How many of the merchant's customers match. A tree of one condition whose criterion
-    has a `standalone()` set ("bought edibles within 30 days") is counted from that set
-    alone, without visiting a per-customer row for each buyer."""
-    tree = _tree(rules)
-    ctx = make_context(merchant, as_of, exact)
-    only = _single_condition(tree.root)
-    ids = REGISTRY[only.field].standalone(only, ctx) if only is not None else None
+    """How many of the merchant's customers match (see `count_queryset`)."""
+    rows = count_queryset(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
     with evaluation_settings():
-        if ids is not None:
-            return ids.count()
-        return _merchant_rows(merchant).filter(compile_tree(tree, ctx)).count()
+        return rows.count()
 
 
 def referenced_segment_slugs(rules: dict[str, Any] | RuleTree) -> set[str]:

@@ -373,8 +373,12 @@ def _diff_statements(
     sid, rule = segment.pk, MembershipReason.RULE
     materialise = [
         (f"DROP TABLE IF EXISTS {members}", []),
+        # TRICKY: keyed, so the exits' anti-join probes an index. The planner takes a new
+        # segment for empty (its statistics predate it) and, without the key, chose a nested
+        # loop over the whole table for each member: 1.5 s for 8,000 members.
+        (f"CREATE TEMP TABLE {members} (customer_id bigint PRIMARY KEY)", []),
         (
-            f"CREATE TEMP TABLE {members} AS SELECT q.member_id AS customer_id FROM ({compiled}) q",
+            f"INSERT INTO {members} (customer_id) SELECT q.member_id FROM ({compiled}) q",
             list(compiled_params),
         ),
     ]
