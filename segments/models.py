@@ -103,9 +103,24 @@ class Segment(models.Model):
 class SegmentMembership(models.Model):
     """A customer currently in a segment, since when."""
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    # Written a few hundred thousand at a time by a refresh, so: no single-column indexes
+    # ((segment, customer) and (customer, segment) below lead with each), and no database
+    # constraints, whose checks locked and rewrote each member's customer row (5 s of a
+    # 100,000-member refresh). Only `segments.services` writes these rows, from the
+    # segment's own merchant's customers, and Django cascades deletes itself.
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_index=False,
+        db_constraint=False,
+    )
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="segment_memberships"
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="segment_memberships",
+        db_index=False,
+        db_constraint=False,
     )
     since = models.DateTimeField(default=timezone.now)
 
@@ -133,8 +148,22 @@ class MembershipEventKind(models.TextChoices):
 class MembershipEvent(models.Model):
     """One entry into or exit from a segment; the history behind `SegmentMembership`."""
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="events")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="segment_events")
+    # Indexed by (segment, time) and (customer, time) below, not alone; no database
+    # constraints, as for memberships.
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
+    )
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="segment_events",
+        db_index=False,
+        db_constraint=False,
+    )
     kind = models.CharField(max_length=8, choices=MembershipEventKind.choices)
     reason = models.CharField(max_length=16, choices=MembershipReason.choices)
     occurred_at = models.DateTimeField(default=timezone.now)

@@ -301,3 +301,25 @@ def test_refresh_as_of_is_handed_to_the_rules(merchant, monkeypatch):
 
     # then
     assert seen == [as_of]
+
+
+def test_deleting_a_customer_or_a_segment_removes_their_memberships_and_events(merchant):
+    # given: memberships and events, whose foreign keys have no database constraint
+    keep, gone = spender(merchant, "500"), spender(merchant, "600")
+    segment = make_segment(merchant, "big-spenders")
+    other = make_segment(merchant, "others")
+    segment_refresh(segment_id=segment.pk)
+    segment_refresh(segment_id=other.pk)
+    assert SegmentMembership.objects.count() == 4
+
+    # when: Django cascades the deletes itself
+    gone.delete()
+    other.delete()
+
+    # then
+    assert list(SegmentMembership.objects.values_list("segment_id", "customer_id")) == [
+        (segment.pk, keep.pk)
+    ]
+    assert set(MembershipEvent.objects.values_list("segment_id", "customer_id")) == {
+        (segment.pk, keep.pk)
+    }
