@@ -4,6 +4,7 @@
     BENCH_DATABASE_URL=postgres://... make bench  # another server
     .venv/bin/python bench/run.py --only import --import-customers 10000
     .venv/bin/python bench/run.py --only segments   # segment engine (after generate)
+    .venv/bin/python bench/run.py --only list --only downloads  # issue 4 (after generate)
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -46,14 +47,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
-    parser.add_argument("--only", choices=["generate", "import", "segments"], action="append")
+    parser.add_argument(
+        "--only", choices=["generate", "import", "segments", "list", "downloads"], action="append"
+    )
     parser.add_argument("--generate-sizes", default="10000,100000,1000000")
     parser.add_argument("--import-customers", type=int, default=100_000)
     args = parser.parse_args()
 
     ensure_database(args.database_url)
     env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
-    wanted = set(args.only or ["generate", "segments", "import"])
+    wanted = set(args.only or ["generate", "segments", "list", "downloads", "import"])
     if "generate" in wanted:
         subprocess.run(
             [sys.executable, "bench/generate_bench.py", "--sizes", args.generate_sizes],
@@ -69,6 +72,12 @@ def main() -> None:
             env=env,
             check=True,
         )
+    # Both read the 1M merchant (downloads also the 100k one) that `generate` made.
+    for name in ("list", "downloads"):
+        if name in wanted:
+            subprocess.run(
+                [sys.executable, f"bench/{name}_bench.py"], cwd=ROOT, env=env, check=True
+            )
     if "import" in wanted:
         subprocess.run(
             [

@@ -78,6 +78,22 @@ class Segment(models.Model):
     next_refresh_at = models.DateTimeField(null=True, blank=True)
     member_count = models.PositiveIntegerField(default=0)
 
+    # Statistics of the members' purchases, computed when the membership is written by a
+    # full refresh or by hand (`services.segment_stats_refresh`; definitions in
+    # docs/segment-list.md), stored so the list filters and sorts on them cheaply. NULL
+    # until computed, and where undefined (no members, no orders).
+    avg_transaction_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    avg_transactions = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    avg_spending = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    revenue_share = models.DecimalField(
+        max_digits=7, decimal_places=4, null=True, blank=True, help_text="0 to 1"
+    )
+    #: Average predicted customer lifetime value: empty until predicted CLV exists.
+    avg_clv = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    stats_computed_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -98,6 +114,29 @@ class Segment(models.Model):
     @property
     def is_dynamic(self) -> bool:
         return self.kind == SegmentKind.DYNAMIC
+
+
+class SegmentSizeSnapshot(models.Model):
+    """A segment's member count on a merchant-local day: the size-over-time chart.
+
+    Written once a day for every segment (the beat task `snapshot_segment_sizes`) and after
+    every full refresh (the day's row is updated), so a new segment has a point at once.
+    """
+
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="snapshots", db_index=False
+    )
+    day = models.DateField()
+    member_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "day"], name="uniq_segment_snapshot_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} on {self.day}: {self.member_count}"
 
 
 class SegmentMembership(models.Model):

@@ -7,13 +7,25 @@ the segment pages are scoped (see `customers.tenancy`). Lookups by id go through
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 
 from customers.models import Branch, Customer, Merchant, Product, Tag, Tier
+from customers.selectors import customer_search
 from segments.builder import PRODUCT_LISTS
-from segments.models import Segment, SegmentKind, SegmentMembership
+from segments.models import (
+    MembershipEvent,
+    Segment,
+    SegmentKind,
+    SegmentMembership,
+    SegmentSizeSnapshot,
+    SegmentVersion,
+)
 
 #: A multi-select longer than this is not usable; the rest can be pasted as JSON.
 MAX_OPTIONS = 1000
@@ -33,12 +45,36 @@ def segment_list(*, merchant: Merchant) -> QuerySet[Segment]:
     return segment_queryset(merchant=merchant).order_by("name")
 
 
-def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:
+def segment_members(*, segment: Segment, query: str = "") -> QuerySet[SegmentMembership]:
+    """The segment's members with their customer and metrics (one query a page), those
+    whose name, email, phone or external id contains `query` when given."""
+    members = SegmentMembership.objects.filter(segment=segment)
+    if query.strip():
+        customers = customer_search(Customer.objects.filter(merchant_id=segment.merchant_id), query)
+        members = members.filter(customer__in=customers.values("pk"))
+    return members.select_related("customer", "customer__metrics").order_by("customer__external_id")
+
+
+def segment_events(*, segment: Segment) -> QuerySet[MembershipEvent]:
+    """The segment's entries and exits, newest first, with their customer."""
     return (
-        SegmentMembership.objects.filter(segment=segment)
+        MembershipEvent.objects.filter(segment=segment)
         .select_related("customer")
-        .order_by("customer__external_id")
+        .order_by("-occurred_at", "-pk")
     )
+
+
+def segment_size_history(*, segment: Segment, days: int = 365) -> list[tuple[str, int]]:
+    """(merchant-local day, member count) of the segment's daily snapshots, oldest first,
+    over the last `days` days."""
+    since = segment.merchant.today() - dt.timedelta(days=days)
+    rows = SegmentSizeSnapshot.objects.filter(segment=segment, day__gte=since).order_by("day")
+    return [(day.isoformat(), count) for day, count in rows.values_list("day", "member_count")]
+
+
+def segment_versions(*, segment: Segment) -> QuerySet[SegmentVersion]:
+    """Every saved version of the definition, newest first, with who saved it."""
+    return SegmentVersion.objects.filter(segment=segment).select_related("created_by")
 
 
 def merchant_customer(*, merchant: Merchant, external_id: str) -> Customer | None:
@@ -85,3 +121,34 @@ def builder_options(*, merchant: Merchant, segment: Segment | None = None) -> di
     for key, _ in PRODUCT_LISTS:
         options[f"products.{key}"] = _distinct(products, PRODUCT_COLUMNS[key])
     return options
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """One line of a definition diff: `kind` is "same", "added", "removed" or "hunk"."""
+
+    kind: str
+    text: str
+
+
+def definition_text(*, name: str, description: str, rules: Any) -> list[str]:
+    """A saved definition as lines to compare: name, description, then the rule JSON."""
+    lines = [f"Name: {name}", f"Description: {description}", "Rules:"]
+    if rules:
+        lines += json.dumps(rules, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
+    else:
+        lines.append("(none: a manual segment)")
+    return lines
+
+
+def version_diff(*, old: SegmentVersion, new: SegmentVersion) -> list[DiffLine]:
+    """What changed from `old` to `new` (a unified diff of their definitions)."""
+    before = definition_text(name=old.name, description=old.description, rules=old.rules)
+    after = definition_text(name=new.name, description=new.description, rules=new.rules)
+    lines = []
+    for line in difflib.unified_diff(before, after, lineterm="", n=3):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"@": "hunk", "+": "added", "-": "removed"}.get(line[:1], "same")
+        lines.append(DiffLine(kind=kind, text=line))
+    return lines

@@ -29,17 +29,18 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import reduce
-from itertools import islice
+from itertools import groupby, islice
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
-from customers.models import Customer, Merchant
+from customers.models import Customer, CustomerMetrics, Merchant
 from segments.models import (
     MembershipEvent,
     MembershipEventKind,
@@ -49,6 +50,7 @@ from segments.models import (
     Segment,
     SegmentKind,
     SegmentMembership,
+    SegmentSizeSnapshot,
     SegmentVersion,
 )
 
@@ -476,6 +478,8 @@ def segment_refresh(*, segment_id: int, as_of: dt.datetime | None = None) -> Ref
                 # The rows deleted and inserted: the third and second statements from the end.
                 exited, entered = counts[-4], counts[-2]
                 member_count = SegmentMembership.objects.filter(segment_id=segment_id).count()
+                segment_stats_refresh(segment=locked)
+                _snapshot(locked, member_count, now)
                 duration = elapsed_ms()
                 Segment.objects.filter(pk=segment_id).update(
                     member_count=member_count,
@@ -869,6 +873,7 @@ def segment_members_add(
     _apply_change(
         locked, entered=entered, exited=(), reason=MembershipReason.MANUAL, now=timezone.now()
     )
+    segment_stats_refresh(segment=locked)
     logger.info("User %s added %s customers to segment %s", user, len(entered), locked.pk)
     return MembershipChange(segment_id=locked.pk, entered=entered)
 
@@ -887,6 +892,7 @@ def segment_members_remove(
     _apply_change(
         locked, entered=(), exited=exited, reason=MembershipReason.MANUAL, now=timezone.now()
     )
+    segment_stats_refresh(segment=locked)
     logger.info("User %s removed %s customers from segment %s", user, len(exited), locked.pk)
     return MembershipChange(segment_id=locked.pk, exited=exited)
 
@@ -957,6 +963,7 @@ def segment_members_upload(
         reason=MembershipReason.UPLOAD,
         now=timezone.now(),
     )
+    segment_stats_refresh(segment=locked)
     logger.info(
         "User %s uploaded %s members to segment %s (+%s -%s)",
         user,
@@ -1063,3 +1070,200 @@ def segments_refresh_due(*, now: dt.datetime | None = None) -> list[RefreshResul
         for segment in segments_in_dependency_order(segments):
             results.append(segment_refresh(segment_id=segment.pk))
     return results
+
+
+# --- statistics and size history ---------------------------------------------------------
+
+
+def segment_stats_refresh(*, segment: Segment) -> None:
+    """Compute and store the statistics of the segment's members' purchases (one aggregate
+    over the members' metrics rows, one over the merchant's, one update), in the caller's
+    transaction.
+
+    - avg_transaction_value: the members' order totals / the members' orders;
+    - avg_transactions: the members' orders / the members;
+    - avg_spending: the members' net spend (orders minus refunds) / the members;
+    - revenue_share: the members' net spend / the merchant's net spend (0 to 1);
+    - avg_clv: empty until predicted lifetime value exists.
+    Each is NULL where it is undefined (no members, no orders, no revenue).
+    """
+    members = CustomerMetrics.objects.filter(
+        merchant_id=segment.merchant_id,
+        customer__segment_memberships__segment_id=segment.pk,
+    ).aggregate(
+        members=Count("pk"),
+        orders=Sum("orders_count"),
+        gross=Sum("gross_spend"),
+        net=Sum("net_spend"),
+    )
+    revenue = CustomerMetrics.objects.filter(merchant_id=segment.merchant_id).aggregate(
+        net=Sum("net_spend")
+    )["net"]
+    count, orders = members["members"], members["orders"] or 0
+    net = members["net"] or Decimal(0)
+    Segment.objects.filter(pk=segment.pk).update(
+        avg_transaction_value=_ratio(members["gross"], orders),
+        avg_transactions=_ratio(Decimal(orders), count),
+        avg_spending=_ratio(net, count),
+        revenue_share=_ratio(net, revenue, places="0.0001") if revenue and revenue > 0 else None,
+        avg_clv=None,
+        stats_computed_at=timezone.now(),
+    )
+
+
+def _ratio(numerator: Any, denominator: Any, places: str = "0.01") -> Decimal | None:
+    if not denominator or numerator is None:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places))
+
+
+def segment_snapshot_sizes(*, now: dt.datetime | None = None) -> int:
+    """Record every segment's member count for its merchant's local day (updating the day's
+    row when it exists); returns how many rows were written. Run hourly by beat."""
+    now = now or timezone.now()
+    written = 0
+    segments = Segment.objects.select_related("merchant").only(
+        "pk", "member_count", "merchant__time_zone"
+    )
+    by_merchant = groupby(segments.order_by("merchant_id", "pk"), lambda s: s.merchant_id)
+    for merchant_id, group in by_merchant:
+        rows = list(group)
+        day = rows[0].merchant.today(now)
+        SegmentSizeSnapshot.objects.bulk_create(
+            [SegmentSizeSnapshot(segment=s, day=day, member_count=s.member_count) for s in rows],
+            update_conflicts=True,
+            unique_fields=["segment", "day"],
+            update_fields=["member_count"],
+        )
+        written += len(rows)
+        logger.debug("Snapshot of %s segments of merchant %s", len(rows), merchant_id)
+    return written
+
+
+def _snapshot(segment: Segment, member_count: int, now: dt.datetime) -> None:
+    """Write (or overwrite) the segment's size for the merchant-local day of `now`."""
+    SegmentSizeSnapshot.objects.bulk_create(
+        [
+            SegmentSizeSnapshot(
+                segment=segment, day=segment.merchant.today(now), member_count=member_count
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["segment", "day"],
+        update_fields=["member_count"],
+    )
+
+
+# --- list actions ------------------------------------------------------------------------
+
+IN_USE_ERROR = '"{name}" is used by {users}; remove it from their rules first.'
+COPY_NAME = "{name} (copy)"
+
+
+class SegmentInUseError(ValidationError):
+    """Some segments cannot be removed because other segments use them; `messages` names
+    each one with the segments that use it. Nothing was removed."""
+
+
+def segment_users(*, segments: Collection[Segment]) -> dict[int, list[Segment]]:
+    """For each of `segments` (of one merchant), the other segments of the merchant whose
+    rules use it (`{"field": "segment", ...}`). Campaigns do not exist yet."""
+    if not segments:
+        return {}
+    merchant_id = next(iter(segments)).merchant_id
+    by_slug = {segment.slug: segment.pk for segment in segments}
+    users: dict[int, list[Segment]] = {segment.pk: [] for segment in segments}
+    for other in Segment.objects.filter(merchant_id=merchant_id, kind=SegmentKind.DYNAMIC):
+        for slug in _referenced_slugs(other.rules) & set(by_slug):
+            if other.pk != by_slug[slug]:
+                users[by_slug[slug]].append(other)
+    return users
+
+
+@transaction.atomic
+def segments_remove(*, segments: Collection[Segment], user: Actor = None) -> int:
+    """Delete these segments (of one merchant) with their memberships, events and history.
+
+    Refused with `SegmentInUseError`, removing nothing, when another segment that is not
+    being removed with them uses one of them. Returns how many were removed.
+    """
+    removing = {segment.pk for segment in segments}
+    users = segment_users(segments=segments)
+    blocked = []
+    for segment in segments:
+        others = [u for u in users[segment.pk] if u.pk not in removing]
+        if others:
+            names = ", ".join(f'"{u.name}"' for u in sorted(others, key=lambda u: u.name))
+            blocked.append(IN_USE_ERROR.format(name=segment.name, users=names))
+    if blocked:
+        raise SegmentInUseError(blocked)
+    count = 0
+    for segment in segments:
+        # Memberships and events have no database constraints: Django deletes them first.
+        segment.delete()
+        count += 1
+    logger.info("User %s removed segments %s", user, sorted(removing))
+    return count
+
+
+def segments_set_active(
+    *, segments: Collection[Segment], active: bool, user: Actor = None
+) -> list[Segment]:
+    """Activate or deactivate these segments; returns those that changed. An inactive
+    segment keeps its definition and members but is not refreshed; activating a dynamic one
+    queues a refresh."""
+    changed = []
+    for segment in segments:
+        if segment.is_active != active:
+            changed.append(segment_update(segment=segment, user=user, is_active=active))
+    return changed
+
+
+def segments_queue_refresh(*, segments: Collection[Segment]) -> list[Segment]:
+    """Queue a full refresh of each active dynamic segment (status "queued"); returns them.
+    Manual and inactive segments are not refreshed from rules and are left out."""
+    queued = [s for s in segments if s.is_dynamic and s.is_active]
+    if queued:
+        Segment.objects.filter(pk__in=[s.pk for s in queued]).update(
+            refresh_status=RefreshStatus.QUEUED
+        )
+        for segment in queued:
+            _enqueue_refresh(segment.pk)
+    return queued
+
+
+@transaction.atomic
+def segment_duplicate(*, segment: Segment, user: Actor = None) -> Segment:
+    """A new segment with the same definition and schedule, named "<name> (copy)" with a
+    slug of its own; a manual segment's members are copied too (events of reason manual), a
+    dynamic segment is refreshed from its rules."""
+    copy = segment_create(
+        merchant=segment.merchant,
+        name=COPY_NAME.format(name=segment.name)[:200],
+        kind=segment.kind,
+        description=segment.description,
+        rules=segment.rules,
+        created_by=user,
+        is_active=segment.is_active,
+        refresh_cadence=segment.refresh_cadence,
+        refresh_weekday=segment.refresh_weekday,
+        refresh_hour=segment.refresh_hour,
+    )
+    if not segment.is_dynamic:
+        segment_members_add(segment=copy, customers=_current_members(segment), user=user)
+    return copy
+
+
+@transaction.atomic
+def segment_restore_version(*, segment: Segment, version: int, user: Actor = None) -> Segment:
+    """Make an earlier saved version the segment's definition again: name, description and
+    rules are saved as a new version (history is never rewritten), and a dynamic segment is
+    refreshed from the restored rules. Raises SegmentVersion.DoesNotExist."""
+    saved = SegmentVersion.objects.get(segment=segment, version=version)
+    return segment_update(
+        segment=segment,
+        user=user,
+        name=saved.name,
+        description=saved.description,
+        rules=saved.rules,
+    )

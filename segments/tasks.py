@@ -38,3 +38,10 @@ def refresh_due_segments() -> int:
     """Run by beat every few minutes: refresh the segments whose time has come; returns how
     many were refreshed."""
     return len(services.segments_refresh_due())
+
+
+@shared_task
+def snapshot_segment_sizes() -> int:
+    """Run by beat every hour: record each segment's member count for the merchant-local day
+    (the size-over-time chart); returns how many were written."""
+    return services.segment_snapshot_sizes()

@@ -15,19 +15,29 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views import View
+from django_filters.views import FilterView
+from django_tables2 import RequestConfig, SingleTableMixin
+from django_tables2.export import ExportMixin
 
-from customers.models import Merchant
+from customers.models import Merchant, Role
+from customers.tables import DEFAULT_PAGE_SIZE, EXPORT_FORMATS, PAGE_SIZES, SafeTableExport
 from customers.tenancy import MerchantRequiredMixin, current_merchant
-from segments import builder, engine, selectors, services, tasks
+from segments import builder, engine, exports, selectors, services, tasks
+from segments.filters import SegmentFilter
 from segments.forms import MemberAddForm, MemberUploadForm, SegmentSettingsForm
-from segments.models import Segment, SegmentKind
+from segments.models import Segment, SegmentKind, SegmentVersion
+from segments.tables import MemberTable, SegmentTable
 from segments.templates_catalog import TEMPLATES, find_template, template_key
 
-MEMBERS_PER_PAGE = 100
+MEMBERS_PER_PAGE = 50
+EVENTS_PER_PAGE = 25
 SAVED_MESSAGE = 'Segment "{name}" saved.'
 REFRESH_QUEUED_MESSAGE = "Refresh queued."
 NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
@@ -43,18 +53,238 @@ def _is_htmx(request: HttpRequest) -> bool:
 
 # -- list -----------------------------------------------------------------------------------
 
+#: Who may remove segments (every role may view, edit, duplicate, switch on and off,
+#: refresh and download).
+REMOVE_ROLES = (Role.OWNER.value, Role.MANAGER.value)
+REMOVE_FORBIDDEN = "Only owners and managers may remove segments."
+BULK_ACTIONS = {
+    "activate": "Activate",
+    "deactivate": "Deactivate",
+    "refresh": "Refresh now",
+    "remove": "Remove",
+}
+ROW_ACTIONS = ("duplicate", "activate", "deactivate", "refresh")
+NOTHING_SELECTED = "Select at least one segment, or apply the action to every match."
 
-class SegmentListView(MerchantRequiredMixin, View):
-    def get(self, request: HttpRequest) -> HttpResponse:
-        merchant = current_merchant(request)
-        return render(
+
+def _can_remove(request: HttpRequest) -> bool:
+    membership = getattr(request, "membership", None)
+    return membership is not None and membership.role in REMOVE_ROLES
+
+
+class SegmentListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, FilterView):
+    """The merchant's segments: search as you type, filters, sorting, paging, row and bulk
+    actions, CSV/XLSX export of the list. An htmx request gets only the table partial."""
+
+    template_name = "segments/segment_list.html"
+    partial_template_name = "segments/partials/segment_table.html"
+    filterset_class = SegmentFilter
+    table_class = SegmentTable
+    table_pagination = {"per_page": DEFAULT_PAGE_SIZE}
+    export_class = SafeTableExport
+    export_formats = EXPORT_FORMATS
+    dataset_kwargs = {"title": "Segments"}
+
+    def get_queryset(self) -> QuerySet[Segment]:
+        return selectors.segment_list(merchant=current_merchant(self.request))
+
+    def get_table_kwargs(self) -> dict[str, Any]:
+        return {
+            "merchant": current_merchant(self.request),
+            "can_remove": _can_remove(self.request),
+        }
+
+    def get_export_filename(self, export_format: str) -> str:
+        merchant = current_merchant(self.request)
+        return f"segments-{merchant.slug}-{merchant.today().isoformat()}.{export_format}"
+
+    def is_partial(self) -> bool:
+        htmx = getattr(self.request, "htmx", None)
+        # A history restore (back button with an empty htmx cache) needs the whole page.
+        return bool(htmx) and not htmx.history_restore_request  # type: ignore[union-attr]
+
+    def get_template_names(self) -> list[str]:
+        return [self.partial_template_name if self.is_partial() else self.template_name]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["page_sizes"] = PAGE_SIZES
+        context["per_page"] = context["table"].paginator.per_page
+        context["export_formats"] = EXPORT_FORMATS
+        context["bulk_actions"] = [
+            (key, label)
+            for key, label in BULK_ACTIONS.items()
+            if key != "remove" or _can_remove(self.request)
+        ]
+        context["templates"] = [(template_key(t), t) for t in TEMPLATES]
+        return context
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        response: HttpResponse = super().render_to_response(context, **kwargs)
+        # Same URL, two bodies (page or partial): caches must key on the htmx header.
+        patch_vary_headers(response, ("HX-Request",))
+        return response
+
+
+def _list_url(query: str) -> str:
+    """The list with the filters and sort the user came from."""
+    url = reverse("segments:list")
+    return f"{url}?{query}" if query else url
+
+
+def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> None:
+    """Apply a list action to segments of the current merchant and say what happened."""
+    user = request.user
+    if action == "activate":
+        changed = services.segments_set_active(segments=segments, active=True, user=user)
+        messages.success(request, f"{len(changed)} segment(s) activated.")
+    elif action == "deactivate":
+        changed = services.segments_set_active(segments=segments, active=False, user=user)
+        messages.success(request, f"{len(changed)} segment(s) deactivated.")
+    elif action == "refresh":
+        queued = services.segments_queue_refresh(segments=segments)
+        skipped = len(segments) - len(queued)
+        note = f" ({skipped} manual or inactive, not refreshed)" if skipped else ""
+        messages.info(request, f"{len(queued)} refresh(es) queued{note}.")
+    elif action == "duplicate":
+        for segment in segments:
+            copy = services.segment_duplicate(segment=segment, user=user)
+            messages.success(request, f'Created "{copy.name}".')
+    elif action == "remove":
+        try:
+            removed = services.segments_remove(segments=segments, user=user)
+        except services.SegmentInUseError as exc:
+            for message in exc.messages:
+                messages.error(request, message)
+        else:
+            messages.success(request, f"{removed} segment(s) removed.")
+
+
+class SegmentActionView(MerchantRequiredMixin, View):
+    """POST `action` (duplicate, activate, deactivate, refresh) on one segment."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        segment = _segment(request, pk)
+        action = request.POST.get("action", "")
+        if action not in ROW_ACTIONS:
+            messages.error(request, f'"{action}" is not an action.')
+        else:
+            _run_action(request, action, [segment])
+        return redirect(_list_url(request.POST.get("next_query", "")))
+
+
+class SegmentDownloadView(MerchantRequiredMixin, View):
+    """GET: the segment's members as a streamed CSV or XLSX file (`?columns=a,b,c` picks
+    the customer fields; default: `exports.DEFAULT_COLUMNS`)."""
+
+    def get(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponseBase:
+        segment = _segment(request, pk)
+        if fmt not in ("csv", "xlsx"):
+            raise Http404("Downloads are CSV or XLSX.")
+        # `?columns=a,b` or the download form's `?columns=a&columns=b`.
+        requested = [
+            key.strip()
+            for value in request.GET.getlist("columns")
+            for key in value.split(",")
+            if key.strip()
+        ]
+        try:
+            return exports.members_download_response(
+                segment=segment, fmt=fmt, columns=requested or None
+            )
+        except ValueError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain")
+
+
+class SegmentRemoveView(MerchantRequiredMixin, View):
+    """GET: confirm removing one segment (or say who uses it); POST: remove it."""
+
+    allowed_roles = REMOVE_ROLES
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        segment = _segment(request, pk)
+        return _confirm(
             request,
-            "segments/segment_list.html",
-            {
-                "segments": selectors.segment_list(merchant=merchant),
-                "templates": [(template_key(t), t) for t in TEMPLATES],
-            },
+            "remove",
+            [segment],
+            query=request.GET.get("next_query", ""),
+            single=reverse("segments:remove", args=[segment.pk]),
         )
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        _run_action(request, "remove", [_segment(request, pk)])
+        return redirect(_list_url(request.POST.get("next_query", "")))
+
+
+def _confirm(
+    request: HttpRequest,
+    action: str,
+    segments: list[Segment],
+    *,
+    query: str,
+    everything: bool = False,
+    single: str = "",
+) -> HttpResponse:
+    """The confirmation step of an action on several segments, like the admin's
+    "delete selected": what will happen to which segments, and what will be refused."""
+    blocked: list[tuple[Segment, list[Segment]]] = []
+    if action == "remove":
+        removing = {s.pk for s in segments}
+        users = services.segment_users(segments=segments)
+        for segment in segments:
+            others = [u for u in users[segment.pk] if u.pk not in removing]
+            if others:
+                blocked.append((segment, others))
+    return render(
+        request,
+        "segments/confirm_action.html",
+        {
+            "action": action,
+            "label": BULK_ACTIONS.get(action, action),
+            "segments": segments,
+            "blocked_segments": blocked,
+            "query": query,
+            "everything": everything,
+            "single": single,
+        },
+    )
+
+
+class SegmentBulkView(MerchantRequiredMixin, View):
+    """POST: an action on the selected segments (`ids`) or on every segment the list's
+    filters match (`everything` with the list's query string); answered first by a
+    confirmation page, then, with `confirmed`, carried out."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        merchant = current_merchant(request)
+        action = request.POST.get("action", "")
+        query = request.POST.get("next_query", "")
+        if action not in BULK_ACTIONS:
+            messages.error(request, f'"{action}" is not an action.')
+            return redirect(_list_url(query))
+        if action == "remove" and not _can_remove(request):
+            messages.error(request, REMOVE_FORBIDDEN)
+            return redirect(_list_url(query))
+        everything = request.POST.get("everything") == "1"
+        segments = self._segments(merchant, request, query, everything)
+        if not segments:
+            messages.error(request, NOTHING_SELECTED)
+            return redirect(_list_url(query))
+        if request.POST.get("confirmed") != "1":
+            return _confirm(request, action, segments, query=query, everything=everything)
+        _run_action(request, action, segments)
+        return redirect(_list_url(query))
+
+    def _segments(
+        self, merchant: Merchant, request: HttpRequest, query: str, everything: bool
+    ) -> list[Segment]:
+        segments = selectors.segment_list(merchant=merchant)
+        if everything:
+            # The same filters as the list the user saw (its query string).
+            return list(SegmentFilter(QueryDict(query), queryset=segments, request=request).qs)
+        ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+        # Scoped to the merchant: another merchant's ids are simply not found.
+        return list(segments.filter(pk__in=ids))
 
 
 # -- builder --------------------------------------------------------------------------------
@@ -262,16 +492,33 @@ class BuilderPreviewView(MerchantRequiredMixin, View):
 
 
 class SegmentDetailView(MerchantRequiredMixin, View):
-    """Definition, freshness, members, "why in, why out" (?customer=<external id>)."""
+    """Definition, statistics, freshness, size over time, members (search, sort, pages),
+    entries and exits, definition history, downloads, and "why in, why out"
+    (?customer=<external id>)."""
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         merchant = current_merchant(request)
         segment = _segment(request, pk)
+        member_query = request.GET.get("mq", "").strip()
+        members = MemberTable(
+            selectors.segment_members(segment=segment, query=member_query),
+            merchant=merchant,
+            manual=not segment.is_dynamic,
+            prefix="m-",
+        )
+        RequestConfig(request, paginate={"per_page": MEMBERS_PER_PAGE}).configure(members)
+        versions = list(selectors.segment_versions(segment=segment))
         context: dict[str, Any] = {
             "segment": segment,
-            "members": Paginator(
-                selectors.segment_members(segment=segment), MEMBERS_PER_PAGE
-            ).get_page(request.GET.get("page")),
+            "can_remove": _can_remove(request),
+            "members": members,
+            "member_query": member_query,
+            "events": Paginator(
+                selectors.segment_events(segment=segment), EVENTS_PER_PAGE
+            ).get_page(request.GET.get("epage")),
+            "size_history": selectors.segment_size_history(segment=segment),
+            "versions": versions,
+            "download_columns": exports_columns(),
             "add_form": MemberAddForm(),
             "upload_form": MemberUploadForm(),
         }
@@ -295,6 +542,68 @@ class SegmentDetailView(MerchantRequiredMixin, View):
             else "segments/segment_detail.html"
         )
         return render(request, template, context)
+
+
+def exports_columns() -> list[tuple[str, str, bool]]:
+    """(key, label, chosen by default) of the columns a member download offers."""
+    return [
+        (key, column.label, key in exports.DEFAULT_COLUMNS)
+        for key, column in exports.MEMBER_COLUMNS.items()
+    ]
+
+
+class SegmentHistoryView(MerchantRequiredMixin, View):
+    """Every saved version of the definition, and the diff between two of them
+    (`?old=<n>&new=<m>`, default: the previous version and the current one)."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        segment = _segment(request, pk)
+        versions = list(selectors.segment_versions(segment=segment))
+        by_number = {v.version: v for v in versions}
+        # Default: what the latest save changed (the previous version against the current).
+        latest = versions[0] if versions else None
+        new = by_number.get(_int(request.GET.get("new")) or 0, latest)
+        old = by_number.get(
+            _int(request.GET.get("old")) or 0, versions[1] if len(versions) > 1 else latest
+        )
+        diff = selectors.version_diff(old=old, new=new) if old and new else []
+        return render(
+            request,
+            "segments/segment_history.html",
+            {
+                "segment": segment,
+                "versions": [(v, engine.describe(v.rules) if v.rules else "") for v in versions],
+                "old": old,
+                "new": new,
+                "diff": diff,
+            },
+        )
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+class SegmentRestoreView(MerchantRequiredMixin, View):
+    """POST: make a saved version the definition again (saved as a new version)."""
+
+    def post(self, request: HttpRequest, pk: int, version: int) -> HttpResponse:
+        segment = _segment(request, pk)
+        try:
+            restored = services.segment_restore_version(
+                segment=segment, version=version, user=request.user
+            )
+        except SegmentVersion.DoesNotExist:
+            raise Http404("No such version of this segment.") from None
+        except (engine.RuleValidationError, ValidationError) as exc:
+            detail = exc.errors if isinstance(exc, engine.RuleValidationError) else exc.messages
+            messages.error(request, f"Version {version} cannot be restored: {'; '.join(detail)}")
+            return redirect("segments:history", pk=segment.pk)
+        messages.success(
+            request,
+            f"Version {version} restored as version {restored.definition_version}.",
+        )
+        return redirect("segments:detail", pk=segment.pk)
 
 
 class SegmentRefreshView(MerchantRequiredMixin, View):

@@ -58,7 +58,7 @@ def test_list_shows_the_merchants_segments(staff_client, segment, manual):
     response = staff_client.get(reverse("segments:list"))
 
     body = response.content.decode()
-    assert [s.name for s in response.context["segments"]] == ["Hand picked", "VIP locals"]
+    assert [s.name for s in response.context["table"].data] == ["Hand picked", "VIP locals"]
     assert reverse("segments:detail", args=[segment.pk]) in body
     assert "Munchie lovers" in body  # the template picker
 

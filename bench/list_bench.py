@@ -1,0 +1,177 @@
+"""Segment list benchmark (issue 4) on PostgreSQL: server time of the list page with 300
+segments, and its number of queries.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/sp_bench \\
+        .venv/bin/python bench/list_bench.py [--merchant bench-1m] [--segments 300] [--runs 20]
+
+Creates 300 segments (named "bench list: ...", with statistics as a refresh stores them) and a
+staff user for the merchant, then times requests through Django's test client in this
+process (no network, no browser: the time the server spends, from the request to the
+rendered response), production settings (DEBUG off, cached templates): the first page (25
+rows), 100 rows, a search with two filters, a sort on a statistic, and the CSV export of all
+300. Median of `--runs` after a warm-up. Deletes what it created. Raw JSON goes to
+bench/out/list-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Production mode: the page as a deployment serves it.
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from customers.models import Merchant, Role, StaffMembership  # noqa: E402
+from segments.models import Segment, SegmentKind  # noqa: E402
+
+PREFIX = "bench list: "
+TARGET_MS = 100.0
+USERNAME = "bench-list-user"
+PASSWORD = "bench-list-password"  # noqa: S105 - a throwaway user on the bench database
+
+
+def setup(merchant: Merchant, count: int) -> Client:
+    from django.contrib.auth import get_user_model
+
+    teardown(merchant)
+    rnd = random.Random(4)
+    now = timezone.now()
+    Segment.objects.bulk_create(
+        [
+            Segment(
+                merchant=merchant,
+                name=f"{PREFIX}{i:03d} {rnd.choice(['vip', 'local', 'lapsed', 'spend'])}",
+                slug=f"bench-list-{i:03d}",
+                kind=rnd.choice([SegmentKind.DYNAMIC, SegmentKind.MANUAL]),
+                rules={},
+                description=rnd.choice(["", "weekly", "promo list"]),
+                is_active=rnd.random() < 0.8,
+                member_count=rnd.randint(0, 500_000),
+                avg_transaction_value=Decimal(rnd.randint(1000, 30000)) / 100,
+                avg_transactions=Decimal(rnd.randint(100, 2000)) / 100,
+                avg_spending=Decimal(rnd.randint(1000, 500000)) / 100,
+                last_refreshed_at=now,
+                created_at=now - dt_days(rnd.randint(0, 700)),
+            )
+            for i in range(count)
+        ]
+    )
+    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
+    user.set_password("bench-list-password")
+    user.save()
+    StaffMembership.objects.get_or_create(
+        user=user, merchant=merchant, defaults={"role": Role.OWNER}
+    )
+    client = Client()
+    assert client.login(username=USERNAME, password=PASSWORD)
+    return client
+
+
+def dt_days(days: int) -> Any:
+    import datetime as dt
+
+    return dt.timedelta(days=days)
+
+
+def teardown(merchant: Merchant) -> None:
+    from django.contrib.auth import get_user_model
+
+    Segment.objects.filter(merchant=merchant, name__startswith=PREFIX).delete()
+    get_user_model().objects.filter(username=USERNAME).delete()
+
+
+def measure(client: Client, params: dict[str, str], runs: int) -> dict[str, Any]:
+    response = client.get("/segments/", params)  # warm-up (and a check)
+    assert response.status_code == 200, response.status_code
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = client.get("/segments/", params)
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as captured:
+        client.get("/segments/", params)
+    return {
+        "params": params,
+        "median_ms": round(statistics.median(times), 1),
+        "queries": len(captured),
+        "bytes": len(response.content),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--merchant", default="bench-1m")
+    parser.add_argument("--segments", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("The list benchmark runs on PostgreSQL (set DATABASE_URL).")
+    # Tests and benchmarks render {% static %} without a collectstatic manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    merchant = Merchant.objects.get(slug=args.merchant)
+    client = setup(merchant, args.segments)
+    try:
+        cases = {
+            "first page (25 rows)": {},
+            "100 rows": {"per_page": "100"},
+            "search and two filters": {"q": "vip", "active": "yes", "members_min": "1000"},
+            "sorted by avg. spending, descending": {"sort": "-avg_spending", "per_page": "100"},
+        }
+        results = {name: measure(client, params, args.runs) for name, params in cases.items()}
+        exports = []
+        for _ in range(max(3, args.runs // 4)):
+            started = time.perf_counter()
+            export = client.get("/segments/", {"_export": "csv"})
+            exports.append((time.perf_counter() - started) * 1000)
+        results["CSV export of the whole list"] = {
+            "median_ms": round(statistics.median(exports), 1),
+            "rows": export.content.decode().count("\n") - 1,
+        }
+    finally:
+        teardown(merchant)
+    lines = [
+        f"| page ({args.segments} segments) | server time (median of {args.runs}) | queries |",
+        "|---|---|---|",
+    ]
+    for name, figures in results.items():
+        verdict = "met" if figures["median_ms"] < TARGET_MS else "**missed**"
+        queries = figures.get("queries", "")
+        lines.append(f"| {name} | {figures['median_ms']} ms ({verdict}) | {queries} |")
+    table = "\n".join(lines)
+    print(table)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"list-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"results": results, "markdown": table}, indent=2, default=str))
+    print(f"\nraw figures: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""The segment list: filters, sorting, row and bulk actions with their confirmation and
+permissions, the refusal to remove a segment in use, exports, and a bounded query count."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+from decimal import Decimal
+
+import openpyxl
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils.text import slugify
+
+from customers.models import Role
+from segments.models import RefreshStatus, Segment, SegmentKind, SegmentMembership
+from tests.factories import (
+    DEMO_PASSWORD,
+    CustomerFactory,
+    StaffMembershipFactory,
+    UserFactory,
+)
+from tests.segments.conftest import toronto
+from tests.segments.refresh_helpers import spend_rules
+
+pytestmark = pytest.mark.django_db
+
+
+def make(merchant, name, **fields):
+    """A segment row with stored statistics, as a refresh leaves it (no refresh queued)."""
+    fields.setdefault("rules", spend_rules(100) if fields.get("kind") != SegmentKind.MANUAL else {})
+    return Segment.objects.create(merchant=merchant, name=name, slug=slugify(name), **fields)
+
+
+@pytest.fixture
+def catalogue(merchant):
+    """Four segments with different statistics, kinds, states and creation days."""
+    return {
+        "alpha": make(
+            merchant,
+            "Alpha",
+            member_count=10,
+            avg_transaction_value=Decimal("20.00"),
+            avg_transactions=Decimal("1.50"),
+            avg_spending=Decimal("30.00"),
+            description="weekly coffee buyers",
+            created_at=toronto(2026, 1, 10, 12),
+        ),
+        "beta": make(
+            merchant,
+            "Beta",
+            member_count=200,
+            avg_transaction_value=Decimal("55.00"),
+            avg_transactions=Decimal("4.00"),
+            avg_spending=Decimal("220.00"),
+            avg_clv=Decimal("900.00"),
+            created_at=toronto(2026, 2, 1, 0, 30),  # 05:30 UTC on 1 February
+        ),
+        "gamma": make(
+            merchant,
+            "Gamma",
+            member_count=50,
+            kind=SegmentKind.MANUAL,
+            is_active=False,
+            created_at=toronto(2026, 1, 31, 23, 30),  # 1 February in UTC, 31 January here
+        ),
+        "delta": make(
+            merchant,
+            "Delta vip",
+            member_count=0,
+            avg_transaction_value=Decimal("5.00"),
+            avg_transactions=Decimal("9.00"),
+            description="VIP lapsed",
+            created_at=toronto(2026, 3, 1, 9),
+        ),
+    }
+
+
+def listed(client, **params) -> list[str]:
+    response = client.get(reverse("segments:list"), params)
+    assert response.status_code == 200
+    return [row.record.name for row in response.context["table"].page.object_list]
+
+
+def role_client(merchant, role) -> Client:
+    user = UserFactory()
+    StaffMembershipFactory(user=user, merchant=merchant, role=role)
+    client = Client()
+    assert client.login(username=user.username, password=DEMO_PASSWORD)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"q": "ta"}, ["Beta", "Delta vip"]),
+        ({"name": "ALPHA"}, ["Alpha"]),
+        ({"description": "vip"}, ["Delta vip"]),
+        ({"active": "no"}, ["Gamma"]),
+        ({"active": "yes"}, ["Alpha", "Beta", "Delta vip"]),
+        ({"kind": "manual"}, ["Gamma"]),
+        ({"members_min": "10", "members_max": "50"}, ["Alpha", "Gamma"]),
+        ({"atv_min": "20", "atv_max": "55"}, ["Alpha", "Beta"]),
+        ({"transactions_min": "4"}, ["Beta", "Delta vip"]),
+        ({"clv_min": "100"}, ["Beta"]),
+        ({"clv_max": "100"}, []),
+        # Created on: merchant-local days (Toronto), whatever the UTC date.
+        ({"created_from": "2026-02-01"}, ["Beta", "Delta vip"]),
+        ({"created_to": "2026-01-31"}, ["Alpha", "Gamma"]),
+        ({"created_from": "2026-01-31", "created_to": "2026-02-01"}, ["Beta", "Gamma"]),
+        # Filters combine.
+        ({"active": "yes", "members_min": "1", "q": "a"}, ["Alpha", "Beta"]),
+    ],
+)
+def test_filters(staff_client, catalogue, params, expected):
+    assert listed(staff_client, **params) == expected
+
+
+def test_an_invalid_filter_value_shows_an_error_and_no_rows(staff_client, catalogue):
+    response = staff_client.get(reverse("segments:list"), {"members_min": "lots"})
+
+    assert response.status_code == 200
+    assert "Some filters are not valid" in response.content.decode()
+    assert listed(staff_client, members_min="lots") == []
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("name", ["Alpha", "Beta", "Delta vip", "Gamma"]),
+        ("-name", ["Gamma", "Delta vip", "Beta", "Alpha"]),
+        ("members", ["Delta vip", "Alpha", "Gamma", "Beta"]),
+        ("-members", ["Beta", "Gamma", "Alpha", "Delta vip"]),
+        # Empty statistics last in both directions.
+        ("avg_transaction_value", ["Delta vip", "Alpha", "Beta", "Gamma"]),
+        ("-avg_transaction_value", ["Beta", "Alpha", "Delta vip", "Gamma"]),
+        ("avg_transactions", ["Alpha", "Beta", "Delta vip", "Gamma"]),
+        # ...ties (two empty values) by creation order, newest first when descending.
+        ("-avg_spending", ["Beta", "Alpha", "Delta vip", "Gamma"]),
+        ("avg_clv", ["Beta", "Alpha", "Gamma", "Delta vip"]),
+        ("created", ["Alpha", "Gamma", "Beta", "Delta vip"]),
+        ("-created", ["Delta vip", "Beta", "Gamma", "Alpha"]),
+        ("active", ["Gamma", "Alpha", "Beta", "Delta vip"]),
+        ("kind", ["Alpha", "Beta", "Delta vip", "Gamma"]),
+    ],
+)
+def test_sorting(staff_client, catalogue, sort, expected):
+    assert listed(staff_client, sort=sort) == expected
+
+
+def test_list_queries_do_not_grow_with_segments(staff_client, merchant):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert staff_client.get(reverse("segments:list"), {"per_page": 100}).status_code == 200
+        return len(captured)
+
+    for i in range(3):
+        make(merchant, f"Few {i}")
+    few = queries()
+    for i in range(40):
+        make(merchant, f"Many {i}")
+    many = queries()
+
+    assert many == few <= 10
+
+
+def test_the_list_exports_to_csv_and_xlsx_with_formulas_neutralised(
+    staff_client, merchant, catalogue
+):
+    # given: a name a spreadsheet would run as a formula
+    catalogue["alpha"].name = "=HYPERLINK(evil)"
+    catalogue["alpha"].save()
+
+    # when
+    csv_response = staff_client.get(reverse("segments:list"), {"_export": "csv", "sort": "name"})
+    xlsx_response = staff_client.get(reverse("segments:list"), {"_export": "xlsx", "active": "no"})
+
+    # then
+    rows = list(csv.reader(io.StringIO(csv_response.content.decode())))
+    assert rows[0][:3] == ["Name", "Members", f"Avg. transaction value ({merchant.currency})"]
+    assert len(rows) == 1 + 4
+    assert rows[1][0] == "'=HYPERLINK(evil)"
+    assert rows[2][:3] == ["Beta", "200", "55.00"]
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx_response.content)).active
+    assert [row[0] for row in sheet.iter_rows(values_only=True)] == ["Name", "Gamma"]
+
+
+# -- row actions ----------------------------------------------------------------------------
+
+
+def test_duplicate_copies_the_definition_and_a_manual_segments_members(staff_client, merchant):
+    # given
+    manual = make(merchant, "Hand", kind=SegmentKind.MANUAL)
+    customer = CustomerFactory(merchant=merchant)
+    SegmentMembership.objects.create(segment=manual, customer=customer)
+
+    # when
+    response = staff_client.post(
+        reverse("segments:action", args=[manual.pk]), {"action": "duplicate"}
+    )
+
+    # then
+    assert response.status_code == 302
+    copy = Segment.objects.get(name="Hand (copy)")
+    assert (copy.kind, copy.slug) == (SegmentKind.MANUAL, "hand-copy")
+    assert list(copy.memberships.values_list("customer_id", flat=True)) == [customer.pk]
+    assert copy.member_count == 1
+
+
+def test_deactivate_then_activate_queues_a_refresh(
+    staff_client, merchant, django_capture_on_commit_callbacks
+):
+    segment = make(merchant, "Spenders", refresh_status=RefreshStatus.OK)
+
+    staff_client.post(reverse("segments:action", args=[segment.pk]), {"action": "deactivate"})
+    segment.refresh_from_db()
+    assert segment.is_active is False
+
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(reverse("segments:action", args=[segment.pk]), {"action": "activate"})
+    segment.refresh_from_db()
+    # Without a broker the queued refresh ran in-process on commit.
+    assert segment.is_active is True
+    assert segment.refresh_status == RefreshStatus.OK
+    assert segment.last_refreshed_at is not None
+
+
+def test_remove_asks_first_then_removes(staff_client, merchant):
+    segment = make(merchant, "Doomed")
+
+    confirm = staff_client.get(reverse("segments:remove", args=[segment.pk]))
+    assert confirm.status_code == 200
+    assert "Remove 1 segment?" in confirm.content.decode()
+    assert Segment.objects.filter(pk=segment.pk).exists()
+
+    staff_client.post(reverse("segments:remove", args=[segment.pk]))
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+
+
+def test_removing_a_segment_another_uses_is_refused_with_their_names(staff_client, merchant):
+    # given
+    used = make(merchant, "Base")
+    make(
+        merchant,
+        "Uses base",
+        rules={"match": "all", "conditions": [{"field": "segment", "op": "in", "value": ["base"]}]},
+    )
+
+    # when
+    confirm = staff_client.get(reverse("segments:remove", args=[used.pk]))
+    response = staff_client.post(reverse("segments:remove", args=[used.pk]), follow=True)
+
+    # then
+    assert 'is used by "Uses base"' in confirm.content.decode()
+    assert 'id="confirm-action"' not in confirm.content.decode()
+    assert '"Base" is used by "Uses base"' in html.unescape(response.content.decode())
+    assert Segment.objects.filter(pk=used.pk).exists()
+
+
+def test_staff_may_not_remove(merchant):
+    client = role_client(merchant, Role.STAFF)
+    segment = make(merchant, "Kept")
+
+    assert client.get(reverse("segments:remove", args=[segment.pk])).status_code == 403
+    assert client.post(reverse("segments:remove", args=[segment.pk])).status_code == 403
+    response = client.post(
+        reverse("segments:bulk"),
+        {"action": "remove", "ids": [segment.pk], "confirmed": "1"},
+        follow=True,
+    )
+    assert "Only owners and managers may remove segments." in response.content.decode()
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    # and the list offers them no remove action
+    assert 'value="remove"' not in client.get(reverse("segments:list")).content.decode()
+
+
+def test_a_manager_may_remove(merchant):
+    client = role_client(merchant, Role.MANAGER)
+    segment = make(merchant, "Gone")
+
+    client.post(reverse("segments:remove", args=[segment.pk]))
+
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+
+
+# -- bulk actions ---------------------------------------------------------------------------
+
+
+def test_bulk_action_confirms_before_acting(staff_client, catalogue):
+    ids = [catalogue["alpha"].pk, catalogue["beta"].pk]
+
+    confirm = staff_client.post(reverse("segments:bulk"), {"action": "deactivate", "ids": ids})
+    assert confirm.status_code == 200
+    assert "Deactivate 2 segments?" in confirm.content.decode()
+    assert Segment.objects.filter(pk__in=ids, is_active=True).count() == 2
+
+    staff_client.post(
+        reverse("segments:bulk"), {"action": "deactivate", "ids": ids, "confirmed": "1"}
+    )
+    assert Segment.objects.filter(pk__in=ids, is_active=False).count() == 2
+    assert Segment.objects.get(pk=catalogue["delta"].pk).is_active is True
+
+
+def test_bulk_action_on_everything_the_filter_matches(staff_client, catalogue):
+    # when: "apply to all matching" with the list's filters
+    staff_client.post(
+        reverse("segments:bulk"),
+        {
+            "action": "deactivate",
+            "everything": "1",
+            "confirmed": "1",
+            "next_query": "q=ta&active=yes",
+        },
+    )
+
+    # then: Beta and Delta vip only
+    assert set(Segment.objects.filter(is_active=False).values_list("name", flat=True)) == {
+        "Beta",
+        "Delta vip",
+        "Gamma",
+    }
+
+
+def test_bulk_remove_refuses_the_used_but_removes_a_used_one_with_its_user(staff_client, merchant):
+    base = make(merchant, "Base")
+    user = make(
+        merchant,
+        "User",
+        rules={"match": "all", "conditions": [{"field": "segment", "op": "in", "value": ["base"]}]},
+    )
+
+    # when: Base alone is refused (nothing removed), Base with its user goes
+    refused = staff_client.post(
+        reverse("segments:bulk"),
+        {"action": "remove", "ids": [base.pk], "confirmed": "1"},
+        follow=True,
+    )
+    assert '"Base" is used by "User"' in html.unescape(refused.content.decode())
+    assert Segment.objects.count() == 2
+    staff_client.post(
+        reverse("segments:bulk"),
+        {"action": "remove", "ids": [base.pk, user.pk], "confirmed": "1"},
+    )
+
+    # then
+    assert Segment.objects.count() == 0
+
+
+def test_bulk_refresh_skips_manual_and_inactive(
+    staff_client, catalogue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("segments:bulk"),
+            {"action": "refresh", "everything": "1", "confirmed": "1"},
+            follow=True,
+        )
+
+    assert "3 refresh(es) queued (1 manual or inactive, not refreshed)." in (
+        response.content.decode()
+    )
+    refreshed = Segment.objects.exclude(last_refreshed_at=None).values_list("name", flat=True)
+    assert sorted(refreshed) == ["Alpha", "Beta", "Delta vip"]
+
+
+def test_bulk_ignores_another_merchants_ids(staff_client, merchant, other_merchant):
+    theirs = make(other_merchant, "Theirs")
+
+    response = staff_client.post(
+        reverse("segments:bulk"),
+        {"action": "deactivate", "ids": [theirs.pk], "confirmed": "1"},
+        follow=True,
+    )
+
+    assert "Select at least one segment" in response.content.decode()
+    theirs.refresh_from_db()
+    assert theirs.is_active is True
+
+
+@pytest.mark.parametrize("name", ["action", "remove", "history", "download"])
+def test_another_merchants_segment_is_not_found(staff_client, other_merchant, name):
+    theirs = make(other_merchant, "Theirs")
+    args = [theirs.pk, "csv"] if name == "download" else [theirs.pk]
+    url = reverse(f"segments:{name}", args=args)
+
+    get = staff_client.get(url)
+    post = staff_client.post(url, {"action": "deactivate"})
+
+    assert get.status_code in (404, 405)
+    assert post.status_code in (404, 405)
+    assert 404 in (get.status_code, post.status_code)
+    theirs.refresh_from_db()
+    assert theirs.is_active is True
+
+
+def test_restore_of_another_merchants_segment_is_not_found(staff_client, other_merchant):
+    theirs = make(other_merchant, "Theirs")
+
+    response = staff_client.post(reverse("segments:restore", args=[theirs.pk, 1]))
+
+    assert response.status_code == 404
+
+
+def test_created_on_is_shown_in_the_merchants_time_zone(staff_client, catalogue):
+    body = staff_client.get(reverse("segments:list"), {"kind": "manual"}).content.decode()
+
+    assert "2026-01-31" in body
+    assert catalogue["gamma"].created_at.astimezone(dt.UTC).date() == dt.date(2026, 2, 1)
+
+
+def test_row_actions_carry_the_csrf_token(merchant, staff_user):
+    # given: a browser-like client that enforces CSRF
+    segment = make(merchant, "Guarded")
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username=staff_user.username, password=DEMO_PASSWORD)
+    body = client.get(reverse("segments:list")).content.decode()
+    row_form = body.split(f'action="{reverse("segments:action", args=[segment.pk])}"')[1]
+    token = row_form.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    assert row_form.index("csrfmiddlewaretoken") < row_form.index("</form>")
+
+    # when: the row's Deactivate form is posted as the page rendered it
+    response = client.post(
+        reverse("segments:action", args=[segment.pk]),
+        {"csrfmiddlewaretoken": token, "action": "deactivate", "next_query": "q=guard"},
+    )
+
+    # then
+    assert response.status_code == 302
+    assert response["Location"] == reverse("segments:list") + "?q=guard"
+    segment.refresh_from_db()
+    assert segment.is_active is False
