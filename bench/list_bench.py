@@ -143,7 +143,7 @@ def main() -> None:
             "first page (25 rows)": {},
             "100 rows": {"per_page": "100"},
             "search and two filters": {"q": "vip", "active": "yes", "members_min": "1000"},
-            "sorted by avg. spending, descending": {"sort": "-avg_spending", "per_page": "100"},
+            "100 rows by avg. spending, descending": {"sort": "-avg_spending", "per_page": "100"},
         }
         results = {name: measure(client, params, args.runs) for name, params in cases.items()}
         exports = []
@@ -162,7 +162,11 @@ def main() -> None:
         "|---|---|---|",
     ]
     for name, figures in results.items():
-        verdict = "met" if figures["median_ms"] < TARGET_MS else "**missed**"
+        # The goal is for the page; the export (all rows, a file) is shown for reference.
+        if "queries" not in figures:
+            verdict = "no goal"
+        else:
+            verdict = "met" if figures["median_ms"] < TARGET_MS else "**missed**"
         queries = figures.get("queries", "")
         lines.append(f"| {name} | {figures['median_ms']} ms ({verdict}) | {queries} |")
     table = "\n".join(lines)

@@ -7,6 +7,8 @@ last in both directions and the primary key as the final tie-breaker (`SortColum
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -17,8 +19,10 @@ from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.formats import localize
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django_tables2.columns import BoundColumn
 
 from customers.models import Merchant
 from customers.tables import EMPTY, NumColumn, SortColumn, format_money
@@ -159,7 +163,7 @@ class SegmentTable(tables.Table):
     class Meta:
         model = Segment
         fields = ()
-        template_name = "customers/partials/table.html"
+        template_name = "segments/partials/segment_rows.html"
         attrs = {"class": "table table-sm table-hover align-middle text-nowrap", "id": "segments"}
         row_attrs = {"data-segment": lambda record: record.slug}
         empty_text = "No segments match."
@@ -177,6 +181,54 @@ class SegmentTable(tables.Table):
             column.verbose_name = f"{column.verbose_name} ({merchant.currency})"
 
     # Display -------------------------------------------------------------------------------
+
+    def body_html(self) -> SafeString:
+        """The page's rows, as django-tables2's template writes them, but built here.
+
+        django-tables2 renders each cell through the template engine and inspects its render
+        method's signature for every cell: a page of 100 segments took 190 ms, four fifths
+        of it in those two. Here each column's renderer and cell attributes are worked out
+        once per page; `tests/segments/test_list.py` checks the output matches.
+        """
+        cells = [
+            (format_html("<td {}>", column.attrs["td"].as_html()), self._cell_renderer(column))
+            for column in self.columns
+        ]
+        rows = [
+            format_html(
+                "<tr {}>{}</tr>",
+                row.attrs.as_html(),
+                mark_safe("".join(f"{td}{render(row.record)}</td>" for td, render in cells)),  # noqa: S308 - escaped by the renderers
+            )
+            for row in self.paginated_rows
+        ]
+        if not rows and self.empty_text:
+            rows.append(
+                format_html('<tr><td colspan="{}">{}</td></tr>', len(cells), self.empty_text)
+            )
+        return mark_safe("".join(rows))  # noqa: S308 - each row was escaped by format_html
+
+    def _cell_renderer(self, bound: BoundColumn) -> Callable[[Segment], str]:
+        """A function of the record that writes the column's cell, escaped, as tables2 does:
+        the default for an empty value, else `render_<name>` (or the column's `render`)
+        with the arguments it names, else the value localised."""
+        column = bound.column
+        method = getattr(self, f"render_{bound.name}", None)
+        if method is None and type(column).render is not tables.Column.render:
+            method = column.render
+        wants = set(inspect.signature(method).parameters) if method else set()
+        default = conditional_escape(bound.default)
+
+        def render(record: Segment) -> str:
+            value = bound.accessor.resolve(record, quiet=True)
+            if value in column.empty_values:
+                return default
+            if method is None:
+                return conditional_escape(localize(value))
+            arguments = {"record": record, "value": value}
+            return conditional_escape(method(**{k: v for k, v in arguments.items() if k in wants}))
+
+        return render
 
     def render_name(self, record: Segment) -> str:
         return format_html(

@@ -21,6 +21,7 @@ from segments.models import Segment, SegmentKind, SegmentMembership
 from tests.factories import (
     BranchFactory,
     CustomerFactory,
+    MerchantFactory,
     TagFactory,
     TierFactory,
     TransactionFactory,
@@ -140,19 +141,19 @@ def test_every_column_is_written_the_same_way_by_both_databases(merchant, ann):
         "Tier": "Gold",
         "Home branch": "TOR1",
         "Tags": "'=cmd;vip",
-        "Joined at": "2026-01-15T12:30:45-05:00",
-        "Member since": "2026-03-01T00:00:00-05:00",
+        "Joined at": "2026-01-15 12:30:45-05",
+        "Member since": "2026-03-01 00:00:00-05",
         "Email opt-in": "true",
         "SMS opt-in": "false",
         "Push opt-in": "false",
         "Points balance": "120",
         "Lifetime points": "900",
-        "Last contacted at": "2026-07-01T12:00:00-04:00",
+        "Last contacted at": "2026-07-01 12:00:00-04",
         "Orders": "2",
         "Net spend (CAD)": "45.50",
         "Average order (CAD)": "22.75",
-        "First purchase at": "2026-01-31T19:00:00-05:00",
-        "Last purchase at": "2026-06-10T18:15:00-04:00",
+        "First purchase at": "2026-01-31 19:00:00-05",
+        "Last purchase at": "2026-06-10 18:15:00-04",
     }
 
 
@@ -224,8 +225,22 @@ def test_timestamps_are_in_the_merchants_time_zone(merchant, other_merchant):
     toronto, paris = (csv_rows(s, columns=["joined_at", "since"])[1] for s in segments)
 
     # then
-    assert toronto == ["2026-01-15T12:30:00-05:00", "2026-07-01T12:00:00-04:00"]
-    assert paris == ["2026-01-15T18:30:00+01:00", "2026-07-01T18:00:00+02:00"]
+    assert toronto == ["2026-01-15 12:30:00-05", "2026-07-01 12:00:00-04"]
+    assert paris == ["2026-01-15 18:30:00+01", "2026-07-01 18:00:00+02"]
+
+
+def test_an_offset_with_minutes_is_written_with_them():
+    # given: a merchant in Kolkata (UTC+05:30) and a member who joined at 07:00:59.9 UTC
+    kolkata = MerchantFactory(time_zone="Asia/Kolkata")
+    joined = dt.datetime(2026, 1, 15, 7, 0, 59, 900000, tzinfo=UTC)
+    segment = make_segment(kolkata, "vips", CustomerFactory(merchant=kolkata, joined_at=joined))
+
+    # when
+    rows = csv_rows(segment, columns=["joined_at"])
+
+    # then: truncated to the second, the offset's minutes kept; Python reads it back
+    assert rows[1] == ["2026-01-15 12:30:59+05:30"]
+    assert dt.datetime.fromisoformat(rows[1][0]) == joined.replace(microsecond=0)
 
 
 def test_a_download_leaves_the_connection_reading_timestamps_right(merchant):
