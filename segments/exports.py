@@ -423,16 +423,9 @@ def iso_local(value: dt.datetime, tz: Any) -> str:
     """`value` in `tz`, to the second, as PostgreSQL writes a timestamp with time zone in
     the ISO style: `2026-01-15 12:30:45-05`, `2026-07-01 18:00:00+05:30` (the offset's
     minutes only when it has some). ISO 8601, and what Python's `fromisoformat` reads."""
-    local = timezone.localtime(value, tz).replace(microsecond=0)
-    offset = int((local.utcoffset() or dt.timedelta()).total_seconds())
-    hours, rest = divmod(abs(offset), 3600)
-    minutes, seconds = divmod(rest, 60)
-    zone = f"{'-' if offset < 0 else '+'}{hours:02d}"
-    if minutes or seconds:
-        zone += f":{minutes:02d}"
-    if seconds:
-        zone += f":{seconds:02d}"
-    return f"{local.replace(tzinfo=None).isoformat(sep=' ')}{zone}"
+    text = value.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+    # The offset ends the text: "-05:00" is written "-05"; "+05:30" stays.
+    return text[:-3] if text.endswith(":00") else text
 
 
 def _sorted_tags(value: str) -> str:
