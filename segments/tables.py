@@ -237,6 +237,9 @@ class SegmentTable(tables.Table):
             record.name,
         )
 
+    def render_members(self, value: int) -> str:
+        return f"{value:,}"
+
     def _money(self, value: Decimal) -> str:
         return format_money(value, self.merchant.currency)
 
@@ -266,6 +269,9 @@ class SegmentTable(tables.Table):
         return self._actions.render(record)
 
     # Export --------------------------------------------------------------------------------
+
+    def value_members(self, value: int) -> int:
+        return value
 
     def value_name(self, record: Segment) -> str:
         return record.name

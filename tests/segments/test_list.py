@@ -175,9 +175,13 @@ def test_list_queries_do_not_grow_with_segments(staff_client, merchant):
 def test_the_list_exports_to_csv_and_xlsx_with_formulas_neutralised(
     staff_client, merchant, catalogue
 ):
-    # given: a name a spreadsheet would run as a formula
+    # given: a name a spreadsheet would run as a formula, and a count the page writes 1,234
     catalogue["alpha"].name = "=HYPERLINK(evil)"
     catalogue["alpha"].save()
+    catalogue["beta"].member_count = 1234
+    catalogue["beta"].save()
+    page = staff_client.get(reverse("segments:list")).content.decode()
+    assert '<td class="num">1,234</td>' in page
 
     # when
     csv_response = staff_client.get(reverse("segments:list"), {"_export": "csv", "sort": "name"})
@@ -188,7 +192,7 @@ def test_the_list_exports_to_csv_and_xlsx_with_formulas_neutralised(
     assert rows[0][:3] == ["Name", "Members", f"Avg. transaction value ({merchant.currency})"]
     assert len(rows) == 1 + 4
     assert rows[1][0] == "'=HYPERLINK(evil)"
-    assert rows[2][:3] == ["Beta", "200", "55.00"]
+    assert rows[2][:3] == ["Beta", "1234", "55.00"]
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx_response.content)).active
     assert [row[0] for row in sheet.iter_rows(values_only=True)] == ["Name", "Gamma"]
 
