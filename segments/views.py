@@ -20,15 +20,12 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views import View
-from django_filters.views import FilterView
-from django_tables2 import RequestConfig, SingleTableMixin
-from django_tables2.export import ExportMixin
+from django_tables2 import RequestConfig
 
 from customers.models import Merchant, Role
-from customers.tables import DEFAULT_PAGE_SIZE, EXPORT_FORMATS, PAGE_SIZES, SafeTableExport
 from customers.tenancy import MerchantRequiredMixin, current_merchant
+from customers.views.table_list import MerchantTableListView
 from segments import builder, engine, exports, selectors, services, tasks
 from segments.filters import SegmentFilter
 from segments.forms import MemberAddForm, MemberUploadForm, SegmentSettingsForm
@@ -72,7 +69,7 @@ def _can_remove(request: HttpRequest) -> bool:
     return membership is not None and membership.role in REMOVE_ROLES
 
 
-class SegmentListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, FilterView):
+class SegmentListView(MerchantTableListView):
     """The merchant's segments: search as you type, filters, sorting, paging, row and bulk
     actions, CSV/XLSX export of the list. An htmx request gets only the table partial."""
 
@@ -80,9 +77,7 @@ class SegmentListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, Filt
     partial_template_name = "segments/partials/segment_table.html"
     filterset_class = SegmentFilter
     table_class = SegmentTable
-    table_pagination = {"per_page": DEFAULT_PAGE_SIZE}
-    export_class = SafeTableExport
-    export_formats = EXPORT_FORMATS
+    export_name = "segments"
     dataset_kwargs = {"title": "Segments"}
 
     def get_queryset(self) -> QuerySet[Segment]:
@@ -94,23 +89,8 @@ class SegmentListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, Filt
             "can_remove": _can_remove(self.request),
         }
 
-    def get_export_filename(self, export_format: str) -> str:
-        merchant = current_merchant(self.request)
-        return f"segments-{merchant.slug}-{merchant.today().isoformat()}.{export_format}"
-
-    def is_partial(self) -> bool:
-        htmx = getattr(self.request, "htmx", None)
-        # A history restore (back button with an empty htmx cache) needs the whole page.
-        return bool(htmx) and not htmx.history_restore_request  # type: ignore[union-attr]
-
-    def get_template_names(self) -> list[str]:
-        return [self.partial_template_name if self.is_partial() else self.template_name]
-
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["page_sizes"] = PAGE_SIZES
-        context["per_page"] = context["table"].paginator.per_page
-        context["export_formats"] = EXPORT_FORMATS
         context["bulk_actions"] = [
             (key, label)
             for key, label in BULK_ACTIONS.items()
@@ -118,12 +98,6 @@ class SegmentListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, Filt
         ]
         context["templates"] = [(template_key(t), t) for t in TEMPLATES]
         return context
-
-    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
-        response: HttpResponse = super().render_to_response(context, **kwargs)
-        # Same URL, two bodies (page or partial): caches must key on the htmx header.
-        patch_vary_headers(response, ("HX-Request",))
-        return response
 
 
 def _list_url(query: str) -> str:

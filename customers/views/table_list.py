@@ -1,0 +1,54 @@
+"""The base of the portal's list pages (customers, segments): one merchant's rows as a
+filtered, sorted, paged django-tables2 table with CSV/XLSX export, where an htmx request
+(the filter form, search as you type, sort and page links) gets only the table partial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
+from django_filters.views import FilterView
+from django_tables2 import SingleTableMixin
+from django_tables2.export import ExportMixin
+
+from customers.tables import DEFAULT_PAGE_SIZE, EXPORT_FORMATS, PAGE_SIZES, SafeTableExport
+from customers.tenancy import MerchantRequiredMixin, current_merchant
+
+
+class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, FilterView):
+    """Set `template_name`, `partial_template_name`, `filterset_class`, `table_class`,
+    `export_name` (the exported file is `<export_name>-<merchant>-<local date>.<format>`)
+    and `get_queryset` (the current merchant's rows)."""
+
+    partial_template_name: str
+    export_name: str
+    table_pagination = {"per_page": DEFAULT_PAGE_SIZE}
+    export_class = SafeTableExport
+    export_formats = EXPORT_FORMATS
+
+    def get_export_filename(self, export_format: str) -> str:
+        merchant = current_merchant(self.request)
+        return f"{self.export_name}-{merchant.slug}-{merchant.today().isoformat()}.{export_format}"
+
+    def is_partial(self) -> bool:
+        htmx = getattr(self.request, "htmx", None)
+        # A history restore (back button with an empty htmx cache) needs the whole page.
+        return bool(htmx) and not htmx.history_restore_request  # type: ignore[union-attr]
+
+    def get_template_names(self) -> list[str]:
+        return [self.partial_template_name if self.is_partial() else self.template_name]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["page_sizes"] = PAGE_SIZES
+        context["per_page"] = context["table"].paginator.per_page
+        context["export_formats"] = EXPORT_FORMATS
+        context["is_partial"] = self.is_partial()
+        return context
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        response: HttpResponse = super().render_to_response(context, **kwargs)
+        # Same URL, two bodies (page or partial): caches must key on the htmx header.
+        patch_vary_headers(response, ("HX-Request",))
+        return response
