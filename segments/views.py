@@ -106,20 +106,25 @@ def _list_url(query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
+def _segments_text(count: int) -> str:
+    return f"{count} segment" if count == 1 else f"{count} segments"
+
+
 def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> None:
     """Apply a list action to segments of the current merchant and say what happened."""
     user = request.user
     if action == "activate":
         changed = services.segments_set_active(segments=segments, active=True, user=user)
-        messages.success(request, f"{len(changed)} segment(s) activated.")
+        messages.success(request, f"{_segments_text(len(changed))} activated.")
     elif action == "deactivate":
         changed = services.segments_set_active(segments=segments, active=False, user=user)
-        messages.success(request, f"{len(changed)} segment(s) deactivated.")
+        messages.success(request, f"{_segments_text(len(changed))} deactivated.")
     elif action == "refresh":
         queued = services.segments_queue_refresh(segments=segments)
         skipped = len(segments) - len(queued)
         note = f" ({skipped} manual or inactive, not refreshed)" if skipped else ""
-        messages.info(request, f"{len(queued)} refresh(es) queued{note}.")
+        refreshes = "refresh" if len(queued) == 1 else "refreshes"
+        messages.info(request, f"{len(queued)} {refreshes} queued{note}.")
     elif action == "duplicate":
         for segment in segments:
             copy = services.segment_duplicate(segment=segment, user=user)
@@ -131,7 +136,7 @@ def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> N
             for message in exc.messages:
                 messages.error(request, message)
         else:
-            messages.success(request, f"{removed} segment(s) removed.")
+            messages.success(request, f"{_segments_text(removed)} removed.")
 
 
 class SegmentActionView(MerchantRequiredMixin, View):

@@ -88,7 +88,7 @@ def test_search_filter_bulk_deactivate_and_download(live_server, page):
     page.locator("#bulk-everything").click()
     expect(page.locator("#confirm-title")).to_have_text("Deactivate 2 segments?")
     page.locator("#confirm-action").click()
-    expect(page.locator(".alert-success")).to_contain_text("2 segment(s) deactivated.")
+    expect(page.locator(".alert-success")).to_contain_text("2 segments deactivated.")
     inactive = Segment.objects.filter(is_active=False).values_list("name", flat=True)
     assert sorted(inactive) == ["Spend 1000", "Spend 500"]
 

@@ -368,7 +368,7 @@ def test_bulk_refresh_skips_manual_and_inactive(
             follow=True,
         )
 
-    assert "3 refresh(es) queued (1 manual or inactive, not refreshed)." in (
+    assert "3 refreshes queued (1 manual or inactive, not refreshed)." in (
         response.content.decode()
     )
     refreshed = Segment.objects.exclude(last_refreshed_at=None).values_list("name", flat=True)
