@@ -235,7 +235,21 @@ def count_matching(
     """How many of the merchant's customers match (see `count_queryset`)."""
     rows = count_queryset(merchant=merchant, rules=rules, as_of=as_of, exact=exact)
     with evaluation_settings():
+        return _count(rows)
+
+
+def _count(rows: QuerySet[Any]) -> int:
+    """`rows.count()`, but a set of ids (`values(field).distinct()`, a `standalone()` set)
+    is counted as `count(DISTINCT field)`: PostgreSQL sorts the ids inside the aggregate,
+    where counting a DISTINCT subquery hashes them into a table sized by an estimate it
+    cannot make for `= ANY(ARRAY(...))` (82,000 rows of buyers: 60 ms against 31 ms)."""
+    query = rows.query
+    if not (query.distinct and not query.distinct_fields and len(query.values_select) == 1):
         return rows.count()
+    plain = rows.order_by()
+    plain.query.distinct = False
+    field = query.values_select[0]
+    return int(plain.aggregate(n=Count(field, distinct=True))["n"])
 
 
 def referenced_segment_slugs(rules: dict[str, Any] | RuleTree) -> set[str]:
