@@ -13,11 +13,18 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from segments import engine
 from segments.engine import RuleValidationError
 from segments.models import Segment, SegmentKind, SegmentMembership
-from tests.factories import CustomerFactory, TagFactory, TransactionFactory
+from tests.factories import (
+    CustomerFactory,
+    LineItemFactory,
+    ProductFactory,
+    TagFactory,
+    TransactionFactory,
+)
 from tests.segments.conftest import AS_OF, cond, ext_ids, rules
 
 pytestmark = pytest.mark.django_db
@@ -335,3 +342,32 @@ def test_count_with_funnel_is_one_query_and_agrees(crowd, merchant):
         assert count == engine.count_matching(merchant=merchant, rules=tree, as_of=AS_OF)
         assert steps == engine.funnel(merchant=merchant, rules=tree, as_of=AS_OF)
         assert steps[-1].cumulative == count
+
+
+def test_a_set_of_buyers_is_counted_once_each_and_count_sql_runs_the_same_count(merchant):
+    # given: Ann bought two edibles (two product rows), Bob one, Cy a flower only
+    edible_a, edible_b = (ProductFactory(merchant=merchant, product_type="edible") for _ in "ab")
+    flower = ProductFactory(merchant=merchant, product_type="flower")
+    now = timezone.now()
+    for name, products in (("ann", [edible_a, edible_b]), ("bob", [edible_a]), ("cy", [flower])):
+        purchase = TransactionFactory(
+            customer=CustomerFactory(merchant=merchant, external_id=name),
+            occurred_at=now - 3 * DAY,
+        )
+        for product in products:
+            LineItemFactory(transaction=purchase, product=product)
+    bought = rules(
+        cond("purchased", "gte", 1, products={"product_types": ["edible"]}, window_days=30)
+    )
+    tree = rules(cond("total_spend", "gte", 0), cond("orders_count", "gte", 1))
+
+    for tree_rules, expected in ((bought, 2), (tree, 3)):
+        # when
+        rows = engine.count_queryset(merchant=merchant, rules=tree_rules)
+        sql, params = engine.count_sql(rows)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            (by_sql,) = cursor.fetchone()
+
+        # then
+        assert engine.count_matching(merchant=merchant, rules=tree_rules) == by_sql == expected
