@@ -16,6 +16,7 @@ bench/out/list-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import random
@@ -76,13 +77,13 @@ def setup(merchant: Merchant, count: int) -> Client:
                 avg_transactions=Decimal(rnd.randint(100, 2000)) / 100,
                 avg_spending=Decimal(rnd.randint(1000, 500000)) / 100,
                 last_refreshed_at=now,
-                created_at=now - dt_days(rnd.randint(0, 700)),
+                created_at=now - dt.timedelta(days=rnd.randint(0, 700)),
             )
             for i in range(count)
         ]
     )
     user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    user.set_password("bench-list-password")
+    user.set_password(PASSWORD)
     user.save()
     StaffMembership.objects.get_or_create(
         user=user, merchant=merchant, defaults={"role": Role.OWNER}
@@ -90,12 +91,6 @@ def setup(merchant: Merchant, count: int) -> Client:
     client = Client()
     assert client.login(username=USERNAME, password=PASSWORD)
     return client
-
-
-def dt_days(days: int) -> Any:
-    import datetime as dt
-
-    return dt.timedelta(days=days)
 
 
 def teardown(merchant: Merchant) -> None:

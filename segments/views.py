@@ -14,7 +14,6 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.http.response import HttpResponseBase
@@ -26,7 +25,7 @@ from django_tables2 import RequestConfig
 from customers.models import Merchant, Role
 from customers.tenancy import MerchantRequiredMixin, current_merchant
 from customers.views.table_list import MerchantTableListView
-from segments import builder, engine, exports, selectors, services, tasks
+from segments import builder, engine, exports, selectors, services
 from segments.filters import SegmentFilter
 from segments.forms import MemberAddForm, MemberUploadForm, SegmentSettingsForm
 from segments.models import Segment, SegmentKind, SegmentVersion
@@ -37,6 +36,7 @@ MEMBERS_PER_PAGE = 50
 EVENTS_PER_PAGE = 25
 SAVED_MESSAGE = 'Segment "{name}" saved.'
 REFRESH_QUEUED_MESSAGE = "Refresh queued."
+NOT_REFRESHED_MESSAGE = "Manual and inactive segments are not refreshed from rules."
 NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
 
 
@@ -158,7 +158,7 @@ class SegmentDownloadView(MerchantRequiredMixin, View):
 
     def get(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponseBase:
         segment = _segment(request, pk)
-        if fmt not in ("csv", "xlsx"):
+        if fmt not in exports.FORMATS:
             raise Http404("Downloads are CSV or XLSX.")
         # `?columns=a,b` or the download form's `?columns=a&columns=b`.
         requested = [
@@ -586,14 +586,15 @@ class SegmentRestoreView(MerchantRequiredMixin, View):
 
 
 class SegmentRefreshView(MerchantRequiredMixin, View):
-    """POST: enqueue a full refresh on commit (runs in-process without a broker)."""
+    """POST: queue a full refresh, run on commit (in-process without a broker)."""
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         segment = _segment(request, pk)
-        segment_id = segment.pk
-        transaction.on_commit(lambda: tasks.refresh_segment.delay(segment_id))
-        messages.info(request, REFRESH_QUEUED_MESSAGE)
-        return redirect("segments:detail", pk=segment_id)
+        if services.segments_queue_refresh(segments=[segment]):
+            messages.info(request, REFRESH_QUEUED_MESSAGE)
+        else:
+            messages.info(request, NOT_REFRESHED_MESSAGE)
+        return redirect("segments:detail", pk=segment.pk)
 
 
 class MemberAddView(MerchantRequiredMixin, View):
