@@ -55,3 +55,18 @@ class Overlaps(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         return f"{lhs} && {rhs}", [*lhs_params, *rhs_params]
+
+
+@IdListField.register_lookup
+class ContainsAll(Lookup):
+    """`ids__contains_all=<expression giving bigint[]>`: every id of the right-hand list is
+    in the list (PostgreSQL `@>`)."""
+
+    lookup_name = "contains_all"
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Any]:
+        if connection.vendor != "postgresql":
+            raise NotImplementedError("the contains_all lookup needs PostgreSQL arrays")
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} @> {rhs}", [*lhs_params, *rhs_params]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,14 @@ from django.http import QueryDict
 
 from segments.criteria import REGISTRY
 from segments.criteria.base import Criterion, NumberCriterion, TimeCriterion
-from segments.rules import MAX_CONDITIONS, MAX_DEPTH, MAX_GROUP_NODES
+from segments.rules import (
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_GROUP_NODES,
+    MAX_NUMBER_DIGITS,
+    RuleValidationError,
+    load_rules_json,
+)
 
 ROOT_ID = "r"
 #: Product lists of the `purchased` criterion, in the order the sub-form shows them.
@@ -65,7 +73,7 @@ OP_LABELS = {
 #: Field groups of the field select, by the criterion module that defines the field.
 FIELD_GROUPS = (("profile", "Profile"), ("purchases", "Purchases"), ("segments", "Segments"))
 
-PASTE_NOT_JSON_ERROR = "The pasted text is not JSON: {error}"
+PASTE_NOT_JSON_ERROR = "The pasted text cannot be read: {error}"
 PASTE_NOT_GROUP_ERROR = 'The pasted JSON must be a group: {"match": ..., "conditions": [...]}.'
 
 
@@ -161,13 +169,16 @@ def children(node: Mapping[str, Any]) -> list[Any]:
     return nodes if isinstance(nodes, list) else []
 
 
-def load_tree(text: str | None) -> dict[str, Any]:
-    """The tree held in the hidden textarea; an unreadable one starts over."""
+def load_tree(text: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The tree held in the hidden textarea, and why it could not be read: one that breaks
+    the input limits (`rules.load_rules_json`) or is no group starts over."""
     try:
-        data = json.loads(text or "")
-    except ValueError:
-        return empty_tree()
-    return data if is_group(data) else empty_tree()
+        data = load_rules_json(text or "")
+    except RuleValidationError as exc:
+        return empty_tree(), exc.errors
+    if not is_group(data):
+        return empty_tree(), [PASTE_NOT_GROUP_ERROR]
+    return data, []
 
 
 def contract_path(node_id: str) -> str:
@@ -209,10 +220,13 @@ def count_conditions(node: Any) -> int:
 
 
 def _number(raw: str, *, money: bool) -> Any:
-    """A typed number for the JSON; what does not parse stays text so validation names it."""
+    """A typed number for the JSON; what does not parse (or is too long or not finite to be
+    a JSON number) stays text so validation names it."""
     raw = raw.strip()
     if raw == "":
         return None
+    if len(raw) > MAX_NUMBER_DIGITS:
+        return raw
     try:
         return int(raw)
     except ValueError:
@@ -222,6 +236,8 @@ def _number(raw: str, *, money: bool) -> Any:
     try:
         number = float(raw)
     except ValueError:
+        return raw
+    if not math.isfinite(number):
         return raw
     return int(number) if number.is_integer() else number
 
@@ -333,11 +349,12 @@ def apply_action(tree: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def parse_pasted(text: str) -> tuple[dict[str, Any] | None, str]:
-    """(tree, "") or (None, error) for the "Paste JSON" box; validation runs afterwards."""
+    """(tree, "") or (None, error) for the "Paste JSON" box; validation runs afterwards.
+    The text is read within the input limits (`rules.load_rules_json`)."""
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return None, PASTE_NOT_JSON_ERROR.format(error=exc)
+        data = load_rules_json(text)
+    except RuleValidationError as exc:
+        return None, PASTE_NOT_JSON_ERROR.format(error="; ".join(exc.errors))
     if not is_group(data):
         return None, PASTE_NOT_GROUP_ERROR
     return data, ""
@@ -361,26 +378,25 @@ def errors_by_node(
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Map each validation error to the deepest node its path names; the rest are general.
 
-    `conditions[1].conditions[0].value: expected ...` belongs to node `r.1.0`.
+    `conditions[1].conditions[0].value: expected ...` belongs to node `r.1.0`. Linear: each
+    error looks its path's prefixes up (a handful: the tree is at most 5 groups deep).
     """
     paths = {contract_path(node_id): node_id for node_id, _, _ in _walk(tree, ROOT_ID, 1)}
     by_node: dict[str, list[str]] = {}
     general: list[str] = []
     for error in errors:
         path, sep, message = error.partition(": ")
-        if not sep:
+        parts = path.split(".") if sep else []
+        for cut in range(len(parts), 0, -1):
+            candidate = ".".join(parts[:cut])
+            if candidate.startswith("conditions[") and candidate in paths:
+                rest = ".".join(parts[cut:])
+                by_node.setdefault(paths[candidate], []).append(
+                    f"{rest}: {message}" if rest else message
+                )
+                break
+        else:
             general.append(error)
-            continue
-        best = None
-        for candidate, node_id in paths.items():
-            names_it = candidate and (path == candidate or path.startswith(candidate + "."))
-            if names_it and (best is None or len(candidate) > len(best[0])):
-                best = (candidate, node_id)
-        if best is None:
-            general.append(error)
-            continue
-        rest = path[len(best[0]) :].lstrip(".")
-        by_node.setdefault(best[1], []).append(f"{rest}: {message}" if rest else message)
     return by_node, general
 
 

@@ -16,6 +16,7 @@ tree compiles to a single `WHERE` without joins to many-valued relations (no dup
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ from django.utils import timezone
 
 from customers.models import Customer, CustomerMetrics, Merchant
 from segments.criteria import REGISTRY, CompileContext, ValidationContext
+from segments.criteria.segments import MAX_EXPANDED_CONDITIONS
 from segments.models import Segment
 from segments.rules import (
+    MAX_RULES_BYTES,
+    ROOT_PATH,
+    RULES_TOO_LARGE_ERROR,
     Condition,
     Group,
     Node,
@@ -77,10 +82,27 @@ def validate_rules(data: object, *, merchant: Merchant, segment: Segment | None 
     `segment` is the segment being edited, so a reference back to it is a cycle. Raises
     `RuleValidationError` with every problem, each prefixed with its path.
     """
+    if not isinstance(data, RuleTree):
+        try:
+            text = json.dumps(data, default=str, ensure_ascii=False)
+        except (ValueError, RecursionError) as exc:
+            raise RuleValidationError([f"{ROOT_PATH}: not valid rule JSON ({exc})"]) from None
+        if len(text.encode("utf-8", "replace")) > MAX_RULES_BYTES:
+            raise RuleValidationError(
+                [f"{ROOT_PATH}: {RULES_TOO_LARGE_ERROR.format(limit=MAX_RULES_BYTES)}"]
+            )
     tree = data if isinstance(data, RuleTree) else parse_rules(data)
     ctx = ValidationContext(merchant=merchant, segment=segment)
+    count = 0
     for path, condition in tree.conditions():
         REGISTRY[condition.field].check(condition, path, ctx)
+        count += 1
+    expanded = count + sum(ctx.expanded_conditions)
+    if not ctx.errors and expanded > MAX_EXPANDED_CONDITIONS:
+        ctx.errors.append(
+            f"{ROOT_PATH}: with the segments they use, the rules hold {expanded:,} conditions, "
+            f"at most {MAX_EXPANDED_CONDITIONS:,}"
+        )
     if ctx.errors:
         raise RuleValidationError(ctx.errors)
     return tree
@@ -88,6 +110,13 @@ def validate_rules(data: object, *, merchant: Merchant, segment: Segment | None 
 
 def _tree(rules: dict[str, Any] | RuleTree) -> RuleTree:
     return rules if isinstance(rules, RuleTree) else parse_rules(rules)
+
+
+#: The instants an evaluation may be made at: far enough from the ends of the calendar for
+#: every offset a rule may take (100 years of days, 151 years of age, a year of birthdays).
+AS_OF_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+AS_OF_MAX = dt.datetime(9998, 12, 31, tzinfo=dt.UTC)
+AS_OF_RANGE_ERROR = "as_of must lie between 1900-01-01 and 9998-12-31"
 
 
 def make_context(
@@ -100,6 +129,8 @@ def make_context(
     restricts the evaluation to those customers (see `CompileContext`)."""
     if as_of is not None and timezone.is_naive(as_of):
         raise ValueError("as_of must be an aware datetime")
+    if as_of is not None and not AS_OF_MIN <= as_of <= AS_OF_MAX:
+        raise ValueError(AS_OF_RANGE_ERROR)
     fast = as_of is None if exact is None else not exact
     instant = as_of or timezone.now()
     return CompileContext(

@@ -8,6 +8,9 @@ and the limits of the tree and asks the registry for the rest.
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -17,6 +20,27 @@ SUPPORTED_VERSIONS = frozenset({RULES_VERSION})
 MAX_GROUP_NODES = 50
 MAX_DEPTH = 5
 MAX_CONDITIONS = 100
+
+# Limits of the input beyond the contract's tree limits (`docs/segment-rules.md`, "Limits").
+# They bound the work any request can cause: validation stops at the first limit it meets.
+#: The rule JSON as UTF-8 text (the largest tree the builder makes is far smaller).
+MAX_RULES_BYTES = 256 * 1024
+#: Nesting of JSON arrays and objects; a tree 5 groups deep with products nests 13 deep.
+MAX_JSON_DEPTH = 32
+#: Digits of a JSON integer (a 64-bit integer has 19).
+MAX_NUMBER_DIGITS = 30
+#: Errors reported at once; validation stops after that many.
+MAX_ERRORS = 50
+#: Shown values in error messages are cut to this many characters.
+SHOWN_LENGTH = 60
+
+RULES_TOO_LARGE_ERROR = "the rule JSON is larger than {limit:,} bytes, the most accepted"
+RULES_TOO_DEEP_ERROR = "the JSON nests more than {limit} levels deep (a tree is at most 5 groups)"
+RULES_NOT_JSON_ERROR = "not JSON: {reason}"
+RULES_NOT_UTF8_ERROR = "not UTF-8 text"
+RULES_LONG_NUMBER_ERROR = "a number has more than {limit} digits"
+RULES_NOT_FINITE_ERROR = "{constant} is not a JSON number"
+TOO_MANY_ERRORS = "validation stopped after {limit} errors"
 
 GROUP_KEYS = frozenset({"match", "negate", "conditions"})
 CONDITION_KEYS = frozenset({"field", "op", "value"})
@@ -82,8 +106,151 @@ def key_path(path: str, key: str) -> str:
     return key if not path else f"{path}.{key}"
 
 
-def _quote(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+# -- safe text ---------------------------------------------------------------------------
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` cannot be stored or shown, or None: NUL (PostgreSQL's text and jsonb refuse
+    it) and unpaired surrogates (not encodable as UTF-8, so no page could show them)."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return f"contains an unpaired surrogate (\\u{ord(char):04x})"
+    return None
+
+
+def _visible(char: str) -> str:
+    if unicodedata.category(char) in ("Cc", "Cs", "Cf"):
+        return f"\\u{ord(char):04x}"
+    return char
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: strings quoted, control characters and surrogates
+    escaped, anything long cut to `SHOWN_LENGTH` characters (so a message is always short,
+    printable and encodable)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int) and value.bit_length() > 200:
+        return "a number of more than 60 digits"
+    if isinstance(value, str):
+        text = "".join(_visible(c) for c in value[:SHOWN_LENGTH])
+        return f'"{text}…"' if len(value) > SHOWN_LENGTH else f'"{text}"'
+    text = repr(value)
+    return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH] + "…"
+
+
+_quote = shown
+
+
+# -- loading JSON text ----------------------------------------------------------------------
+
+
+class _InputError(ValueError):
+    pass
+
+
+# Possessive: a string is skipped in one pass, never backtracked into.
+_STRING_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_BRACKET_RE = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in `text` (strings skipped), without parsing it:
+    `json.loads` recurses once per level and fails with RecursionError far below what
+    a request body can hold."""
+    depth = deepest = 0
+    for match in _BRACKET_RE.finditer(_STRING_RE.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _InputError(RULES_LONG_NUMBER_ERROR.format(limit=MAX_NUMBER_DIGITS))
+    return int(digits)
+
+
+def _parse_constant(name: str) -> Any:
+    raise _InputError(RULES_NOT_FINITE_ERROR.format(constant=name))
+
+
+def _text_errors(data: Any, path: str, errors: list[str]) -> None:
+    """Append an error for every string (key or value) that cannot be stored or shown, in
+    document order."""
+    stack: list[tuple[Any, str, str | None]] = [(data, path, None)]
+    while stack and len(errors) < MAX_ERRORS:
+        node, where, key = stack.pop()
+        if key is not None and (problem := text_problem(key)):
+            errors.append(f"{where or ROOT_PATH}: a key {problem}")
+            continue
+        if key is not None:
+            where = key_path(where, key)
+        if isinstance(node, str):
+            problem = text_problem(node)
+            if problem:
+                errors.append(f"{where or ROOT_PATH}: {problem}")
+        elif isinstance(node, list):
+            stack.extend(
+                (item, f"{where}[{i}]", None) for i, item in reversed(list(enumerate(node)))
+            )
+        elif isinstance(node, dict):
+            stack.extend((item, where, k) for k, item in reversed(list(node.items())))
+
+
+def load_rules_json(text: str | bytes, *, max_bytes: int = MAX_RULES_BYTES) -> Any:
+    """Parse rule JSON from untrusted text, within the input limits.
+
+    Size and nesting are checked before parsing, numbers of more than `MAX_NUMBER_DIGITS`
+    digits and NaN/Infinity are refused while parsing, and strings that cannot be stored or
+    shown (NUL, unpaired surrogates) after it. Raises `RuleValidationError` ("rules: ...").
+    The result still has to be validated (`parse_rules`).
+    """
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise RuleValidationError(
+                [f"{ROOT_PATH}: {RULES_TOO_LARGE_ERROR.format(limit=max_bytes)}"]
+            )
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RuleValidationError([f"{ROOT_PATH}: {RULES_NOT_UTF8_ERROR}"]) from None
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise RuleValidationError([f"{ROOT_PATH}: {RULES_TOO_LARGE_ERROR.format(limit=max_bytes)}"])
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise RuleValidationError(
+            [f"{ROOT_PATH}: {RULES_TOO_DEEP_ERROR.format(limit=MAX_JSON_DEPTH)}"]
+        )
+    try:
+        data = json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
+    except _InputError as exc:
+        raise RuleValidationError([f"{ROOT_PATH}: {exc}"]) from None
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+        raise RuleValidationError(
+            [f"{ROOT_PATH}: {RULES_NOT_JSON_ERROR.format(reason=reason)}"]
+        ) from None
+    except (ValueError, RecursionError) as exc:  # belt and braces: the checks above hold
+        raise RuleValidationError(
+            [f"{ROOT_PATH}: {RULES_NOT_JSON_ERROR.format(reason=shown(str(exc)))}"]
+        ) from None
+    errors: list[str] = []
+    _text_errors(data, "", errors)
+    if errors:
+        raise RuleValidationError(errors)
+    return data
+
+
+class _TooManyErrors(Exception):
+    pass
 
 
 class _Parser:
@@ -93,6 +260,8 @@ class _Parser:
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path or ROOT_PATH}: {message}")
+        if len(self.errors) >= MAX_ERRORS:
+            raise _TooManyErrors
 
     def group(self, data: Any, path: str, depth: int) -> Group | None:
         if not isinstance(data, dict):
@@ -116,10 +285,12 @@ class _Parser:
         if not nodes:
             self.error(key_path(path, "conditions"), "a group needs at least 1 condition")
         if len(nodes) > MAX_GROUP_NODES:
+            # Not looked into: the work validation does stays bounded whatever the input.
             self.error(
                 key_path(path, "conditions"),
-                f"a group holds at most {MAX_GROUP_NODES} nodes, got {len(nodes)}",
+                f"a group holds at most {MAX_GROUP_NODES} nodes, got {len(nodes):,}",
             )
+            return None
         children: list[Node] = []
         for index, node in enumerate(nodes):
             child = self.node(node, child_path(path, index), depth)
@@ -188,6 +359,12 @@ def parse_rules(data: object) -> RuleTree:
 
     Merchant-level checks (referenced segments exist, no cycles) are `engine.validate_rules`'s.
     """
+    conditions = count_raw_conditions(data)
+    if conditions > MAX_CONDITIONS:
+        # Checked before anything else, so a huge tree costs one pass, not one error each.
+        raise RuleValidationError(
+            [f"{ROOT_PATH}: the rules hold {conditions:,} conditions, at most {MAX_CONDITIONS}"]
+        )
     parser = _Parser()
     version: Any = RULES_VERSION
     if isinstance(data, dict) and "version" in data:
@@ -202,15 +379,30 @@ def parse_rules(data: object) -> RuleTree:
                 f"unknown rules version {_quote(version)} (supported: "
                 f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})",
             )
-    root = parser.group(data, "", 1)
-    if parser.condition_count > MAX_CONDITIONS:
-        parser.error(
-            ROOT_PATH,
-            f"the rules hold {parser.condition_count} conditions, at most {MAX_CONDITIONS}",
-        )
+    try:
+        root = parser.group(data, "", 1)
+    except _TooManyErrors:
+        root = None
+        parser.errors.append(f"{ROOT_PATH}: {TOO_MANY_ERRORS.format(limit=MAX_ERRORS)}")
     if parser.errors or root is None:
         raise RuleValidationError(parser.errors)
     return RuleTree(root=root, version=int(version))
+
+
+def count_raw_conditions(data: object) -> int:
+    """Conditions (dicts with a "field") in an unvalidated tree, counted without recursion."""
+    count = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if "field" in node and "conditions" not in node and "match" not in node:
+            count += 1
+        nodes = node.get("conditions")
+        if isinstance(nodes, list):
+            stack.extend(nodes)
+    return count
 
 
 def raw_segment_slugs(data: object) -> set[str]:

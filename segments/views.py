@@ -8,8 +8,10 @@ rows (`selectors.segment_queryset(merchant=...)`), so another merchant's ids ans
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -32,12 +34,17 @@ from segments.models import Segment, SegmentKind, SegmentVersion
 from segments.tables import MemberTable, SegmentTable
 from segments.templates_catalog import TEMPLATES, find_template, template_key
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
 MEMBERS_PER_PAGE = 50
 EVENTS_PER_PAGE = 25
 SAVED_MESSAGE = 'Segment "{name}" saved.'
 REFRESH_QUEUED_MESSAGE = "Refresh queued."
 NOT_REFRESHED_MESSAGE = "Manual and inactive segments are not refreshed from rules."
 NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
+NOT_EVALUATED_ERROR = "These rules cannot be evaluated: {error}"
+NOT_DESCRIBED = "(these rules no longer validate: {error})"
 
 
 def _segment(request: HttpRequest, pk: int) -> Segment:
@@ -46,6 +53,31 @@ def _segment(request: HttpRequest, pk: int) -> Segment:
 
 def _is_htmx(request: HttpRequest) -> bool:
     return bool(getattr(request, "htmx", False))
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, engine.RuleValidationError):
+        return "; ".join(exc.errors)
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _attempt(call: Callable[[], T], what: str) -> tuple[T | None, str]:
+    """`call()`, or (None, why) when it fails. Pages that evaluate or describe several
+    segments' stored rules use it, so one segment that cannot be evaluated (rules saved
+    before a limit existed, a database that refuses a value) shows its error in place
+    instead of breaking the page for the whole merchant."""
+    try:
+        return call(), ""
+    except Exception as exc:
+        logger.warning("%s failed", what, exc_info=True)
+        return None, _error_text(exc)
+
+
+def _sentence(rules: Any) -> str:
+    """The rules read out, or why they cannot be (see `_attempt`)."""
+    sentence, error = _attempt(lambda: engine.describe(rules), "describing rules")
+    return sentence if sentence is not None else NOT_DESCRIBED.format(error=error)
 
 
 # -- list -----------------------------------------------------------------------------------
@@ -292,7 +324,8 @@ def _validate(tree: dict[str, Any], merchant: Merchant, segment: Segment | None)
 
 
 def _state_from_post(data: QueryDict, merchant: Merchant, segment: Segment | None) -> BuilderState:
-    tree = builder.apply_widgets(builder.load_tree(data.get("rules_json")), data)
+    loaded, load_errors = builder.load_tree(data.get("rules_json"))
+    tree = builder.apply_widgets(loaded, data)
     action = data.get("action", "")
     paste_error, paste_errors = "", []
     if action == "paste":
@@ -305,7 +338,7 @@ def _state_from_post(data: QueryDict, merchant: Merchant, segment: Segment | Non
         tree = builder.apply_action(tree, action)
     return BuilderState(
         tree=tree,
-        errors=_validate(tree, merchant, segment),
+        errors=load_errors + _validate(tree, merchant, segment),
         paste_error=paste_error,
         paste_errors=paste_errors,
     )
@@ -341,7 +374,12 @@ def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
     if not state.valid:
         return {"errors": state.errors}
     rules = builder.clean_for_save(state.tree)
-    count, steps = engine.count_with_funnel(merchant=merchant, rules=rules)
+    counted, error = _attempt(
+        lambda: engine.count_with_funnel(merchant=merchant, rules=rules), "live count"
+    )
+    if counted is None:
+        return {"errors": [NOT_EVALUATED_ERROR.format(error=error)], "failed": True}
+    count, steps = counted
     return {
         "count": count,
         "steps": steps,
@@ -502,7 +540,7 @@ class SegmentDetailView(MerchantRequiredMixin, View):
             "upload_form": MemberUploadForm(),
         }
         if segment.is_dynamic and segment.rules:
-            context["sentence"] = engine.describe(segment.rules)
+            context["sentence"] = _sentence(segment.rules)
             context["rules_json"] = builder.pretty(segment.rules)
         external_id = request.GET.get("customer", "").strip()
         if external_id and segment.is_dynamic and segment.rules:
@@ -512,9 +550,15 @@ class SegmentDetailView(MerchantRequiredMixin, View):
                 context["explain_error"] = NO_SUCH_CUSTOMER_ERROR.format(external_id=external_id)
             else:
                 context["explained"] = customer
-                context["explain"] = engine.explain(
-                    merchant=merchant, rules=segment.rules, customer=customer
+                explained, error = _attempt(
+                    lambda: engine.explain(
+                        merchant=merchant, rules=segment.rules, customer=customer
+                    ),
+                    f"explaining segment {segment.pk}",
                 )
+                context["explain"] = explained
+                if explained is None:
+                    context["explain_error"] = NOT_EVALUATED_ERROR.format(error=error)
         template = (
             "segments/partials/explain.html"
             if _is_htmx(request) and "customer" in request.GET
@@ -551,7 +595,7 @@ class SegmentHistoryView(MerchantRequiredMixin, View):
             "segments/segment_history.html",
             {
                 "segment": segment,
-                "versions": [(v, engine.describe(v.rules) if v.rules else "") for v in versions],
+                "versions": [(v, _sentence(v.rules) if v.rules else "") for v in versions],
                 "old": old,
                 "new": new,
                 "diff": diff,
@@ -667,8 +711,14 @@ class CustomerSegmentsView(MerchantRequiredMixin, View):
         for segment in selectors.active_dynamic_segments(merchant=merchant):
             if not segment.rules:
                 continue
-            results = engine.explain(merchant=merchant, rules=segment.rules, customer=customer)
-            evaluations.append((segment, results[0].matched, results))
+            results, error = _attempt(
+                lambda segment=segment: engine.explain(  # type: ignore[misc]
+                    merchant=merchant, rules=segment.rules, customer=customer
+                ),
+                f"explaining segment {segment.pk}",
+            )
+            matched = results[0].matched if results else None
+            evaluations.append((segment, matched, results or [], error))
         return render(
             request,
             "segments/partials/customer_segments.html",

@@ -38,6 +38,7 @@ from django.db.models.lookups import (
 )
 
 from customers.fields import IdListField
+from segments.rules import shown, text_problem
 
 if TYPE_CHECKING:
     from customers.models import Merchant
@@ -111,6 +112,8 @@ class ValidationContext:
     merchant: Merchant
     segment: Segment | None = None
     errors: list[str] = field(default_factory=list)
+    #: Conditions of the other segments the tree uses, once per use (`segment` criterion).
+    expanded_conditions: list[int] = field(default_factory=list)
 
 
 class Criterion:
@@ -218,38 +221,53 @@ def register(key: str) -> Callable[[_C], _C]:
 
 
 # -- value cleaners ---------------------------------------------------------------------------
+#
+# Every cleaner refuses what a database column or a date computation cannot hold, so a rule
+# that validates can always be evaluated (`docs/segment-rules.md`, "Limits").
+
+#: Whole numbers are 64-bit (SQLite's INTEGER, PostgreSQL's bigint).
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+#: Money within the range of the money columns, numeric(14, 2), with the four decimal
+#: places of the sums and averages compared with it (numeric(20, 4)).
+MONEY_PLACES = 4
+MONEY_MAX = Decimal("999999999999.99")
+#: Dates whose merchant-local midnight, and the day after, are instants Python can hold in
+#: every time zone (years 1 to 9999 with a day to spare at each end).
+MIN_DATE = dt.date(1, 1, 2)
+MAX_DATE = dt.date(9999, 12, 30)
+#: Names in one list (tags, SKUs, branch codes, segment slugs, ...).
+MAX_NAMES = 1000
+#: Characters of one name (the longest name column, a product's, holds 200).
+MAX_NAME_LENGTH = 200
 
 
 def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return f'"{value}"'
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return shown(value)
     return type(value).__name__
 
 
 def clean_int(
     value: Any, *, minimum: int = 0, maximum: int | None = None, key: str = "value"
 ) -> int:
-    """A JSON integer (bools are not numbers) within bounds."""
+    """A JSON integer (bools are not numbers) within bounds (64-bit at most)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CleanError(f"expected a whole number, got {_type_name(value)}", key)
     if isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
             raise CleanError(f"expected a whole number, got {_type_name(value)}", key)
         value = int(value)
+    minimum = max(minimum, INT_MIN)
+    maximum = INT_MAX if maximum is None else min(maximum, INT_MAX)
     if value < minimum:
-        raise CleanError(f"must be at least {minimum}, got {value}", key)
-    if maximum is not None and value > maximum:
-        raise CleanError(f"must be at most {maximum}, got {value}", key)
+        raise CleanError(f"must be at least {minimum}, got {shown(value)}", key)
+    if value > maximum:
+        raise CleanError(f"must be at most {maximum}, got {shown(value)}", key)
     return int(value)
 
 
@@ -258,9 +276,14 @@ def clean_days(value: Any, *, key: str = "value") -> int:
 
 
 def clean_decimal(value: Any, *, allow_negative: bool = False, key: str = "value") -> Decimal:
-    """Money: a JSON number or a numeric string, as a finite Decimal."""
+    """Money: a JSON number or a numeric string, as a finite Decimal within the money
+    columns' range (at most 999,999,999,999.99) with at most four decimal places."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise CleanError(f"expected a number, got {_type_name(value)}", key)
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise CleanError(f"must be at most {MONEY_MAX}, got {shown(value)}", key)
+    if isinstance(value, str) and len(value) > 64:
+        raise CleanError(f"expected a number, got {shown(value)}", key)
     try:
         # str() first: Decimal(0.1) would carry the binary float's noise.
         number = Decimal(str(value).strip())
@@ -269,33 +292,62 @@ def clean_decimal(value: Any, *, allow_negative: bool = False, key: str = "value
     if not number.is_finite():
         raise CleanError(f"expected a number, got {_type_name(value)}", key)
     if number < 0 and not allow_negative:
-        raise CleanError(f"must be at least 0, got {value}", key)
+        raise CleanError(f"must be at least 0, got {shown(value)}", key)
+    if abs(number) > MONEY_MAX:
+        low = "-" if allow_negative else ""
+        raise CleanError(
+            f"must be between {low}{MONEY_MAX} and {MONEY_MAX}, got {shown(value)}", key
+        )
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_PLACES:
+        raise CleanError(
+            f"money has at most {MONEY_PLACES} decimal places, got {shown(value)}", key
+        )
     return number
 
 
 def clean_date(value: Any, *, key: str = "value") -> dt.date:
+    """An ISO date (YYYY-MM-DD) between `MIN_DATE` and `MAX_DATE`."""
     if not isinstance(value, str):
         raise CleanError(f"expected an ISO date (YYYY-MM-DD), got {_type_name(value)}", key)
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise CleanError(
             f"expected an ISO date (YYYY-MM-DD), got {_type_name(value)}", key
         ) from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise CleanError(
+            f"must lie between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}, "
+            f"got {shown(value)}",
+            key,
+        )
+    return day
 
 
 def clean_names(value: Any, *, key: str = "value", allow_empty: bool = False) -> tuple[str, ...]:
-    """A list of non-blank strings, stripped, duplicates dropped, order kept."""
+    """A list of non-blank strings, stripped, duplicates dropped, order kept; at most
+    `MAX_NAMES` of them, each at most `MAX_NAME_LENGTH` characters that can be stored."""
     if not isinstance(value, list):
         raise CleanError(f"expected a list of names, got {_type_name(value)}", key)
     if not value and not allow_empty:
         raise CleanError("expected a non-empty list of names", key)
-    names: list[str] = []
-    for item in value:
+    if len(value) > MAX_NAMES:
+        raise CleanError(f"a list holds at most {MAX_NAMES:,} names, got {len(value):,}", key)
+    names: dict[str, None] = {}  # ordered, and a linear pass: no quadratic `in list`
+    for index, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise CleanError(f"expected a list of names, got {_type_name(item)} in it", key)
-        if item.strip() not in names:
-            names.append(item.strip())
+        problem = text_problem(item)
+        if problem:
+            raise CleanError(problem, f"{key}[{index}]")
+        name = item.strip()
+        if len(name) > MAX_NAME_LENGTH:
+            raise CleanError(
+                f"a name has at most {MAX_NAME_LENGTH} characters, got {len(name):,}",
+                f"{key}[{index}]",
+            )
+        names[name] = None
     return tuple(names)
 
 
@@ -305,7 +357,7 @@ def clean_pair(value: Any, cleaner: Callable[[Any], Any]) -> tuple[Any, Any]:
         raise CleanError(f"expected [low, high], got {_type_name(value)}")
     lo, hi = cleaner(value[0]), cleaner(value[1])
     if lo > hi:
-        raise CleanError(f"expected low <= high, got [{value[0]}, {value[1]}]")
+        raise CleanError(f"expected low <= high, got [{shown(value[0])}, {shown(value[1])}]")
     return (lo, hi)
 
 
@@ -576,7 +628,7 @@ class ChoiceCriterion(Criterion):
         if self.choices is not None:
             for name in names:
                 if name not in self.choices:
-                    raise CleanError(f'"{name}" is not one of {", ".join(self.choices)}')
+                    raise CleanError(f"{shown(name)} is not one of {', '.join(self.choices)}")
         return names
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:

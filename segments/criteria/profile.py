@@ -8,9 +8,9 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Count, F, Func, IntegerField, Q, QuerySet
 from django.db.models.functions import Lower
-from django.db.models.lookups import In
+from django.db.models.lookups import Exact, In
 
 from customers.models import Branch, CustomerTag, Gender, Tag, Tier
 from segments.criteria.base import (
@@ -27,10 +27,18 @@ from segments.criteria.base import (
     clean_int,
     clean_names,
     clean_null,
+    customer_set,
     customers_in,
     register,
 )
 from segments.rules import Condition
+
+
+class Cardinality(Func):
+    """`cardinality(array)`: the number of elements of a PostgreSQL array."""
+
+    function = "cardinality"
+    output_field = IntegerField()
 
 
 def _lowered(names: tuple[str, ...]) -> list[str]:
@@ -98,10 +106,13 @@ class TagsCriterion(Criterion):
     """Tags: `has_any` / `has_all` / `has_none` of the names, case-insensitively.
 
     A customer without tags matches `has_none` only. `has_none` is the negation of
-    `has_any`; `has_all` is one test per distinct name (a name that is no tag of the
-    merchant matches nobody). On PostgreSQL the test is on the row's own tag ids
-    (`tag_ids && ARRAY(ids of the names)`, never NULL: the column is NOT NULL and ARRAY()
-    of nothing is an empty array); on SQLite the customer's tag rows (`customers_in`).
+    `has_any`; `has_all` holds when the customer has as many of the named tags as there are
+    distinct names (a name that is no tag of the merchant matches nobody), one test however
+    many names (SQLite refuses an expression nested 1,000 deep, which one test per name made
+    of a long list). On PostgreSQL the tests are on the row's own tag ids (`tag_ids &&
+    ARRAY(ids of the names)`, `tag_ids @> ARRAY(...)` with the array's length, never NULL:
+    the column is NOT NULL and ARRAY() of nothing is an empty array); on SQLite on the
+    customer's tag rows (`customers_in`, `customer_set`).
     """
 
     label = "tags"
@@ -111,24 +122,43 @@ class TagsCriterion(Criterion):
         return clean_names(value)
 
     @staticmethod
-    def _has(names: list[str], ctx: CompileContext) -> Q:
-        if connection.vendor == "postgresql":
-            ids = Tag.objects.alias(lname=Lower("name")).filter(
-                merchant=ctx.merchant, lname__in=names
-            )
-            return Q(tag_ids__overlaps=IdArray(ids.values("pk")))
-        tags = CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
+    def _tag_ids(names: list[str], ctx: CompileContext) -> IdArray:
+        ids = Tag.objects.alias(lname=Lower("name")).filter(merchant=ctx.merchant, lname__in=names)
+        return IdArray(ids.values("pk"))
+
+    @staticmethod
+    def _tag_rows(names: list[str], ctx: CompileContext) -> QuerySet[CustomerTag]:
+        return CustomerTag.objects.alias(lname=Lower("tag__name")).filter(
             tag__merchant=ctx.merchant, lname__in=names
         )
-        return customers_in(tags, "customer", ctx)
+
+    @classmethod
+    def _has(cls, names: list[str], ctx: CompileContext) -> Q:
+        if connection.vendor == "postgresql":
+            return Q(tag_ids__overlaps=cls._tag_ids(names, ctx))
+        return customers_in(cls._tag_rows(names, ctx), "customer", ctx)
+
+    @classmethod
+    def _has_all(cls, names: list[str], ctx: CompileContext) -> Q:
+        if len(names) == 1:
+            return cls._has(names, ctx)
+        if connection.vendor == "postgresql":
+            ids = cls._tag_ids(names, ctx)
+            return Q(tag_ids__contains_all=ids) & Q(Exact(Cardinality(ids), len(names)))
+        # Tags are unique per customer, and names per merchant (any case): n rows are n names.
+        return customer_set(
+            cls._tag_rows(names, ctx),
+            "customer",
+            ctx,
+            annotations={"named": Count("pk")},
+            test=Q(named=len(names)),
+            empty_matches=False,
+        )
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         names = _lowered(condition.value)
         if condition.op == "has_all":
-            q = self._has([names[0]], ctx)
-            for name in names[1:]:
-                q &= self._has([name], ctx)
-            return q
+            return self._has_all(names, ctx)
         q = self._has(names, ctx)
         return q if condition.op == "has_any" else ~q
 

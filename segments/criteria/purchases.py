@@ -67,7 +67,7 @@ from segments.criteria.base import (
     register,
     restricted,
 )
-from segments.rules import Condition
+from segments.rules import Condition, shown
 
 MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=20, decimal_places=4)
 SINGULAR = {
@@ -324,7 +324,7 @@ class PurchasedCriterion(NumberCriterion):
         lists: list[tuple[str, tuple[str, ...]]] = []
         for key, raw in products.items():
             if key not in PRODUCT_LISTS:
-                raise CleanError(f'"{key}" is not a product list', f"products.{key}")
+                raise CleanError(f"{shown(key)} is not a product list", f"products.{key}")
             names = clean_names(raw, key=f"products.{key}", allow_empty=True)
             if names:
                 lists.append((key, names))

@@ -18,7 +18,62 @@ from segments.criteria.base import (
     register,
 )
 from segments.models import Segment, SegmentKind, SegmentMembership
-from segments.rules import Condition, RuleValidationError, key_path, raw_segment_slugs
+from segments.rules import (
+    Condition,
+    RuleValidationError,
+    count_raw_conditions,
+    key_path,
+    raw_segment_slugs,
+    shown,
+)
+
+#: How deep segments may use segments that use segments (a chain of `segment` conditions).
+MAX_SEGMENT_NESTING = 5
+#: Conditions a tree amounts to once every segment it uses is counted with its own rules:
+#: each use compiles that segment's rules again, so without a bound a few segments that
+#: each use the previous one a hundred times would compile to millions of conditions.
+MAX_EXPANDED_CONDITIONS = 1000
+
+
+class Expansion:
+    """Conditions and nesting of the merchant's segments once the segments they use are
+    counted in (memoised over one validation; cycles are reported before this is asked)."""
+
+    def __init__(self, rules: dict[str, Any]) -> None:
+        self.rules = rules
+        self.memo: dict[str, tuple[int, int]] = {}
+
+    def of(self, slug: str, seen: frozenset[str] = frozenset()) -> tuple[int, int]:
+        """(conditions, nesting) of one segment; a dynamic segment nests 1 + what it uses."""
+        if slug in self.memo:
+            return self.memo[slug]
+        rules = self.rules.get(slug)
+        if rules is None or slug in seen:
+            return (1, 0)
+        conditions, nesting = count_raw_conditions(rules), 1
+        for used in _uses(rules):
+            for ref in used:
+                sub_conditions, sub_nesting = self.of(ref, seen | {slug})
+                conditions += sub_conditions
+                nesting = max(nesting, 1 + sub_nesting)
+        self.memo[slug] = (conditions, nesting)
+        return self.memo[slug]
+
+
+def _uses(rules: Any) -> list[list[str]]:
+    """The slug lists of each `segment` condition of an unvalidated tree (one per use)."""
+    uses: list[list[str]] = []
+    stack = [rules]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("field") == "segment" and isinstance(node.get("value"), list):
+            uses.append(sorted({v.strip() for v in node["value"] if isinstance(v, str)}))
+        nodes = node.get("conditions")
+        if isinstance(nodes, list):
+            stack.extend(nodes)
+    return uses
 
 
 def find_cycle(start: str, graph: dict[str, set[str]], target: str | None) -> list[str] | None:
@@ -62,16 +117,25 @@ class SegmentCriterion(Criterion):
             slug: (raw_segment_slugs(rules) if kind == SegmentKind.DYNAMIC else set())
             for slug, kind, rules in rows
         }
+        dynamic = {slug: rules for slug, kind, rules in rows if kind == SegmentKind.DYNAMIC}
         own = ctx.segment.slug if ctx.segment is not None else None
         where = key_path(path, "value")
         for slug in condition.value:
             if slug not in graph:
-                ctx.errors.append(f'{where}: "{slug}" is not a segment of this merchant')
+                ctx.errors.append(f"{where}: {shown(slug)} is not a segment of this merchant")
             elif slug == own:
-                ctx.errors.append(f'{where}: a segment cannot refer to itself ("{slug}")')
+                ctx.errors.append(f"{where}: a segment cannot refer to itself ({shown(slug)})")
             elif cycle := find_cycle(slug, graph, own):
                 chain = " -> ".join([own, *cycle] if own else cycle)
-                ctx.errors.append(f'{where}: "{slug}" makes a cycle of segments ({chain})')
+                ctx.errors.append(f"{where}: {shown(slug)} makes a cycle of segments ({chain})")
+            else:
+                conditions, nesting = Expansion(dynamic).of(slug)
+                ctx.expanded_conditions.append(conditions if slug in dynamic else 0)
+                if nesting + 1 > MAX_SEGMENT_NESTING:
+                    ctx.errors.append(
+                        f"{where}: using {shown(slug)} nests segments {nesting + 1} deep "
+                        f"(segments that use segments nest at most {MAX_SEGMENT_NESTING} deep)"
+                    )
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         from segments.engine import compile_tree

@@ -203,4 +203,6 @@ def test_catalogue_comes_from_the_registry_grouped():
 def test_paste_parses_only_groups():
     assert builder.parse_pasted('{"match": "all", "conditions": []}')[0] is not None
     assert builder.parse_pasted("[1]") == (None, builder.PASTE_NOT_GROUP_ERROR)
-    assert builder.parse_pasted("{nope")[1].startswith("The pasted text is not JSON")
+    assert builder.parse_pasted("{nope")[1].startswith(
+        "The pasted text cannot be read: rules: not JSON"
+    )

@@ -107,5 +107,5 @@ def test_unknown_merchant_and_bad_as_of_exit_2(shoppers, rules_file, capsys, arg
 
 def test_unreadable_json_exits_2(merchant, rules_file, capsys, tmp_path):
     assert run_cli("--merchant", "acme", "--rules", rules_file("{not json")) == 2
-    assert "cannot read rules" in capsys.readouterr().err
+    assert "rules: not JSON" in capsys.readouterr().err
     assert run_cli("--merchant", "acme", "--rules", str(tmp_path / "missing.json")) == 2

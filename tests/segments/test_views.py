@@ -171,11 +171,11 @@ def test_customer_segments_partial(staff_client, segment, manual, people):
     outside = staff_client.get(reverse("segments:customer_segments", args=[people["out"].pk]))
 
     assert [s.name for s in inside.context["memberships"]] == ["VIP locals"]
-    assert [(s.name, matched) for s, matched, _ in inside.context["evaluations"]] == [
+    assert [(s.name, matched) for s, matched, _, _ in inside.context["evaluations"]] == [
         ("VIP locals", True)
     ]
     assert [s.name for s in outside.context["memberships"]] == ["Hand picked"]
-    assert [(s.name, matched) for s, matched, _ in outside.context["evaluations"]] == [
+    assert [(s.name, matched) for s, matched, _, _ in outside.context["evaluations"]] == [
         ("VIP locals", False)
     ]
     assert "✗ does not match" in outside.content.decode()

@@ -288,4 +288,4 @@ def test_invalid_pasted_json_keeps_the_tree_and_shows_paths(staff_client, mercha
         reverse("segments:builder_editor"),
         {"rules_json": json.dumps(current), "action": "paste", "paste_json": "{oops"},
     )
-    assert "The pasted text is not JSON" in broken.content.decode()
+    assert "The pasted text cannot be read: rules: not JSON" in broken.content.decode()

@@ -2,23 +2,36 @@
 
 Validates a rule tree (FILE, or `-` for standard input) for a merchant and prints the
 number of matching customers, or with `--ids` their external ids, one per line, ascending.
-Exit status 0 on success, 2 on a validation error, unreadable JSON or an unknown merchant.
+Exit status 0 on success, 2 on a validation error, unreadable JSON (too large, nested too
+deep, not UTF-8: see the input limits in docs/segment-rules.md) or an unknown merchant, 1 if
+valid rules still cannot be evaluated (the error is printed; never a traceback).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 
 from customers.models import Merchant
-from segments.engine import RuleValidationError, matching_customers, validate_rules
+from segments.engine import (
+    AS_OF_MAX,
+    AS_OF_MIN,
+    AS_OF_RANGE_ERROR,
+    RuleValidationError,
+    matching_customers,
+    validate_rules,
+)
+from segments.rules import MAX_RULES_BYTES, load_rules_json
 
 USAGE_ERROR = 2
+EVALUATION_ERROR = 1
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -38,32 +51,39 @@ class Command(BaseCommand):
         merchant = Merchant.objects.filter(slug=options["merchant"]).first()
         if merchant is None:
             raise CommandError(f'unknown merchant "{options["merchant"]}"', returncode=USAGE_ERROR)
-        data = self.read_rules(options["rules"])
         as_of = self.parse_as_of(options["as_of"], merchant) if options["as_of"] else None
         try:
+            data = load_rules_json(self.read_rules(options["rules"]))
             tree = validate_rules(data, merchant=merchant)
-            customers = matching_customers(merchant=merchant, rules=tree, as_of=as_of)
         except RuleValidationError as exc:
             raise CommandError("\n".join(exc.errors), returncode=USAGE_ERROR) from None
-        if options["ids"]:
-            for external_id in customers.order_by("external_id").values_list(
-                "external_id", flat=True
-            ):
-                self.stdout.write(external_id)
-        else:
-            self.stdout.write(str(customers.count()))
+        try:
+            customers = matching_customers(merchant=merchant, rules=tree, as_of=as_of)
+            if options["ids"]:
+                ids = customers.order_by("external_id").values_list("external_id", flat=True)
+                for external_id in ids.iterator():
+                    self.stdout.write(external_id)
+            else:
+                self.stdout.write(str(customers.count()))
+        except (DatabaseError, ArithmeticError, ValueError, RecursionError) as exc:
+            logger.warning("segment_preview could not evaluate the rules", exc_info=True)
+            raise CommandError(
+                f"the rules are valid but cannot be evaluated: {type(exc).__name__}: {exc}",
+                returncode=EVALUATION_ERROR,
+            ) from None
 
-    def read_rules(self, name: str) -> object:
+    def read_rules(self, name: str) -> bytes | str:
+        """The rule text, read no further than the size limit (load_rules_json refuses it
+        when that is reached)."""
         try:
             if name == "-":
-                text = sys.stdin.read()
-            else:
-                with open(name, encoding="utf-8") as handle:
-                    text = handle.read()
-            return json.loads(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                stream = getattr(sys.stdin, "buffer", sys.stdin)
+                return stream.read(MAX_RULES_BYTES + 1)
+            with open(name, "rb") as handle:
+                return handle.read(MAX_RULES_BYTES + 1)
+        except OSError as exc:
             raise CommandError(
-                f"cannot read rules from {name}: {exc}", returncode=USAGE_ERROR
+                f"cannot read rules from {name}: {exc.strerror or exc}", returncode=USAGE_ERROR
             ) from None
 
     @staticmethod
@@ -76,4 +96,10 @@ class Command(BaseCommand):
             ) from None
         if timezone.is_naive(value):
             value = value.replace(tzinfo=merchant.tzinfo)
+        try:
+            in_range = AS_OF_MIN <= value <= AS_OF_MAX
+        except OverflowError:  # an offset that moves year 1 or 9999 off the calendar
+            in_range = False
+        if not in_range:
+            raise CommandError(f"--as-of: {AS_OF_RANGE_ERROR}", returncode=USAGE_ERROR)
         return value
