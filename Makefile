@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?= -n 2
+# Settings default to production-safe (DEBUG off, which needs DJANGO_SECRET_KEY); every
+# target here is for development, so it switches DEBUG on unless told otherwise.
+export DJANGO_DEBUG ?= 1
 
 .PHONY: run test install lint typecheck pytest migrate demo worker beat bench clean
 

@@ -1,10 +1,13 @@
 """Settings for Segment Portal, read from the environment.
 
-Development (the default) needs nothing set: SQLite under var/, tasks run in-process.
-Production sets DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL
-(PostgreSQL) and CELERY_BROKER_URL (Redis); see docs/deployment.md.
+Safe by default: DEBUG is off unless DJANGO_DEBUG=1 says otherwise (`make run`, `make test`
+and the other development targets set it), and with DEBUG off DJANGO_SECRET_KEY must be set.
+Development needs nothing else: SQLite under var/, tasks run in-process. Production sets
+DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL
+(Redis); see docs/deployment.md.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -25,12 +28,15 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (the default). For "
+            "development, set DJANGO_DEBUG=1 as `make run` does; see docs/deployment.md."
+        )
     # Development only: never used when DEBUG is off (see the check above).
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
 
@@ -51,6 +57,8 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_htmx",
     "django_celery_beat",
+    "csp",
+    "axes",
     "customers",
     "segments",
     "campaigns",
@@ -59,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -68,6 +77,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "customers.middleware.CurrentMerchantMiddleware",
+    "customers.middleware.DatabaseBusyMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -97,12 +109,23 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+# SQLite, the embedded database, with several processes (web, worker, commands):
+# - WAL, so readers never wait for the writer and the writer never waits for readers;
+# - every transaction BEGIN IMMEDIATE: it takes the write lock when it starts, so a
+#   second writer waits up to `timeout` seconds (the busy timeout) for the first to
+#   finish. A deferred transaction that read first and then wanted to write failed at
+#   once with "database is locked" whenever another write had committed in between (its
+#   snapshot was stale, and SQLite does not wait in that case);
+# - a write that still waits too long answers "busy, try again" and writes nothing
+#   (customers.middleware.DatabaseBusyMiddleware; import_data exits 75).
+SQLITE_OPTIONS = {
+    "timeout": int(os.environ.get("SQLITE_BUSY_TIMEOUT", "30")),
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite: wait for a writer instead of failing at once, and use WAL so reads go on.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
-    )
+    DATABASES["default"]["OPTIONS"].update(SQLITE_OPTIONS)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -116,6 +139,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Sign-in throttling (django-axes): 5 failed sign-ins lock the account (from any address) and
+# the address (for any account) for 15 minutes; a success resets the count. Support unlocks
+# in the admin (Users: "Unlock sign-in", or Access attempts) or with `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = dt.timedelta(minutes=int(os.environ.get("DJANGO_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "customers.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "customers.security.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+#: Reverse proxies in front of the portal that append to X-Forwarded-For (0: none; the
+#: client's address is REMOTE_ADDR).
+PROXY_COUNT = int(os.environ.get("DJANGO_PROXY_COUNT", "0"))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "customers:list"
@@ -142,7 +183,30 @@ STORAGES = {
 
 # Uploaded imports are read from a temporary file, never held whole in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Request bodies other than uploaded files: the largest the portal needs is the rule builder's
+# (rule JSON of at most 256 KiB, the same values in its widgets, and the paste box). A larger
+# body, or more fields, is refused with 400 before anything reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts and fetches from this site only.
+# The portal has no inline script or style (static/js/portal.js does what pages need), and
+# htmx is configured to evaluate no code (templates/base.html). Bootstrap's icons are data:
+# SVG images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
@@ -29,6 +31,8 @@ from customers.models import (
     Tier,
     Transaction,
 )
+from customers.permissions import Action, support_may
+from customers.security import unlock_sign_in
 
 METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
 
@@ -55,7 +59,13 @@ class MerchantAdmin(admin.ModelAdmin):
     def customer_count(self, obj: Merchant) -> int:
         return getattr(obj, "_customers", 0)
 
-    @admin.action(description="Recompute customer metrics of the selected merchants")
+    def has_recompute_metrics_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.RECOMPUTE_METRICS)
+
+    @admin.action(
+        description="Recompute customer metrics of the selected merchants",
+        permissions=["recompute_metrics"],
+    )
     def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Merchant]) -> None:
         for merchant in queryset:
             refresh_merchant_metrics(merchant.pk)
@@ -178,7 +188,13 @@ class CustomerAdmin(MerchantScopedAdmin):
     def last_purchase_at(self, obj: Customer) -> Any:
         return obj.metrics.last_purchase_at
 
-    @admin.action(description="Recompute metrics of the selected customers")
+    def has_recompute_metrics_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.RECOMPUTE_METRICS)
+
+    @admin.action(
+        description="Recompute metrics of the selected customers",
+        permissions=["recompute_metrics"],
+    )
     def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         refresh_metrics(ids)
@@ -253,3 +269,32 @@ class RedemptionAdmin(MerchantScopedAdmin):
     list_select_related = ["merchant", "customer"]
     autocomplete_fields = ["merchant", "customer"]
     date_hierarchy = "redeemed_at"
+
+
+# --- users: support unlocks sign-ins locked by failed attempts ---------------------------------
+
+
+class PortalUserAdmin(UserAdmin):
+    """Django's user admin, plus "Unlock sign-in" (see `customers.security`)."""
+
+    actions = ["unlock_sign_in"]
+
+    def has_unlock_sign_in_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.UNLOCK_SIGN_IN)
+
+    @admin.action(
+        description="Unlock sign-in (forget failed sign-ins)", permissions=["unlock_sign_in"]
+    )
+    def unlock_sign_in(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        usernames = list(queryset.values_list("username", flat=True))
+        removed = unlock_sign_in(usernames=usernames)
+        self.message_user(
+            request,
+            f"Unlocked {len(usernames)} user(s); {removed} failed sign-in record(s) removed.",
+        )
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, PortalUserAdmin)

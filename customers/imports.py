@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -94,6 +94,10 @@ ANALYZE_THRESHOLD = 5_000
 MSG_REQUIRED = "is required"
 MSG_TOO_LONG = "{value} is longer than {max_length} characters"
 MSG_BAD_TIMESTAMP = "{value} is not an ISO 8601 timestamp (e.g. 2024-05-31T14:30:00)"
+MSG_TIMESTAMP_RANGE = (
+    "{value} is out of range (timestamps lie between 0001-01-02 and 9999-12-30 UTC)"
+)
+MSG_NUL = "contains a NUL character (\\u0000), which cannot be stored"
 MSG_BAD_DATE = "{value} is not an ISO date (e.g. 1990-05-31)"
 MSG_BAD_BOOLEAN = "{value} is not a boolean (true/false, 1/0, yes/no)"
 MSG_BAD_MONEY = "{value} is not an amount (e.g. 12.50)"
@@ -124,6 +128,9 @@ _PHONE_RE = re.compile(r"\+?[\d\s\-.()]+")
 _INT_MAX = 2_147_483_647  # PositiveIntegerField is a 4-byte integer on PostgreSQL.
 _MONEY_INTEGER_DIGITS = 12  # DecimalField(max_digits=14, decimal_places=2)
 _CENT = Decimal("0.01")
+#: Timestamps every time zone can show (years 1 to 9999 with a day to spare at each end).
+_FIRST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+_LAST_INSTANT = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 logger = logging.getLogger(__name__)
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -209,8 +216,10 @@ class _CellError(Exception):
 
 
 def _q(raw: str) -> str:
-    """The value quoted for an error message (long values shortened)."""
+    """The value quoted for an error message (long values shortened, control characters
+    escaped)."""
     shown = raw if len(raw) <= 60 else raw[:57] + "..."
+    shown = "".join(f"\\u{ord(c):04x}" if ord(c) < 32 else c for c in shown)
     return '"' + shown.replace('"', '\\"') + '"'
 
 
@@ -235,6 +244,13 @@ def _timestamp(tz: ZoneInfo) -> Converter:
         if value.tzinfo is None:
             # The contract: a timestamp without an offset is merchant-local time.
             value = value.replace(tzinfo=tz)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # its UTC instant falls outside years 1 to 9999
+            raise _CellError(MSG_TIMESTAMP_RANGE.format(value=_q(raw))) from None
+        # A day to spare at each end: every page shows it in some time zone.
+        if not _FIRST_INSTANT <= utc <= _LAST_INSTANT:
+            raise _CellError(MSG_TIMESTAMP_RANGE.format(value=_q(raw)))
         return value
 
     return convert
@@ -752,6 +768,12 @@ def _stage_file(ctx: _Context, spec: _FileSpec, source: Source) -> FileCounts:
             bad = False
             for column, position, convert in columns:
                 raw = cells[position].strip() if position >= 0 else ""
+                if "\x00" in raw:
+                    # PostgreSQL's text cannot hold NUL: refused here, with its place.
+                    ctx.error(fname, line, column.name, MSG_NUL)
+                    bad = True
+                    row.append(None)
+                    continue
                 if not raw:
                     if column.required:
                         ctx.error(fname, line, column.name, MSG_REQUIRED)

@@ -8,11 +8,16 @@ merchant's rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from customers.models import StaffMembership
+
+logger = logging.getLogger(__name__)
 
 SESSION_KEY = "current_merchant_id"
 
@@ -43,3 +48,39 @@ class CurrentMerchantMiddleware:
                 request.merchant = membership.merchant  # type: ignore[attr-defined]
                 request.membership = membership  # type: ignore[attr-defined]
         return self.get_response(request)
+
+
+#: PostgreSQL error codes of a lock that could not be had: deadlock detected, lock not
+#: available, serialization failure.
+_PG_BUSY_CODES = frozenset({"40P01", "55P03", "40001"})
+BUSY_RETRY_SECONDS = 5
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    """Did a write lose the wait for a lock? (SQLite: "database is locked" after the busy
+    timeout; PostgreSQL: a deadlock or a lock timeout.) The failed transaction has rolled
+    back, so nothing of it was written and the same request may simply be tried again."""
+    if not isinstance(exc, OperationalError):
+        return False
+    if "database is locked" in str(exc) or "database table is locked" in str(exc):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) in _PG_BUSY_CODES
+
+
+class DatabaseBusyMiddleware:
+    """Answers "busy, try again" (503 with Retry-After) instead of a 500 when a request's
+    write loses the wait for a database lock; see `is_database_busy`."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_database_busy(exception):
+            return None
+        logger.warning("Database busy on %s %s: %s", request.method, request.path, exception)
+        response = render(request, "busy.html", {"retry": BUSY_RETRY_SECONDS}, status=503)
+        response["Retry-After"] = str(BUSY_RETRY_SECONDS)
+        return response

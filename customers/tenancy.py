@@ -15,7 +15,8 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
-from customers.models import Merchant, Role
+from customers.models import Merchant
+from customers.permissions import Action, denied_message, may
 
 M = TypeVar("M", bound=Model)
 
@@ -32,13 +33,25 @@ def merchant_queryset(request: HttpRequest, model: type[M]) -> QuerySet[M]:
     return model._default_manager.filter(merchant=current_merchant(request))
 
 
-class MerchantRequiredMixin(LoginRequiredMixin):
-    """A portal page: signed in, and a staff member of at least one merchant.
+def forbidden(request: HttpRequest, action: Action) -> HttpResponseBase:
+    """The 403 page of a role that may not take `action` (names the roles that may)."""
+    return render(
+        request, "customers/forbidden.html", {"reason": denied_message(action)}, status=403
+    )
 
-    `allowed_roles` narrows the page to some roles (default: every role).
+
+class MerchantRequiredMixin(LoginRequiredMixin):
+    """A portal page: signed in, a staff member of at least one merchant, and with a role
+    that may take the page's action (`customers.permissions`).
+
+    `permission` is the action a request needs (default: viewing); `get_permission()` may
+    pick it by method or parameters (saving needs more than previewing).
     """
 
-    allowed_roles: tuple[str, ...] = tuple(Role.values)
+    permission: Action = Action.VIEW
+
+    def get_permission(self, request: HttpRequest) -> Action:
+        return self.permission
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
@@ -46,6 +59,7 @@ class MerchantRequiredMixin(LoginRequiredMixin):
         membership = getattr(request, "membership", None)
         if membership is None:
             return render(request, "customers/no_merchant.html", status=403)
-        if membership.role not in self.allowed_roles:
-            return render(request, "customers/forbidden.html", status=403)
+        action = self.get_permission(request)
+        if not may(request, action):
+            return forbidden(request, action)
         return super().dispatch(request, *args, **kwargs)

@@ -4,16 +4,15 @@ membership services only)."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from django.contrib import admin
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from customers.permissions import Action, support_may
 from segments.models import MembershipEvent, Segment, SegmentMembership, SegmentVersion
-from segments.services import UPDATABLE_FIELDS, segment_update
+from segments.services import UPDATABLE_FIELDS, segment_update, segments_queue_refresh
 
 FRESHNESS_FIELDS = (
     "refresh_status",
@@ -75,17 +74,15 @@ class SegmentAdmin(admin.ModelAdmin):
         segment_update(segment=original, user=request.user, **changes)
         obj.refresh_from_db()
 
-    @admin.action(description="Refresh now")
-    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
-        from segments.tasks import refresh_segment
+    def has_operate_segments_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.OPERATE_SEGMENTS)
 
-        ids = list(queryset.filter(kind="dynamic", is_active=True).values_list("pk", flat=True))
-        with transaction.atomic():
-            queryset.filter(pk__in=ids).update(refresh_status="queued")
-            for segment_id in ids:
-                transaction.on_commit(partial(refresh_segment.delay, segment_id))
-        skipped = queryset.count() - len(ids)
-        message = f"Queued a refresh of {len(ids)} segment(s)."
+    @admin.action(description="Refresh now", permissions=["operate_segments"])
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        segments = list(queryset)
+        queued = segments_queue_refresh(segments=segments)
+        skipped = len(segments) - len(queued)
+        message = f"Queued a refresh of {len(queued)} segment(s)."
         if skipped:
             message += f" Skipped {skipped} manual or inactive segment(s)."
         self.message_user(request, message)

@@ -195,7 +195,7 @@ def _lock_segment(segment_id: int) -> Segment | None:
 def _enqueue_refresh(segment_id: int) -> None:
     from segments.tasks import refresh_segment
 
-    transaction.on_commit(lambda: refresh_segment.delay(segment_id))
+    transaction.on_commit(lambda: refresh_segment.delay(segment_id), robust=True)
 
 
 def _unique_slug(merchant: Merchant, base: str) -> str:

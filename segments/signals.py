@@ -33,9 +33,11 @@ def _enqueue_update(merchant_id: int, customer_ids: list[int]) -> None:
     from segments.tasks import refresh_merchant_segments, update_customers
 
     if len(customer_ids) > INCREMENTAL_MAX_CUSTOMERS:
-        transaction.on_commit(lambda: refresh_merchant_segments.delay(merchant_id))
+        transaction.on_commit(lambda: refresh_merchant_segments.delay(merchant_id), robust=True)
     else:
-        transaction.on_commit(lambda: update_customers.delay(merchant_id, customer_ids))
+        transaction.on_commit(
+            lambda: update_customers.delay(merchant_id, customer_ids), robust=True
+        )
 
 
 def on_customers_changed(
@@ -52,7 +54,7 @@ def on_customers_changed(
 
     if customer_ids is None:
         if merchant_id is not None and _merchants_with_dynamic_segments([merchant_id]):
-            transaction.on_commit(lambda: refresh_merchant_segments.delay(merchant_id))
+            transaction.on_commit(lambda: refresh_merchant_segments.delay(merchant_id), robust=True)
         return
     by_merchant: dict[int, list[int]] = defaultdict(list)
     for batch in id_batches(sorted(customer_ids), ID_BATCH):

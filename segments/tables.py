@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -42,7 +42,7 @@ class SelectColumn(tables.Column):
     def header(self) -> str:
         return mark_safe(
             '<input type="checkbox" class="form-check-input" id="select-all" '
-            'aria-label="Select all on this page">'
+            'data-select-all="#segments .row-select" aria-label="Select all on this page">'
         )
 
     def render(self, record: Segment) -> str:
@@ -57,12 +57,14 @@ class SelectColumn(tables.Column):
 class RowActions:
     """One segment's actions menu in the list (edit, duplicate, activate or deactivate,
     refresh, download, remove), from URLs reversed once per page. Each POST carries the
-    CSRF token and the list's query string, so the list comes back as it was."""
+    CSRF token and the list's query string, so the list comes back as it was. `allowed`
+    holds the menu entries the user's role may use (the view decides, from
+    `customers.permissions`); the others are not offered."""
 
     PK = 999_999_999  # stands for the segment's id in the reversed URLs
 
-    def __init__(self, request: HttpRequest | None, can_remove: bool) -> None:
-        self.can_remove = can_remove
+    def __init__(self, request: HttpRequest | None, allowed: Collection[str]) -> None:
+        self.allowed = frozenset(allowed)
         self.token = get_token(request) if request is not None else ""
         self.query = request.GET.urlencode() if request is not None else ""
         self.urls = {
@@ -95,30 +97,43 @@ class RowActions:
         )
 
     def render(self, segment: Segment) -> str:
-        edit = self.url("edit" if segment.is_dynamic else "detail", segment)
-        items = [
-            format_html(
-                '<li><a class="dropdown-item" hx-boost="false" href="{}">Edit</a></li>', edit
-            ),
-            self._post(segment, "duplicate", "Duplicate"),
-            self._post(segment, "deactivate", "Deactivate")
-            if segment.is_active
-            else self._post(segment, "activate", "Activate"),
-        ]
-        if segment.is_dynamic and segment.is_active:
-            items.append(self._post(segment, "refresh", "Refresh now"))
-        items.append(
-            format_html(
-                '<li><hr class="dropdown-divider"></li>'
-                '<li><a class="dropdown-item" hx-boost="false" href="{}">'
-                "Download members (CSV)</a></li>"
-                '<li><a class="dropdown-item" hx-boost="false" href="{}">'
-                "Download members (XLSX)</a></li>",
-                self.url("download", segment),
-                self.url("download_xlsx", segment),
+        allowed = self.allowed
+        items: list[str] = []
+        if "edit" in allowed:
+            edit = self.url("edit" if segment.is_dynamic else "detail", segment)
+            items.append(
+                format_html(
+                    '<li><a class="dropdown-item" hx-boost="false" href="{}">Edit</a></li>', edit
+                )
             )
-        )
-        if self.can_remove:
+        else:
+            items.append(
+                format_html(
+                    '<li><a class="dropdown-item" hx-boost="false" href="{}">Open</a></li>',
+                    self.url("detail", segment),
+                )
+            )
+        if "duplicate" in allowed:
+            items.append(self._post(segment, "duplicate", "Duplicate"))
+        if segment.is_active and "deactivate" in allowed:
+            items.append(self._post(segment, "deactivate", "Deactivate"))
+        if not segment.is_active and "activate" in allowed:
+            items.append(self._post(segment, "activate", "Activate"))
+        if segment.is_dynamic and segment.is_active and "refresh" in allowed:
+            items.append(self._post(segment, "refresh", "Refresh now"))
+        if "download" in allowed:
+            items.append(
+                format_html(
+                    '<li><hr class="dropdown-divider"></li>'
+                    '<li><a class="dropdown-item" hx-boost="false" href="{}">'
+                    "Download members (CSV)</a></li>"
+                    '<li><a class="dropdown-item" hx-boost="false" href="{}">'
+                    "Download members (XLSX)</a></li>",
+                    self.url("download", segment),
+                    self.url("download_xlsx", segment),
+                )
+            )
+        if "remove" in allowed:
             items.append(
                 format_html(
                     '<li><hr class="dropdown-divider"></li><li><a class="dropdown-item '
@@ -138,8 +153,8 @@ class RowActions:
 
 
 class SegmentTable(tables.Table):
-    """The merchant's segments. Pass `merchant=` (currency and time zone) and `can_remove=`
-    (whether the user may remove segments: the actions menu offers it or not)."""
+    """The merchant's segments. Pass `merchant=` (currency and time zone) and `allowed=`
+    (the entries of the actions menu the user may use, see `RowActions`)."""
 
     select = SelectColumn(accessor="pk", verbose_name="")
     name = SortColumn(verbose_name="Name")
@@ -170,11 +185,13 @@ class SegmentTable(tables.Table):
         order_by_field = "sort"
         default = EMPTY
 
-    def __init__(self, *args: Any, merchant: Merchant, can_remove: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, merchant: Merchant, allowed: Collection[str] = (), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.merchant = merchant
         self.tz = merchant.tzinfo
-        self.can_remove = can_remove
+        self.allowed = allowed
         # The currency goes in the money headers, so exported numbers stay plain numbers.
         for name in ("avg_transaction_value", "avg_spending", "avg_clv"):
             column = self.columns[name].column
@@ -265,7 +282,7 @@ class SegmentTable(tables.Table):
         # Built here rather than from a template per row: a page of 100 rows spent most of
         # its time reversing URLs and rendering the same menu (see bench/list_bench.py).
         if not hasattr(self, "_actions"):
-            self._actions = RowActions(getattr(self, "request", None), self.can_remove)
+            self._actions = RowActions(getattr(self, "request", None), self.allowed)
         return self._actions.render(record)
 
     # Export --------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from django.urls import reverse
 from django.views import View
 from django_tables2 import RequestConfig
 
-from customers.models import Merchant, Role
+from customers.models import Merchant
+from customers.permissions import Action, denied_message, may
 from customers.tenancy import MerchantRequiredMixin, current_merchant
 from customers.views.table_list import MerchantTableListView
 from segments import builder, engine, exports, selectors, services
@@ -82,10 +83,6 @@ def _sentence(rules: Any) -> str:
 
 # -- list -----------------------------------------------------------------------------------
 
-#: Who may remove segments (every role may view, edit, duplicate, switch on and off,
-#: refresh and download).
-REMOVE_ROLES = (Role.OWNER.value, Role.MANAGER.value)
-REMOVE_FORBIDDEN = "Only owners and managers may remove segments."
 BULK_ACTIONS = {
     "activate": "Activate",
     "deactivate": "Deactivate",
@@ -93,12 +90,26 @@ BULK_ACTIONS = {
     "remove": "Remove",
 }
 ROW_ACTIONS = ("duplicate", "activate", "deactivate", "refresh")
+#: The permission each list action needs (`customers.permissions`).
+ACTION_PERMISSION = {
+    "duplicate": Action.SAVE_SEGMENTS,
+    "activate": Action.OPERATE_SEGMENTS,
+    "deactivate": Action.OPERATE_SEGMENTS,
+    "refresh": Action.OPERATE_SEGMENTS,
+    "remove": Action.REMOVE_SEGMENTS,
+}
+#: The permission each entry of a row's actions menu needs.
+ROW_MENU_PERMISSION = {
+    **ACTION_PERMISSION,
+    "edit": Action.SAVE_SEGMENTS,
+    "download": Action.EXPORT_DATA,
+}
 NOTHING_SELECTED = "Select at least one segment, or apply the action to every match."
 
 
-def _can_remove(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return membership is not None and membership.role in REMOVE_ROLES
+def _action_permission(request: HttpRequest) -> Action:
+    """The permission the posted list action needs (an unknown one is refused later)."""
+    return ACTION_PERMISSION.get(request.POST.get("action", ""), Action.VIEW)
 
 
 class SegmentListView(MerchantTableListView):
@@ -118,7 +129,9 @@ class SegmentListView(MerchantTableListView):
     def get_table_kwargs(self) -> dict[str, Any]:
         return {
             "merchant": current_merchant(self.request),
-            "can_remove": _can_remove(self.request),
+            "allowed": {
+                entry for entry, needed in ROW_MENU_PERMISSION.items() if may(self.request, needed)
+            },
         }
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -126,7 +139,7 @@ class SegmentListView(MerchantTableListView):
         context["bulk_actions"] = [
             (key, label)
             for key, label in BULK_ACTIONS.items()
-            if key != "remove" or _can_remove(self.request)
+            if may(self.request, ACTION_PERMISSION[key])
         ]
         context["templates"] = [(template_key(t), t) for t in TEMPLATES]
         return context
@@ -174,6 +187,9 @@ def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> N
 class SegmentActionView(MerchantRequiredMixin, View):
     """POST `action` (duplicate, activate, deactivate, refresh) on one segment."""
 
+    def get_permission(self, request: HttpRequest) -> Action:
+        return _action_permission(request)
+
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         segment = _segment(request, pk)
         action = request.POST.get("action", "")
@@ -187,6 +203,8 @@ class SegmentActionView(MerchantRequiredMixin, View):
 class SegmentDownloadView(MerchantRequiredMixin, View):
     """GET: the segment's members as a streamed CSV or XLSX file (`?columns=a,b,c` picks
     the customer fields; default: `exports.DEFAULT_COLUMNS`)."""
+
+    permission = Action.EXPORT_DATA
 
     def get(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponseBase:
         segment = _segment(request, pk)
@@ -210,7 +228,7 @@ class SegmentDownloadView(MerchantRequiredMixin, View):
 class SegmentRemoveView(MerchantRequiredMixin, View):
     """GET: confirm removing one segment (or say who uses it); POST: remove it."""
 
-    allowed_roles = REMOVE_ROLES
+    permission = Action.REMOVE_SEGMENTS
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         segment = _segment(request, pk)
@@ -266,15 +284,15 @@ class SegmentBulkView(MerchantRequiredMixin, View):
     filters match (`everything` with the list's query string); answered first by a
     confirmation page, then, with `confirmed`, carried out."""
 
+    def get_permission(self, request: HttpRequest) -> Action:
+        return _action_permission(request)
+
     def post(self, request: HttpRequest) -> HttpResponse:
         merchant = current_merchant(request)
         action = request.POST.get("action", "")
         query = request.POST.get("next_query", "")
         if action not in BULK_ACTIONS:
             messages.error(request, f'"{action}" is not an action.')
-            return redirect(_list_url(query))
-        if action == "remove" and not _can_remove(request):
-            messages.error(request, REMOVE_FORBIDDEN)
             return redirect(_list_url(query))
         everything = request.POST.get("everything") == "1"
         segments = self._segments(merchant, request, query, everything)
@@ -388,9 +406,13 @@ def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
 
 
 class SegmentBuilderView(MerchantRequiredMixin, View):
-    """Create (/segments/new/) or edit (/segments/<pk>/edit/) a dynamic segment."""
+    """Create (/segments/new/) or edit (/segments/<pk>/edit/) a dynamic segment. Every
+    role may build rules and see their count (GET); saving (POST) needs `SAVE_SEGMENTS`."""
 
     template_name = "segments/builder.html"
+
+    def get_permission(self, request: HttpRequest) -> Action:
+        return Action.SAVE_SEGMENTS if request.method == "POST" else Action.BUILD_SEGMENTS
 
     def _segment(self, request: HttpRequest, pk: int | None) -> Segment | None:
         if pk is None:
@@ -470,6 +492,9 @@ class SegmentBuilderView(MerchantRequiredMixin, View):
         context = {
             "form": form,
             "segment": segment,
+            "save_note": ""
+            if may(request, Action.SAVE_SEGMENTS)
+            else denied_message(Action.SAVE_SEGMENTS),
             "posted": request.method == "POST",
             "templates": [(template_key(t), t) for t in TEMPLATES],
             **_editor_context(state, merchant, segment),
@@ -480,6 +505,8 @@ class SegmentBuilderView(MerchantRequiredMixin, View):
 
 class BuilderEditorView(MerchantRequiredMixin, View):
     """htmx: apply the posted widgets and edit to the tree, answer the editor partial."""
+
+    permission = Action.BUILD_SEGMENTS
 
     def post(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         merchant = current_merchant(request)
@@ -495,6 +522,8 @@ class BuilderEditorView(MerchantRequiredMixin, View):
 
 class BuilderPreviewView(MerchantRequiredMixin, View):
     """htmx: the live count and funnel of the posted tree (or its errors)."""
+
+    permission = Action.BUILD_SEGMENTS
 
     def post(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         merchant = current_merchant(request)
@@ -520,14 +549,13 @@ class SegmentDetailView(MerchantRequiredMixin, View):
         members = MemberTable(
             selectors.segment_members(segment=segment, query=member_query),
             merchant=merchant,
-            manual=not segment.is_dynamic,
+            manual=not segment.is_dynamic and may(request, Action.EDIT_MEMBERS),
             prefix="m-",
         )
         RequestConfig(request, paginate={"per_page": MEMBERS_PER_PAGE}).configure(members)
         versions = list(selectors.segment_versions(segment=segment))
         context: dict[str, Any] = {
             "segment": segment,
-            "can_remove": _can_remove(request),
             "members": members,
             "member_query": member_query,
             "events": Paginator(
@@ -610,6 +638,8 @@ def _int(value: str | None) -> int | None:
 class SegmentRestoreView(MerchantRequiredMixin, View):
     """POST: make a saved version the definition again (saved as a new version)."""
 
+    permission = Action.SAVE_SEGMENTS
+
     def post(self, request: HttpRequest, pk: int, version: int) -> HttpResponse:
         segment = _segment(request, pk)
         try:
@@ -632,6 +662,8 @@ class SegmentRestoreView(MerchantRequiredMixin, View):
 class SegmentRefreshView(MerchantRequiredMixin, View):
     """POST: queue a full refresh, run on commit (in-process without a broker)."""
 
+    permission = Action.OPERATE_SEGMENTS
+
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         segment = _segment(request, pk)
         if services.segments_queue_refresh(segments=[segment]):
@@ -642,6 +674,8 @@ class SegmentRefreshView(MerchantRequiredMixin, View):
 
 
 class MemberAddView(MerchantRequiredMixin, View):
+    permission = Action.EDIT_MEMBERS
+
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         merchant = current_merchant(request)
         segment = _segment(request, pk)
@@ -657,6 +691,8 @@ class MemberAddView(MerchantRequiredMixin, View):
 
 
 class MemberRemoveView(MerchantRequiredMixin, View):
+    permission = Action.EDIT_MEMBERS
+
     def post(self, request: HttpRequest, pk: int, customer_pk: int) -> HttpResponse:
         merchant = current_merchant(request)
         segment = _segment(request, pk)
@@ -675,6 +711,8 @@ def _member_write(request: HttpRequest, service: Any, segment: Segment, ids: lis
 
 
 class MemberUploadView(MerchantRequiredMixin, View):
+    permission = Action.EDIT_MEMBERS
+
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         segment = _segment(request, pk)
         form = MemberUploadForm(request.POST, request.FILES)

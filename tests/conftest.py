@@ -13,6 +13,13 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _no_sign_in_throttling(settings):
+    # Django's test client signs in without a request, which django-axes refuses; its own
+    # tests (tests/customers/test_sign_in_throttling.py) switch it back on.
+    settings.AXES_ENABLED = False
+
+
 @pytest.fixture
 def merchant(db):
     return MerchantFactory(slug="acme", name="Acme Cannabis", time_zone="America/Toronto")

@@ -40,3 +40,21 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
 
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_is_off_unless_switched_on():
+    show = "from django.conf import settings; print(settings.DEBUG)"
+    unset = run_manage("shell", "-c", show, DJANGO_SECRET_KEY="x7!kq" * 12)
+    on = run_manage("shell", "-c", show, DJANGO_DEBUG="1")
+
+    assert unset.returncode == 0, unset.stderr
+    assert unset.stdout.strip().splitlines()[-1] == "False"
+    assert on.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_without_settings_it_refuses_to_start_and_says_how_to_develop():
+    result = run_manage("check")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (the default)" in result.stderr
+    assert "DJANGO_DEBUG=1" in result.stderr

@@ -32,11 +32,10 @@ from customers.imports import (
     upload_paths,
     upload_store,
 )
-from customers.models import Role
+from customers.permissions import Action
 from customers.tenancy import MerchantRequiredMixin, current_merchant
 
 SESSION_KEY = "customer_import_uploads"
-IMPORT_ROLES = (Role.OWNER.value, Role.MANAGER.value)
 
 MSG_NO_FILE = "Choose at least one file to import."
 MSG_IMPORTED = "Import done: {summary}."
@@ -114,16 +113,20 @@ def _rows(report: ImportReport) -> list[dict[str, Any]]:
 class ImportView(MerchantRequiredMixin, FormView):
     """Upload, then a dry-run preview of the current merchant's import."""
 
-    allowed_roles = IMPORT_ROLES
+    permission = Action.IMPORT_DATA
     template_name = "customers/import.html"
     form_class = ImportUploadForm
 
     def form_valid(self, form: ImportUploadForm) -> HttpResponse:
         files = {kind: form.cleaned_data[kind] for kind in FILE_ORDER if form.cleaned_data[kind]}
         token = upload_store(files)
-        report = import_files(
-            merchant=current_merchant(self.request), files=upload_paths(token), dry_run=True
-        )
+        try:
+            report = import_files(
+                merchant=current_merchant(self.request), files=upload_paths(token), dry_run=True
+            )
+        except Exception:
+            upload_discard(token)  # "busy, try again" (or an error): the files must be sent again
+            raise
         if report.ok:
             _remember(self.request, token)
         else:
@@ -139,7 +142,7 @@ class ImportView(MerchantRequiredMixin, FormView):
 class ImportConfirmView(MerchantRequiredMixin, View):
     """Run the previewed import for real."""
 
-    allowed_roles = IMPORT_ROLES
+    permission = Action.IMPORT_DATA
 
     def post(self, request: HttpRequest) -> HttpResponse:
         token = _owned_token(request)
@@ -167,7 +170,7 @@ class ImportConfirmView(MerchantRequiredMixin, View):
 class ImportCancelView(MerchantRequiredMixin, View):
     """Delete the uploaded files of a previewed import."""
 
-    allowed_roles = IMPORT_ROLES
+    permission = Action.IMPORT_DATA
 
     def post(self, request: HttpRequest) -> HttpResponse:
         token = _owned_token(request)

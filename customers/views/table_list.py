@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export import ExportMixin
 
+from customers.permissions import Action
 from customers.tables import DEFAULT_PAGE_SIZE, EXPORT_FORMATS, PAGE_SIZES, SafeTableExport
 from customers.tenancy import MerchantRequiredMixin, current_merchant
 
@@ -26,6 +27,12 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
     table_pagination = {"per_page": DEFAULT_PAGE_SIZE}
     export_class = SafeTableExport
     export_formats = EXPORT_FORMATS
+
+    def get_permission(self, request: HttpRequest) -> Action:
+        # Seeing the list is viewing; taking it away as a file is exporting.
+        if self.export_trigger_param in request.GET:
+            return Action.EXPORT_DATA
+        return self.permission
 
     def get_export_filename(self, export_format: str) -> str:
         merchant = current_merchant(self.request)
@@ -49,6 +56,11 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
 
     def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
         response: HttpResponse = super().render_to_response(context, **kwargs)
+        if self.export_trigger_param in self.request.GET:
+            # An export holds the merchant's data (customers' emails and phones): no cache,
+            # shared or the browser's, keeps a copy (as member downloads do).
+            response["Cache-Control"] = "no-store"
+            return response
         # Same URL, two bodies (page or partial): caches must key on the htmx header.
         patch_vary_headers(response, ("HX-Request",))
         return response

@@ -331,3 +331,68 @@ def test_unknown_file_name_is_a_programming_error(merchant, write_csv):
 
     with pytest.raises(ValueError, match="unknown import file 'orders'"):
         import_files(merchant=merchant, files={"orders": write_csv("orders", "a")})
+
+
+# -- values no database can hold (the Hardening issue, point 7) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("joined_at", "time_zone"),
+    [
+        ("0001-01-01T00:00:00", "Asia/Tokyo"),  # local midnight is the year 0 in UTC
+        ("9999-12-31T22:00:00-05:00", "UTC"),  # its UTC instant is in the year 10000
+        ("0001-01-01T10:00:00+00:00", "UTC"),  # no day to spare for a page's time zone
+        ("9999-12-31T12:00:00", "America/Toronto"),
+    ],
+)
+def test_timestamps_off_the_calendar_are_line_and_column_errors(
+    write_csv, run_import, merchant, joined_at, time_zone, table_counts
+):
+    # given a merchant whose time zone decides what a timestamp without offset means
+    merchant.time_zone = time_zone
+    merchant.save()
+    before = table_counts()
+    path = write_csv("customers", CUSTOMER_HEADER, "C1,2024-01-01T10:00:00", f"C2,{joined_at}")
+
+    # when
+    report = run_import(customers=path)
+
+    # then the cell is named, and nothing was written
+    assert [(e.line, e.column) for e in report.errors] == [(3, "joined_at")]
+    assert "is out of range (timestamps lie between 0001-01-02 and 9999-12-30 UTC)" in (
+        report.errors[0].message
+    )
+    assert table_counts() == before
+
+
+def test_the_edges_of_the_calendar_are_accepted(write_csv, run_import, merchant):
+    path = write_csv(
+        "customers",
+        CUSTOMER_HEADER,
+        "C1,0001-01-02T12:00:00+00:00",
+        "C2,9999-12-30T12:00:00+00:00",
+    )
+    report = run_import(customers=path)
+    assert report.ok, report.errors
+    assert Customer.objects.filter(merchant=merchant).count() == 2
+
+
+@pytest.mark.parametrize("column", ["first_name", "external_id", "tags", "customer_type"])
+def test_a_nul_byte_is_a_line_and_column_error(write_csv, run_import, column, table_counts):
+    before = table_counts()
+    path = write_csv(
+        "customers",
+        f"external_id,joined_at,{column}" if column != "external_id" else CUSTOMER_HEADER,
+        "C1,2024-01-01T10:00:00" + (",ok" if column != "external_id" else ""),
+        (
+            "C\x002,2024-01-01T10:00:00"
+            if column == "external_id"
+            else "C2,2024-01-01T10:00:00,a\x00b"
+        ),
+    )
+
+    report = run_import(customers=path)
+
+    assert [(e.line, e.column) for e in report.errors] == [(3, column)]
+    assert "contains a NUL character (\\u0000), which cannot be stored" in report.errors[0].message
+    assert table_counts() == before

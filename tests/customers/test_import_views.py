@@ -185,3 +185,20 @@ def test_a_token_of_another_merchant_cannot_confirm(merchant, other_merchant):
 def test_a_forged_token_is_404(owner_client):
     assert owner_client.post(CONFIRM_URL, {"token": "../../etc"}).status_code == 404
     assert owner_client.post(CONFIRM_URL, {}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("C1,9999-12-31T23:00:00-05:00", "is out of range"),
+        ("C1,0001-01-01T00:00:00+09:00", "is out of range"),
+        ("C\x001,2024-01-01T10:00:00", "contains a NUL character"),
+    ],
+)
+def test_values_no_database_can_hold_are_previewed_as_errors(owner_client, merchant, row, message):
+    response = _upload(owner_client, customers=f"external_id,joined_at\n{row}\n")
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert response.context["token"] == ""
+    assert not Customer.objects.filter(merchant=merchant).exists()

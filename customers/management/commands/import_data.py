@@ -1,7 +1,8 @@
 """`manage.py import_data --merchant SLUG [--customers F ...] [--dry-run]`.
 
 Imports contract CSV files (docs/import.md). Exit status: 0 when imported (or when a dry run
-found no error), 2 on bad input (the errors go to stderr) or an unknown merchant.
+found no error), 2 on bad input (the errors go to stderr) or an unknown merchant, 75 when the
+database stayed busy with another writer past the wait (nothing written: run it again).
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 
 from customers.imports import FILE_ORDER, MAX_ERRORS, import_files
 from customers.metrics import vacuum_segment_tables
+from customers.middleware import is_database_busy
 from customers.models import Merchant
 
 MSG_UNKNOWN_MERCHANT = 'No merchant with the slug "{slug}".'
 MSG_NO_FILES = "Give at least one file, e.g. --customers customers.csv."
 MSG_MISSING_FILE = "{option}: no such file: {path}"
+MSG_BUSY = (
+    "The database is busy with another writer (an import or a refresh) and stayed so past "
+    "the wait: nothing was written. Run the import again."
+)
+#: EX_TEMPFAIL: a temporary failure, the same command may succeed when run again.
+EXIT_BUSY = 75
 
 
 class Command(BaseCommand):
@@ -56,7 +65,12 @@ class Command(BaseCommand):
             # The wall time of each phase (read, check, merge, metrics, commit).
             logging.getLogger("customers.imports").setLevel(logging.DEBUG)
         started = time.monotonic()
-        report = import_files(merchant=merchant, files=files, dry_run=options["dry_run"])
+        try:
+            report = import_files(merchant=merchant, files=files, dry_run=options["dry_run"])
+        except OperationalError as exc:
+            if not is_database_busy(exc):
+                raise
+            raise CommandError(MSG_BUSY, returncode=EXIT_BUSY) from None
         elapsed = time.monotonic() - started
 
         for counts in report.counts.values():

@@ -1,0 +1,122 @@
+/* The portal's own script: small behaviours the pages declare with data attributes.
+ *
+ * One static file, loaded by every page, so the Content-Security-Policy can allow scripts
+ * from this site only ('self'): no inline script, no `hx-on` attribute and no htmx trigger
+ * filter (`change[...]`), which htmx would have to evaluate as code.
+ */
+(function () {
+  "use strict";
+
+  // Copy a panel's text: <button data-copy-target="#id">.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy-target]");
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copyTarget);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      const label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // "Select all on this page": <input type="checkbox" data-select-all="#table .row-select">.
+  document.addEventListener("change", function (event) {
+    const selector = event.target.dataset && event.target.dataset.selectAll;
+    if (!selector) return;
+    document.querySelectorAll(selector).forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  });
+
+  // Edits that htmx sends as custom events (instead of trigger filters it would eval):
+  // - a change inside an element with data-edit-event="name", except inside [data-no-edit]
+  //   or on a field named in data-edit-skip, fires "name" on that element.
+  document.addEventListener("change", function (event) {
+    const target = event.target;
+    if (!(target instanceof Element)) return;
+    const owner = target.closest("[data-edit-event]");
+    if (!owner || target.closest("[data-no-edit]")) return;
+    const skip = (owner.dataset.editSkip || "").split(" ");
+    if (target.name && skip.indexOf(target.name) !== -1) return;
+    if (window.htmx) window.htmx.trigger(owner, owner.dataset.editEvent);
+  });
+
+  // Filter forms send only the fields that have a value (short, readable URLs).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.target.matches || !event.target.matches("[data-drop-empty]")) return;
+    const data = event.detail.formData;
+    Array.from(data.entries()).forEach(function (entry) {
+      if (entry[1] === "") data.delete(entry[0]);
+    });
+  });
+
+  // A request htmx made was refused or failed: say so instead of leaving the page stale.
+  const MESSAGES = {
+    400: "The request could not be read (too large or malformed). Nothing was saved.",
+    403: "You may not do that with your role.",
+    404: "That no longer exists.",
+    429: "Too many requests; wait a moment and try again.",
+    503: "The database is busy; try again in a moment. Nothing was saved.",
+  };
+  document.addEventListener("htmx:responseError", function (event) {
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    showProblem(MESSAGES[status] || "The server could not answer (" + status + "). Try again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showProblem("The server cannot be reached. Check the connection and try again.");
+  });
+
+  function showProblem(text) {
+    const main = document.querySelector("main");
+    if (!main) return;
+    let box = document.getElementById("request-problem");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "request-problem";
+      box.className = "alert alert-warning alert-dismissible";
+      box.setAttribute("role", "alert");
+      const message = document.createElement("span");
+      const close = document.createElement("button");
+      close.type = "button";
+      close.className = "btn-close";
+      close.setAttribute("data-bs-dismiss", "alert");
+      close.setAttribute("aria-label", "Close");
+      box.append(message, close);
+      main.prepend(box);
+    }
+    box.firstChild.textContent = text;
+  }
+
+  // Line charts: <canvas data-line-chart="id of a json_script with [[label, value], ...]"
+  // data-label="Members">. Needs Chart.js on the page.
+  function drawCharts() {
+    if (!window.Chart) return;
+    document.querySelectorAll("canvas[data-line-chart]").forEach(function (canvas) {
+      if (canvas.dataset.drawn) return;
+      const source = document.getElementById(canvas.dataset.lineChart);
+      if (!source) return;
+      const points = JSON.parse(source.textContent);
+      canvas.dataset.drawn = "1";
+      new window.Chart(canvas, {
+        type: "line",
+        data: {
+          labels: points.map(function (p) { return p[0]; }),
+          datasets: [{
+            label: canvas.dataset.label || "",
+            data: points.map(function (p) { return p[1]; }),
+            tension: 0.2,
+            pointRadius: 2,
+          }],
+        },
+        options: {
+          animation: false,
+          plugins: { legend: { display: false } },
+          scales: { y: { beginAtZero: true } },
+        },
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", drawCharts);
+  document.addEventListener("htmx:afterSettle", drawCharts);
+})();

@@ -1,0 +1,423 @@
+"""The role matrix (`customers.permissions`, `docs/roles.md`): every portal view and action,
+tried by every role, is allowed exactly when the matrix says so, changes nothing when it is
+refused, and the pages offer exactly the buttons the role may use. Admin actions ask the
+same module.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.admin.sites import site
+from django.contrib.auth.models import Permission
+from django.test import Client, RequestFactory
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from customers.models import Role
+from customers.permissions import (
+    ROLE_MATRIX,
+    SUPPORT_PERMISSION,
+    Action,
+    denied_message,
+    role_may,
+    support_may,
+)
+from segments import services
+from segments.models import Segment, SegmentKind, SegmentMembership
+from tests.factories import (
+    DEMO_PASSWORD,
+    CustomerFactory,
+    StaffMembershipFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = [Role.STAFF, Role.MANAGER, Role.OWNER]
+
+
+@dataclass
+class World:
+    """One merchant's rows the requests act on."""
+
+    customer: Any
+    dynamic: Segment
+    manual: Segment
+    other: Segment  # a second dynamic segment (bulk actions, removal)
+
+
+@pytest.fixture
+def world(merchant):
+    customer = CustomerFactory(merchant=merchant, external_id="C1")
+    dynamic = services.segment_create(
+        merchant=merchant,
+        name="Buyers",
+        kind=SegmentKind.DYNAMIC,
+        rules={"match": "all", "conditions": [{"field": "orders_count", "op": "gte", "value": 0}]},
+    )
+    services.segment_update(segment=dynamic, description="second version")
+    manual = services.segment_create(merchant=merchant, name="Hand picked", kind=SegmentKind.MANUAL)
+    services.segment_members_add(segment=manual, customers=[customer.pk])
+    other = services.segment_create(
+        merchant=merchant,
+        name="Other",
+        kind=SegmentKind.DYNAMIC,
+        rules={"match": "all", "conditions": [{"field": "orders_count", "op": "gte", "value": 1}]},
+    )
+    return World(customer=customer, dynamic=dynamic, manual=manual, other=other)
+
+
+def client_for(merchant, role: Role) -> Client:
+    user = UserFactory(username=f"as-{role.value}")
+    StaffMembershipFactory(user=user, merchant=merchant, role=role)
+    client = Client()
+    assert client.login(username=user.username, password=DEMO_PASSWORD)
+    return client
+
+
+def builder_post(**extra: str) -> dict[str, str]:
+    return {
+        "name": "Saved by a role",
+        "slug": "",
+        "description": "",
+        "is_active": "on",
+        "refresh_cadence": "daily",
+        "refresh_weekday": "6",
+        "refresh_hour": "3",
+        "rules_json": '{"match": "all", "conditions": '
+        '[{"field": "orders_count", "op": "gte", "value": 2}]}',
+        **extra,
+    }
+
+
+@dataclass
+class Case:
+    """One request: the URL name it covers, how to make it, the action it needs, and (when
+    allowed) what it changed."""
+
+    name: str
+    action: Action
+    method: str
+    url: Callable[[World], str]
+    data: Callable[[World], dict[str, Any]] = field(default=lambda w: {})
+    changed: Callable[[World], bool] | None = None
+
+
+def url(name: str, *args: Callable[[World], Any], query: str = "") -> Callable[[World], str]:
+    return lambda w: reverse(name, args=[arg(w) for arg in args]) + query
+
+
+def pk(attr: str) -> Callable[[World], int]:
+    return lambda w: getattr(w, attr).pk
+
+
+def upload(w: World) -> dict[str, Any]:
+    data = io.BytesIO(b"external_id\n")
+    data.name = "members.csv"
+    return {"file": data}
+
+
+CASES = [
+    # customers
+    Case("customers:list", Action.VIEW, "get", url("customers:list")),
+    Case("customers:list", Action.EXPORT_DATA, "get", url("customers:list", query="?_export=csv")),
+    Case("customers:detail", Action.VIEW, "get", url("customers:detail", pk("customer"))),
+    Case("customers:import", Action.IMPORT_DATA, "get", url("customers:import")),
+    Case("customers:import", Action.IMPORT_DATA, "post", url("customers:import")),
+    Case(
+        "customers:import_confirm",
+        Action.IMPORT_DATA,
+        "post",
+        url("customers:import_confirm"),
+        lambda w: {"token": "x" * 20},
+    ),
+    Case(
+        "customers:import_cancel",
+        Action.IMPORT_DATA,
+        "post",
+        url("customers:import_cancel"),
+        lambda w: {"token": "x" * 20},
+    ),
+    # segments: reading
+    Case("segments:list", Action.VIEW, "get", url("segments:list")),
+    Case("segments:list", Action.EXPORT_DATA, "get", url("segments:list", query="?_export=csv")),
+    Case("segments:detail", Action.VIEW, "get", url("segments:detail", pk("dynamic"))),
+    Case(
+        "segments:detail",
+        Action.VIEW,
+        "get",
+        url("segments:detail", pk("dynamic"), query="?customer=C1"),
+    ),
+    Case("segments:history", Action.VIEW, "get", url("segments:history", pk("dynamic"))),
+    Case(
+        "segments:customer_segments",
+        Action.VIEW,
+        "get",
+        url("segments:customer_segments", pk("customer")),
+    ),
+    Case(
+        "segments:download",
+        Action.EXPORT_DATA,
+        "get",
+        lambda w: reverse("segments:download", args=[w.manual.pk, "csv"]),
+    ),
+    # segments: building
+    Case("segments:create", Action.BUILD_SEGMENTS, "get", url("segments:create")),
+    Case("segments:edit", Action.BUILD_SEGMENTS, "get", url("segments:edit", pk("dynamic"))),
+    Case(
+        "segments:builder_editor",
+        Action.BUILD_SEGMENTS,
+        "post",
+        url("segments:builder_editor"),
+        lambda w: builder_post(),
+    ),
+    Case(
+        "segments:builder_preview",
+        Action.BUILD_SEGMENTS,
+        "post",
+        url("segments:builder_preview"),
+        lambda w: builder_post(),
+    ),
+    Case(
+        "segments:builder_editor_segment",
+        Action.BUILD_SEGMENTS,
+        "post",
+        url("segments:builder_editor_segment", pk("dynamic")),
+        lambda w: builder_post(),
+    ),
+    Case(
+        "segments:builder_preview_segment",
+        Action.BUILD_SEGMENTS,
+        "post",
+        url("segments:builder_preview_segment", pk("dynamic")),
+        lambda w: builder_post(),
+    ),
+    # segments: saving
+    Case(
+        "segments:create",
+        Action.SAVE_SEGMENTS,
+        "post",
+        url("segments:create"),
+        lambda w: builder_post(),
+        changed=lambda w: Segment.objects.filter(name="Saved by a role").exists(),
+    ),
+    Case(
+        "segments:edit",
+        Action.SAVE_SEGMENTS,
+        "post",
+        url("segments:edit", pk("dynamic")),
+        lambda w: builder_post(name="Renamed"),
+        changed=lambda w: Segment.objects.get(pk=w.dynamic.pk).name == "Renamed",
+    ),
+    Case(
+        "segments:action",
+        Action.SAVE_SEGMENTS,
+        "post",
+        url("segments:action", pk("dynamic")),
+        lambda w: {"action": "duplicate"},
+        changed=lambda w: Segment.objects.filter(name="Buyers (copy)").exists(),
+    ),
+    Case(
+        "segments:restore",
+        Action.SAVE_SEGMENTS,
+        "post",
+        lambda w: reverse("segments:restore", args=[w.dynamic.pk, 1]),
+        changed=lambda w: Segment.objects.get(pk=w.dynamic.pk).definition_version == 3,
+    ),
+    # segments: operating
+    Case(
+        "segments:action",
+        Action.OPERATE_SEGMENTS,
+        "post",
+        url("segments:action", pk("dynamic")),
+        lambda w: {"action": "deactivate"},
+        changed=lambda w: not Segment.objects.get(pk=w.dynamic.pk).is_active,
+    ),
+    Case(
+        "segments:refresh",
+        Action.OPERATE_SEGMENTS,
+        "post",
+        url("segments:refresh", pk("dynamic")),
+    ),
+    Case(
+        "segments:bulk",
+        Action.OPERATE_SEGMENTS,
+        "post",
+        url("segments:bulk"),
+        lambda w: {"action": "deactivate", "ids": [w.other.pk], "confirmed": "1"},
+        changed=lambda w: not Segment.objects.get(pk=w.other.pk).is_active,
+    ),
+    # manual members
+    Case(
+        "segments:member_add",
+        Action.EDIT_MEMBERS,
+        "post",
+        url("segments:member_add", pk("manual")),
+        lambda w: {"external_id": "C2"},
+    ),
+    Case(
+        "segments:member_remove",
+        Action.EDIT_MEMBERS,
+        "post",
+        lambda w: reverse("segments:member_remove", args=[w.manual.pk, w.customer.pk]),
+        changed=lambda w: not SegmentMembership.objects.filter(segment=w.manual).exists(),
+    ),
+    Case(
+        "segments:member_upload",
+        Action.EDIT_MEMBERS,
+        "post",
+        url("segments:member_upload", pk("manual")),
+        upload,
+        changed=lambda w: not SegmentMembership.objects.filter(segment=w.manual).exists(),
+    ),
+    # removing
+    Case("segments:remove", Action.REMOVE_SEGMENTS, "get", url("segments:remove", pk("other"))),
+    Case(
+        "segments:remove",
+        Action.REMOVE_SEGMENTS,
+        "post",
+        url("segments:remove", pk("other")),
+        changed=lambda w: not Segment.objects.filter(pk=w.other.pk).exists(),
+    ),
+    Case(
+        "segments:bulk",
+        Action.REMOVE_SEGMENTS,
+        "post",
+        url("segments:bulk"),
+        lambda w: {"action": "remove", "ids": [w.other.pk], "confirmed": "1"},
+        changed=lambda w: not Segment.objects.filter(pk=w.other.pk).exists(),
+    ),
+]
+
+
+def case_id(case: Case) -> str:
+    return f"{case.method}-{case.name}-{case.action.value}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_every_view_allows_exactly_the_roles_of_the_matrix(merchant, world, role, case):
+    # given a user of that role
+    client = client_for(merchant, role)
+    allowed = role_may(role, case.action)
+
+    # when they make the request
+    send = getattr(client, case.method)
+    response = send(case.url(world), case.data(world))
+
+    # then it is refused (403, naming who may) exactly when the matrix says so
+    if allowed:
+        assert response.status_code != 403, response.content[:300]
+        assert response.status_code < 500
+    else:
+        assert response.status_code == 403
+        assert denied_message(case.action) in response.content.decode()
+    if case.changed is not None:
+        assert case.changed(world) is allowed
+
+
+def _portal_url_names() -> set[str]:
+    names: set[str] = set()
+    for namespace in ("customers", "segments"):
+        resolver = get_resolver().namespace_dict[namespace][1]
+        for pattern in resolver.url_patterns:
+            if isinstance(pattern, URLPattern) and pattern.name:
+                names.add(f"{namespace}:{pattern.name}")
+            assert not isinstance(pattern, URLResolver)
+    return names
+
+
+def test_every_portal_url_is_tried_by_every_role():
+    # A new view must be added to CASES (and so to the matrix) before it ships.
+    covered = {case.name for case in CASES} | {"customers:switch_merchant"}
+    assert _portal_url_names() == covered
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
+def test_pages_offer_exactly_the_buttons_the_role_may_use(merchant, world, role):
+    client = client_for(merchant, role)
+    can = {action: role_may(role, action) for action in Action}
+
+    detail = client.get(reverse("segments:detail", args=[world.dynamic.pk])).content.decode()
+    manual = client.get(reverse("segments:detail", args=[world.manual.pk])).content.decode()
+    listing = client.get(reverse("segments:list")).content.decode()
+    customers = client.get(reverse("customers:list")).content.decode()
+    history = client.get(reverse("segments:history", args=[world.dynamic.pk])).content.decode()
+    builder = client.get(reverse("segments:edit", args=[world.dynamic.pk])).content.decode()
+
+    assert ('id="refresh-now"' in detail) is can[Action.OPERATE_SEGMENTS]
+    assert ('id="toggle-active"' in detail) is can[Action.OPERATE_SEGMENTS]
+    assert ('value="duplicate"' in detail) is can[Action.SAVE_SEGMENTS]
+    assert ("Remove…" in detail) is can[Action.REMOVE_SEGMENTS]
+    assert ('id="download-menu"' in detail) is can[Action.EXPORT_DATA]
+    assert (
+        'action="' + reverse("segments:member_upload", args=[world.manual.pk]) in manual
+    ) is can[Action.EDIT_MEMBERS]
+    assert ("Export CSV" in listing) is can[Action.EXPORT_DATA]
+    assert ("Export CSV" in customers) is can[Action.EXPORT_DATA]
+    assert ('<option value="remove">' in listing) is can[Action.REMOVE_SEGMENTS]
+    assert ('<option value="deactivate">' in listing) is can[Action.OPERATE_SEGMENTS]
+    assert (">Restore</button>" in history) is can[Action.SAVE_SEGMENTS]
+    assert ('id="save-segment" disabled' in builder) is not can[Action.SAVE_SEGMENTS]
+    assert ('href="/import/"' in customers) is can[Action.IMPORT_DATA]
+
+
+def test_roles_doc_states_the_same_matrix():
+    # docs/roles.md has one table row per action: | `action` | what | staff | manager | owner |
+    text = (ROOT / "docs" / "roles.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|[^|]*\|([^|]*)\|([^|]*)\|([^|]*)\|", text, re.MULTILINE)
+    documented = {
+        Action(name): {
+            role for role, mark in zip(ROLES, marks, strict=True) if mark.strip() == "yes"
+        }
+        for name, *marks in rows
+    }
+    assert documented == {action: set(roles) for action, roles in ROLE_MATRIX.items()}
+
+
+# -- the admin ------------------------------------------------------------------------------
+
+
+def support_user(username, *permissions):
+    user = UserFactory(username=username, is_staff=True)
+    for dotted in permissions:
+        app_label, codename = dotted.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return type(user).objects.get(pk=user.pk)  # a fresh instance: no cached permissions
+
+
+@pytest.mark.parametrize(
+    ("model_admin", "action_name", "action"),
+    [
+        ("segments.segment", "refresh_now", Action.OPERATE_SEGMENTS),
+        ("customers.merchant", "recompute_metrics", Action.RECOMPUTE_METRICS),
+        ("customers.customer", "recompute_metrics", Action.RECOMPUTE_METRICS),
+        ("auth.user", "unlock_sign_in", Action.UNLOCK_SIGN_IN),
+    ],
+)
+def test_admin_actions_ask_the_permissions_module(model_admin, action_name, action):
+    app_label, model_name = model_admin.split(".")
+    admin_for = next(
+        ma
+        for model, ma in site._registry.items()
+        if model._meta.app_label == app_label and model._meta.model_name == model_name
+    )
+    view_perm = f"{app_label}.view_{model_name}"
+    without = support_user("support-1", view_perm)
+    with_perm = support_user("support-2", view_perm, SUPPORT_PERMISSION[action])
+    request = RequestFactory().get("/admin/")
+
+    request.user = without
+    assert not support_may(without, action)
+    assert action_name not in admin_for.get_actions(request)
+    request.user = with_perm
+    assert support_may(with_perm, action)
+    assert action_name in admin_for.get_actions(request)
