@@ -89,7 +89,8 @@ def setup(merchant: Merchant, count: int) -> Client:
         user=user, merchant=merchant, defaults={"role": Role.OWNER}
     )
     client = Client()
-    assert client.login(username=USERNAME, password=PASSWORD)
+    # force_login: sign-in throttling (django-axes) needs a request, which login() lacks.
+    client.force_login(user)
     return client
 
 

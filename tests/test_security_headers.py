@@ -57,3 +57,22 @@ def test_pages_themselves_may_vary_by_htmx(staff_client):
     response = staff_client.get(reverse("segments:list"))
     assert "Cache-Control" not in response or "no-store" not in response["Cache-Control"]
     assert "HX-Request" in response["Vary"]
+
+
+def test_a_body_over_the_limit_is_a_clear_400_not_a_500(staff_client, settings):
+    settings.DEBUG = False
+    huge = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+
+    response = staff_client.post(reverse("segments:builder_preview"), {"rules_json": huge})
+
+    assert response.status_code == 400
+    assert "too large" in response.content.decode()
+
+
+def test_too_many_fields_is_a_clear_400(staff_client, settings):
+    fields = {f"c:r.{i}:value": "1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+
+    response = staff_client.post(reverse("segments:builder_editor"), fields)
+
+    assert response.status_code == 400
+    assert "too many fields" in response.content.decode()
