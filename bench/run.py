@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --only import --import-customers 10000
     .venv/bin/python bench/run.py --only segments   # segment engine (after generate)
     .venv/bin/python bench/run.py --only list --only downloads  # issue 4 (after generate)
+    .venv/bin/python bench/run.py --only hardening --generate-sizes 100000  # hostile input
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -48,7 +49,9 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument(
-        "--only", choices=["generate", "import", "segments", "list", "downloads"], action="append"
+        "--only",
+        choices=["generate", "import", "segments", "list", "downloads", "hardening"],
+        action="append",
     )
     parser.add_argument("--generate-sizes", default="10000,100000,1000000")
     parser.add_argument("--import-customers", type=int, default=100_000)
@@ -56,7 +59,7 @@ def main() -> None:
 
     ensure_database(args.database_url)
     env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
-    wanted = set(args.only or ["generate", "segments", "list", "downloads", "import"])
+    wanted = set(args.only or ["generate", "segments", "list", "downloads", "hardening", "import"])
     if "generate" in wanted:
         subprocess.run(
             [sys.executable, "bench/generate_bench.py", "--sizes", args.generate_sizes],
@@ -78,6 +81,14 @@ def main() -> None:
             subprocess.run(
                 [sys.executable, f"bench/{name}_bench.py"], cwd=ROOT, env=env, check=True
             )
+    if "hardening" in wanted:
+        # Reads the 100k merchant `generate` made.
+        subprocess.run(
+            [sys.executable, "bench/hardening_bench.py", "--merchant", "bench-100k"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
     if "import" in wanted:
         subprocess.run(
             [

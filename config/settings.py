@@ -189,6 +189,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
+# The rule builder's live count stops after this long (docs/segment-builder.md): no rule
+# tree keeps the database busy for longer on one user's keystroke.
+SEGMENT_LIVE_COUNT_TIMEOUT_MS = int(os.environ.get("SEGMENT_LIVE_COUNT_TIMEOUT_MS", "5000"))
+
 # Content-Security-Policy (django-csp): scripts, styles, fonts and fetches from this site only.
 # The portal has no inline script or style (static/js/portal.js does what pages need), and
 # htmx is configured to evaluate no code (templates/base.html). Bootstrap's icons are data:

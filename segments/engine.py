@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import (
     BigIntegerField,
     BooleanField,
@@ -57,6 +58,7 @@ from segments.rules import (
 
 __all__ = [
     "ConditionResult",
+    "EvaluationTimeout",
     "FunnelStep",
     "RuleTree",
     "RuleValidationError",
@@ -72,6 +74,7 @@ __all__ = [
     "matching_ids",
     "matching_rows",
     "referenced_segment_slugs",
+    "time_limit",
     "validate_rules",
 ]
 
@@ -228,6 +231,49 @@ def evaluation_settings() -> Iterator[None]:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
         yield
+
+
+class EvaluationTimeout(Exception):
+    """An evaluation ran past its `time_limit` and was stopped (nothing was written)."""
+
+
+#: PostgreSQL's "query_canceled" (statement_timeout).
+_QUERY_CANCELED = "57014"
+
+
+@contextmanager
+def time_limit(milliseconds: int) -> Iterator[None]:
+    """Stop the queries run inside after `milliseconds` in all, raising `EvaluationTimeout`.
+
+    For evaluations a request makes on a user's behalf (the builder's live count), so that no
+    rule tree, however heavy, keeps the database busy for longer. PostgreSQL: a
+    `statement_timeout` for a transaction (a savepoint inside the caller's). SQLite: a
+    progress handler that interrupts the statement once the time is up.
+    """
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(milliseconds)}")
+                yield
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == _QUERY_CANCELED:
+                raise EvaluationTimeout(milliseconds) from exc
+            raise
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    deadline = time.monotonic() + milliseconds / 1000
+    # Checked every 10,000 virtual machine instructions; non-zero interrupts the statement.
+    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        yield
+    except OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise EvaluationTimeout(milliseconds) from exc
+        raise
+    finally:
+        raw.set_progress_handler(None, 10_000)
 
 
 def _single_condition(node: Node) -> Condition | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -45,6 +46,11 @@ REFRESH_QUEUED_MESSAGE = "Refresh queued."
 NOT_REFRESHED_MESSAGE = "Manual and inactive segments are not refreshed from rules."
 NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
 NOT_EVALUATED_ERROR = "These rules cannot be evaluated: {error}"
+LIVE_COUNT_TIMEOUT_ERROR = (
+    "The live count took more than {seconds:g} seconds and was stopped, to keep the portal "
+    "quick for everyone. The segment can still be saved: its refresh counts the members "
+    "without this limit."
+)
 NOT_DESCRIBED = "(these rules no longer validate: {error})"
 
 
@@ -67,9 +73,12 @@ def _attempt(call: Callable[[], T], what: str) -> tuple[T | None, str]:
     """`call()`, or (None, why) when it fails. Pages that evaluate or describe several
     segments' stored rules use it, so one segment that cannot be evaluated (rules saved
     before a limit existed, a database that refuses a value) shows its error in place
-    instead of breaking the page for the whole merchant."""
+    instead of breaking the page for the whole merchant. A time limit running out is the
+    caller's to say (`engine.EvaluationTimeout` passes through)."""
     try:
         return call(), ""
+    except engine.EvaluationTimeout:
+        raise
     except Exception as exc:
         logger.warning("%s failed", what, exc_info=True)
         return None, _error_text(exc)
@@ -126,21 +135,27 @@ class SegmentListView(MerchantTableListView):
     def get_queryset(self) -> QuerySet[Segment]:
         return selectors.segment_list(merchant=current_merchant(self.request))
 
+    def _bulk_actions(self) -> list[tuple[str, str]]:
+        return [
+            (key, label)
+            for key, label in BULK_ACTIONS.items()
+            if may(self.request, ACTION_PERMISSION[key])
+        ]
+
     def get_table_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs: dict[str, Any] = {
             "merchant": current_merchant(self.request),
             "allowed": {
                 entry for entry, needed in ROW_MENU_PERMISSION.items() if may(self.request, needed)
             },
         }
+        if not self._bulk_actions():
+            kwargs["exclude"] = ("select",)  # nothing to apply to a selection
+        return kwargs
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["bulk_actions"] = [
-            (key, label)
-            for key, label in BULK_ACTIONS.items()
-            if may(self.request, ACTION_PERMISSION[key])
-        ]
+        context["bulk_actions"] = self._bulk_actions()
         context["templates"] = [(template_key(t), t) for t in TEMPLATES]
         return context
 
@@ -392,9 +407,19 @@ def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
     if not state.valid:
         return {"errors": state.errors}
     rules = builder.clean_for_save(state.tree)
-    counted, error = _attempt(
-        lambda: engine.count_with_funnel(merchant=merchant, rules=rules), "live count"
-    )
+    limit_ms = settings.SEGMENT_LIVE_COUNT_TIMEOUT_MS
+
+    def live_count() -> tuple[int, list[engine.FunnelStep]]:
+        with engine.time_limit(limit_ms):
+            return engine.count_with_funnel(merchant=merchant, rules=rules)
+
+    try:
+        counted, error = _attempt(live_count, "live count")
+    except engine.EvaluationTimeout:
+        return {
+            "errors": [LIVE_COUNT_TIMEOUT_ERROR.format(seconds=limit_ms / 1000)],
+            "failed": True,
+        }
     if counted is None:
         return {"errors": [NOT_EVALUATED_ERROR.format(error=error)], "failed": True}
     count, steps = counted

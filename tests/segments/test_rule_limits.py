@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
 from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.urls import reverse
 
 from segments import builder, engine, services
@@ -486,3 +488,46 @@ def test_the_live_count_shows_an_evaluation_failure(staff_client, merchant):
 def test_parse_of_stored_rules_still_names_the_problem():
     with pytest.raises(RuleValidationError, match="must lie between"):
         parse_rules(rules(cond("member_since", "after", "9999-12-31")))
+
+
+# -- the live count's time limit --------------------------------------------------------------
+
+
+def slow_query() -> None:
+    """A statement that runs for seconds on either database."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_sleep(3)")
+        else:
+            cursor.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                "WHERE i < 100000000) SELECT count(*) FROM n"
+            )
+
+
+def test_time_limit_stops_a_slow_evaluation_on_this_database():
+    started = time.monotonic()
+    with pytest.raises(engine.EvaluationTimeout), engine.time_limit(200):
+        slow_query()
+    assert time.monotonic() - started < 2
+    # and the connection is usable afterwards, without the limit
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_the_live_count_says_it_was_stopped(staff_client, merchant, settings):
+    settings.SEGMENT_LIVE_COUNT_TIMEOUT_MS = 200
+    tree = rules(cond("orders_count", "gte", 1))
+
+    with mock.patch.object(engine, "count_with_funnel", side_effect=lambda **kw: slow_query()):
+        response = staff_client.post(
+            reverse("segments:builder_preview"), {"rules_json": json.dumps(tree)}
+        )
+
+    assert response.status_code == 200
+    assert response.context["errors"] == [
+        "The live count took more than 0.2 seconds and was stopped, to keep the portal quick "
+        "for everyone. The segment can still be saved: its refresh counts the members without "
+        "this limit."
+    ]
