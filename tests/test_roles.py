@@ -362,6 +362,7 @@ def test_pages_offer_exactly_the_buttons_the_role_may_use(merchant, world, role)
     assert ("Export CSV" in listing) is can[Action.EXPORT_DATA]
     assert ("Export CSV" in customers) is can[Action.EXPORT_DATA]
     assert ('<option value="remove">' in listing) is can[Action.REMOVE_SEGMENTS]
+    assert ('id="select-all"' in listing) is can[Action.OPERATE_SEGMENTS]
     assert ('<option value="deactivate">' in listing) is can[Action.OPERATE_SEGMENTS]
     assert (">Restore</button>" in history) is can[Action.SAVE_SEGMENTS]
     assert ('id="save-segment" disabled' in builder) is not can[Action.SAVE_SEGMENTS]
