@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --durations=15
 # Settings default to production-safe (DEBUG off, which needs DJANGO_SECRET_KEY); every
 # target here is for development, so it switches DEBUG on unless told otherwise.
 export DJANGO_DEBUG ?= 1
@@ -42,8 +42,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy .
 
+# The full Hypothesis profile (every example each property asks for); a bare `pytest` runs
+# the quick one. `--durations` lists the slowest tests, to keep the suite well under 10 min.
 pytest: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-full} $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -502,19 +502,26 @@ def write_rows(
 
 
 def server_statements() -> bool:
-    """Whether pg_stat_statements is there to tell the database's own time per statement
-    (it needs `shared_preload_libraries = 'pg_stat_statements'`)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
-        if cursor.fetchone() is not None:
-            return True
-        try:
-            # Preloaded but not created in this database (a new bench database).
-            with transaction.atomic():
+    """Whether pg_stat_statements can tell the database's own time per statement. It needs
+    the extension in this database (created here when missing) and the library preloaded
+    (`shared_preload_libraries = 'pg_stat_statements'`, a server restart): without the
+    library the extension can be created but every call of it fails, so a reset is tried
+    too. When it cannot measure, it says so and the benchmark goes on without server time."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+            if cursor.fetchone() is None:
                 cursor.execute("CREATE EXTENSION pg_stat_statements")
-        except DatabaseError:
-            return False
-        return True
+            cursor.execute("SELECT pg_stat_statements_reset()")
+    except DatabaseError as exc:
+        print(
+            "pg_stat_statements cannot measure server time here "
+            f"({type(exc).__name__}: {str(exc).strip()}); going on without it. "
+            "Preload it (docs/deployment.md, PostgreSQL settings) to measure it.",
+            flush=True,
+        )
+        return False
+    return True
 
 
 def reset_server_time() -> None:

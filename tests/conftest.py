@@ -1,6 +1,7 @@
 import pytest
 from django.test import Client
 
+import tests.hypothesis_profiles  # noqa: F401 - loads the Hypothesis profile
 from tests.factories import DEMO_PASSWORD, MerchantFactory, StaffMembershipFactory, UserFactory
 
 
@@ -11,6 +12,13 @@ def _plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Every sign-in and every factory user hashes a password; PBKDF2's 1,000,000 rounds are
+    # for real accounts, not for thousands of test sign-ins.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

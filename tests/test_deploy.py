@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # each test starts a Python process
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from customers.synthetic import SyntheticDataset
 from customers.synthetic_writers import MerchantHasCustomers, write_to_database
 from tests.factories import CustomerFactory, MerchantFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 NOW = "2026-06-15T18:30:00+00:00"
 

@@ -10,7 +10,7 @@ from django.test import Client
 from customers.management.commands.seed_demo import DEMO_PASSWORD
 from customers.models import Customer, CustomerMetrics, Merchant, Role, StaffMembership
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def seed(*args: str) -> str:

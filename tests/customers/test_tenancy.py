@@ -102,12 +102,13 @@ def login(username: str, **membership: Any) -> Client:
     return client
 
 
-def skip_if_page_not_built(portal_url: PortalUrl) -> None:
+def require_page(portal_url: PortalUrl) -> None:
+    """A listed page must exist: a deleted template fails here, never passes as skipped."""
     if portal_url.needs_template:
         try:
             get_template(portal_url.needs_template)
         except TemplateDoesNotExist:
-            pytest.skip(f"{portal_url.needs_template} does not exist yet")
+            pytest.fail(f"{portal_url.needs_template} is missing")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def test_user_without_membership_is_refused(world, portal_url):
 
 @pytest.mark.parametrize("portal_url", PORTAL_URLS, ids=URL_IDS)
 def test_member_can_open(staff_client, world, portal_url):
-    skip_if_page_not_built(portal_url)
+    require_page(portal_url)
 
     response = portal_url.request(staff_client, world)
 
@@ -145,7 +146,7 @@ def test_member_can_open(staff_client, world, portal_url):
 
 @pytest.mark.parametrize("portal_url", PORTAL_URLS, ids=URL_IDS)
 def test_no_response_mentions_another_merchants_rows(staff_client, world, portal_url):
-    skip_if_page_not_built(portal_url)
+    require_page(portal_url)
 
     response = portal_url.request(staff_client, world)
 

@@ -10,24 +10,23 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from customers.metrics import refresh_merchant_metrics  # noqa: E402
-from customers.models import Gender, LineItem, Redemption, Transaction  # noqa: E402
-from segments import engine  # noqa: E402
-from segments.evaluate import Evaluator, load_people  # noqa: E402
-from segments.rules import RuleValidationError, parse_rules  # noqa: E402
-from tests.factories import (  # noqa: E402
+from customers.metrics import refresh_merchant_metrics
+from customers.models import Gender, LineItem, Redemption, Transaction
+from segments import engine
+from segments.evaluate import Evaluator, load_people
+from segments.rules import RuleValidationError, parse_rules
+from tests.factories import (
     BranchFactory,
     CustomerFactory,
     ProductFactory,
     TagFactory,
     TierFactory,
 )
-from tests.segments.conftest import AS_OF, ext_ids, toronto  # noqa: E402
+from tests.hypothesis_profiles import examples
+from tests.segments.conftest import AS_OF, ext_ids, toronto
 
 DATASET_SIZE = 40
 MAX_EXAMPLES = 500
@@ -256,6 +255,7 @@ def groups(depth: int = 1) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_fast_exact_and_reference_agree_on_random_trees(merchant):
     # given a fixed, varied dataset, built once for every example
@@ -266,7 +266,7 @@ def test_fast_exact_and_reference_agree_on_random_trees(merchant):
     sizes: list[int] = []
 
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=examples(MAX_EXAMPLES),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -327,8 +327,9 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=examples(300), deadline=None, database=None)
 @given(data=JSON)
+@pytest.mark.slow
 def test_parsing_arbitrary_json_only_ever_raises_validation_errors(data):
     # given any JSON value, when parsed, then it is a tree or a RuleValidationError with paths
     try:

@@ -14,22 +14,20 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from django.conf import settings as django_settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.core.management.base import CommandError  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.urls import reverse  # noqa: E402
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from segments import engine  # noqa: E402
-from segments.criteria import REGISTRY  # noqa: E402
-from segments.criteria.base import KNOWN_OPS  # noqa: E402
-from segments.models import Segment  # noqa: E402
-from segments.templates_catalog import TEMPLATES  # noqa: E402
-from tests.factories import (  # noqa: E402
+from segments import engine
+from segments.criteria import REGISTRY
+from segments.criteria.base import KNOWN_OPS
+from segments.models import Segment
+from segments.templates_catalog import TEMPLATES
+from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
     StaffMembershipFactory,
@@ -37,8 +35,9 @@ from tests.factories import (  # noqa: E402
     TransactionFactory,
     UserFactory,
 )
+from tests.hypothesis_profiles import examples
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 EXAMPLES = 100
 
 HOSTILE_TEXT = [
@@ -185,7 +184,7 @@ def save_data(text: str) -> dict[str, str]:
 
 
 @settings(
-    max_examples=EXAMPLES,
+    max_examples=examples(EXAMPLES),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
