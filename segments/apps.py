@@ -10,3 +10,4 @@ class SegmentsConfig(AppConfig):
         from segments.signals import on_customers_changed
 
         customers_changed.connect(on_customers_changed, dispatch_uid="segments.customers_changed")
+        from segments import checks  # noqa: F401 - registers the rule field checks

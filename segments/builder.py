@@ -26,7 +26,7 @@ from typing import Any
 from django.http import QueryDict
 
 from segments.criteria import REGISTRY
-from segments.criteria.base import Criterion, NumberCriterion, TimeCriterion
+from segments.criteria.base import FIELD_GROUPS, Criterion
 from segments.rules import (
     MAX_CONDITIONS,
     MAX_DEPTH,
@@ -70,8 +70,6 @@ OP_LABELS = {
     "next_days": "in the next … days",
     "is": "is",
 }
-#: Field groups of the field select, by the criterion module that defines the field.
-FIELD_GROUPS = (("profile", "Profile"), ("purchases", "Purchases"), ("segments", "Segments"))
 
 PASTE_NOT_JSON_ERROR = "The pasted text cannot be read: {error}"
 PASTE_NOT_GROUP_ERROR = 'The pasted JSON must be a group: {"match": ..., "conditions": [...]}.'
@@ -81,29 +79,11 @@ PASTE_NOT_GROUP_ERROR = 'The pasted JSON must be a group: {"match": ..., "condit
 
 
 def widget_kind(criterion: Criterion | None, op: str) -> str:
-    """Which value widget fits `op` of this criterion.
-
-    "none" (no value), "names" (a multi-select), "number", "money", "days", "date",
-    "number_pair", "money_pair", "date_pair", "bool".
-    """
+    """Which value widget fits `op` of this criterion (the criterion decides: `widget()`,
+    one of `WIDGET_KINDS`); "none" for no criterion or an operator it does not take."""
     if criterion is None or op not in criterion.ops:
         return "none"
-    if op in ("never", "exists", "today", "this_week", "this_month"):
-        return "none"
-    if op in ("within_days", "before_days", "next_days"):
-        return "days"
-    if op in ("before", "after"):
-        return "date"
-    if op == "is":
-        return "bool"
-    if op in ("in", "not_in", "has_any", "has_all", "has_none"):
-        return "names"
-    money = isinstance(criterion, NumberCriterion) and criterion.money
-    if op == "between":
-        if isinstance(criterion, TimeCriterion):
-            return "date_pair"
-        return "money_pair" if money else "number_pair"
-    return "money" if money else "number"
+    return criterion.widget(op)
 
 
 @dataclass(frozen=True)
@@ -113,13 +93,11 @@ class FieldChoice:
 
 
 def field_catalogue() -> list[tuple[str, list[FieldChoice]]]:
-    """The registry's fields grouped for the field select (Profile, Purchases, Segments)."""
-    grouped: dict[str, list[FieldChoice]] = {key: [] for key, _ in FIELD_GROUPS}
+    """The registry's fields by their group, for the field select (`FIELD_GROUPS` order)."""
+    grouped: dict[str, list[FieldChoice]] = {group: [] for group in FIELD_GROUPS}
     for key, criterion in REGISTRY.items():
-        family = type(criterion).__module__.rsplit(".", 1)[-1]
-        grouped.setdefault(family, []).append(FieldChoice(key, criterion.label.capitalize()))
-    labels = dict(FIELD_GROUPS)
-    return [(labels.get(family, family.title()), fields) for family, fields in grouped.items()]
+        grouped[criterion.group].append(FieldChoice(key, criterion.label.capitalize()))
+    return [(group, fields) for group, fields in grouped.items() if fields]
 
 
 def default_value(criterion: Criterion | None, op: str) -> Any:
@@ -453,11 +431,12 @@ def _shown(value: Any) -> str:
 def editor_nodes(
     tree: dict[str, Any],
     *,
-    options: Mapping[str, list[str]],
+    options: Mapping[str, Mapping[str, list[str]]],
     errors: Mapping[str, list[str]] | None = None,
 ) -> EditorNode:
-    """The view model of `tree`; `options` maps a field key (or `products.<list>`) to the
-    merchant's own names for its multi-selects."""
+    """The view model of `tree`; `options` maps a field key to what its criterion's
+    `options()` gave: the merchant's own names for its multi-selects ("value",
+    "products.<list>")."""
     errors = errors or {}
 
     def build(node: dict[str, Any], node_id: str, depth: int) -> EditorNode:
@@ -493,9 +472,7 @@ def editor_nodes(
         elif item.kind == "names":
             item.value = _as_list(value)
             item.options = _with_selected(
-                list(options.get(item.field, []))
-                or list(getattr(criterion, "choices", None) or []),
-                item.value,
+                list(options.get(item.field, {}).get("value", [])), item.value
             )
         elif item.kind == "bool":
             item.value = value is not False
@@ -513,7 +490,9 @@ def editor_nodes(
                     (
                         key,
                         label,
-                        _with_selected(list(options.get(f"products.{key}", [])), chosen),
+                        _with_selected(
+                            list(options.get(item.field, {}).get(f"products.{key}", [])), chosen
+                        ),
                         chosen,
                     )
                 )

@@ -18,12 +18,10 @@ Like the exact path, it ignores transactions and redemptions after `as_of`.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -153,21 +151,6 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
     return list(people.values())
 
 
-def _number(actual: Any, op: str, value: Any) -> bool:
-    if op == "between":
-        return bool(value[0] <= actual <= value[1])
-    return bool(
-        {
-            "eq": actual == value,
-            "ne": actual != value,
-            "gt": actual > value,
-            "gte": actual >= value,
-            "lt": actual < value,
-            "lte": actual <= value,
-        }[op]
-    )
-
-
 @dataclass(frozen=True)
 class SegmentRef:
     """What the `segment` field needs of another segment: its kind and rules, and for a
@@ -180,6 +163,10 @@ class SegmentRef:
 
 class Evaluator:
     """Evaluates parsed rule trees for `Person`s at `as_of` in the merchant's time zone.
+
+    Each condition is its criterion's `evaluate()` (`segments.criteria`: one class per field
+    holds it, next to its SQL); this class holds what they share: the instant and "today",
+    the contract's time operators, windows and comparisons, and the other segments.
 
     `segments` maps the merchant's segment slugs to `SegmentRef`s for the `segment` field:
     a dynamic segment is evaluated from its rules (live, like the compiler does), a manual
@@ -209,7 +196,31 @@ class Evaluator:
             return not result if node.negate else result
         return self.condition(node, person)
 
-    def _time(self, instant: dt.datetime | None, op: str, value: Any) -> bool:
+    def condition(self, condition: Condition, person: Person) -> bool:
+        from segments.criteria import REGISTRY
+
+        return REGISTRY[condition.field].evaluate(condition, person, self)
+
+    # -- the contract's shared readings, for the criteria ---------------------------------
+
+    @staticmethod
+    def number(actual: Any, op: str, value: Any) -> bool:
+        """`actual <op> value` for the number operators."""
+        if op == "between":
+            return bool(value[0] <= actual <= value[1])
+        return bool(
+            {
+                "eq": actual == value,
+                "ne": actual != value,
+                "gt": actual > value,
+                "gte": actual >= value,
+                "lt": actual < value,
+                "lte": actual <= value,
+            }[op]
+        )
+
+    def time(self, instant: dt.datetime | None, op: str, value: Any) -> bool:
+        """A time operator on an instant (None: the value does not exist)."""
         if op == "never":
             return instant is None
         if instant is None:
@@ -227,18 +238,22 @@ class Evaluator:
             return bool(local >= value)
         return bool(value[0] <= local <= value[1])
 
-    def _in_window(self, instant: dt.datetime, window: int | None) -> bool:
+    def in_window(self, instant: dt.datetime, window: int | None) -> bool:
+        """Up to `as_of`, and within `window` days of it when set."""
         if instant > self.as_of:
             return False
         return window is None or instant >= self.as_of - dt.timedelta(days=window)
 
-    @staticmethod
-    def _birthday_on(birth: dt.date, day: dt.date) -> bool:
-        if birth.month == 2 and birth.day == 29 and not calendar.isleap(day.year):
-            return (day.month, day.day) == (2, 28)
-        return (day.month, day.day) == (birth.month, birth.day)
+    def orders(self, person: Person, window: int | None) -> list[Txn]:
+        """The customer's orders (purchases) up to `as_of`, within `window` days when set."""
+        return [
+            t
+            for t in person.transactions
+            if t.kind == "purchase" and self.in_window(t.occurred_at, window)
+        ]
 
-    def _in_segments(self, slugs: tuple[str, ...], person: Person) -> bool:
+    def in_segments(self, slugs: tuple[str, ...], person: Person) -> bool:
+        """Is the customer in any of these segments (dynamic ones evaluated live)?"""
         for slug in slugs:
             ref = self.segments.get(slug)
             if ref is None:
@@ -259,106 +274,3 @@ class Evaluator:
             finally:
                 self._stack.pop()
         return False
-
-    def condition(self, c: Condition, p: Person) -> bool:
-        f, op, v = c.field, c.op, c.value
-        window = c.option("window_days")
-        orders = [
-            t
-            for t in p.transactions
-            if t.kind == "purchase" and self._in_window(t.occurred_at, None)
-        ]
-        windowed = [t for t in orders if self._in_window(t.occurred_at, window)]
-        if f in ("gender", "customer_type", "tier", "home_branch"):
-            actual = {
-                "gender": p.gender,
-                "customer_type": p.customer_type.lower() or None,
-                "tier": p.tier.lower() if p.tier else None,
-                "home_branch": p.home_branch,
-            }[f]
-            names = {n.lower() for n in v} if f in ("customer_type", "tier") else set(v)
-            inside = actual is not None and actual in names
-            return inside if op == "in" else not inside
-        if f == "tags":
-            names = {n.lower() for n in v}
-            if op == "has_any":
-                return bool(p.tags & names)
-            if op == "has_all":
-                return names <= p.tags
-            return not (p.tags & names)
-        if f == "age":
-            if p.birth_date is None:
-                return False
-            b, t = p.birth_date, self.today
-            age = t.year - b.year - ((t.month, t.day) < (b.month, b.day))
-            return _number(age, op, v)
-        if f == "birthday":
-            if p.birth_date is None:
-                return False
-            if op == "this_month":
-                return p.birth_date.month == self.today.month
-            if op == "today":
-                days = [self.today]
-            elif op == "this_week":
-                monday = self.today - dt.timedelta(days=self.today.weekday())
-                days = [monday + dt.timedelta(days=i) for i in range(7)]
-            else:
-                days = [self.today + dt.timedelta(days=i) for i in range(v)]
-            return any(self._birthday_on(p.birth_date, d) for d in days)
-        if f == "member_since":
-            return self._time(p.joined_at, op, v)
-        if f == "last_contacted":
-            return self._time(p.last_contacted_at, op, v)
-        if f in p.opt_in:
-            return p.opt_in[f] is v
-        if f in ("points_balance", "lifetime_points"):
-            return _number(getattr(p, f), op, v)
-        if f == "orders_count":
-            return _number(len(windowed), op, v)
-        if f == "total_spend":
-            both = [t for t in p.transactions if self._in_window(t.occurred_at, window)]
-            spend = sum((t.total if t.kind == "purchase" else -t.total for t in both), Decimal(0))
-            return _number(spend, op, v)
-        if f == "avg_order_value":
-            if not windowed:
-                return False
-            avg = Fraction(sum((t.total for t in windowed), Decimal(0))) / len(windowed)
-            value = (Fraction(v[0]), Fraction(v[1])) if op == "between" else Fraction(v)
-            return _number(avg, op, value)
-        if f == "last_purchase":
-            return self._time(max((t.occurred_at for t in orders), default=None), op, v)
-        if f == "first_purchase":
-            return self._time(min((t.occurred_at for t in orders), default=None), op, v)
-        if f == "visited_branch":
-            return any(t.branch in v for t in windowed)
-        if f == "rewards_redeemed":
-            return _number(sum(self._in_window(r, window) for r in p.redemptions), op, v)
-        if f == "purchased":
-            return self._purchased(c, orders, windowed)
-        if f == "segment":
-            inside = self._in_segments(v, p)
-            return inside if op == "in" else not inside
-        raise ValueError(f"no evaluation for the field {f!r}")
-
-    def _purchased(self, c: Condition, orders: list[Txn], windowed: list[Txn]) -> bool:
-        lists = {key: {n.lower() for n in names} for key, names in c.option("products")}
-
-        def matches(item: Item) -> bool:
-            attrs = {
-                "product_types": item.product_type,
-                "brands": item.brand,
-                "categories": item.category,
-                "skus": item.sku,
-            }
-            return all(attrs[key].lower() in names for key, names in lists.items())
-
-        units = sum(i.quantity for t in windowed for i in t.items if matches(i))
-        if not _number(units, c.op, c.value):
-            return False
-        recent = c.option("last_within_days")
-        if recent is None:
-            return True
-        last = max(
-            (t.occurred_at for t in orders if any(matches(i) for i in t.items)), default=None
-        )
-        return last is not None and last >= self.as_of - dt.timedelta(days=recent)

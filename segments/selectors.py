@@ -15,9 +15,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from customers.models import Branch, Customer, Merchant, Product, Tag, Tier
+from customers.models import Customer, Merchant
 from customers.selectors import customer_search
-from segments.builder import PRODUCT_LISTS
+from segments.criteria import REGISTRY
 from segments.models import (
     MembershipEvent,
     Segment,
@@ -26,15 +26,6 @@ from segments.models import (
     SegmentSizeSnapshot,
     SegmentVersion,
 )
-
-#: A multi-select longer than this is not usable; the rest can be pasted as JSON.
-MAX_OPTIONS = 1000
-PRODUCT_COLUMNS = {
-    "product_types": "product_type",
-    "brands": "brand",
-    "categories": "category",
-    "skus": "sku",
-}
 
 
 def segment_queryset(*, merchant: Merchant) -> QuerySet[Segment]:
@@ -96,31 +87,15 @@ def active_dynamic_segments(*, merchant: Merchant) -> QuerySet[Segment]:
     return segment_queryset(merchant=merchant).filter(kind=SegmentKind.DYNAMIC, is_active=True)
 
 
-def _distinct(qs: QuerySet[Any], column: str) -> list[str]:
-    values = qs.exclude(**{column: ""}).order_by(column).values_list(column, flat=True).distinct()
-    return [str(v) for v in values[:MAX_OPTIONS]]
-
-
-def builder_options(*, merchant: Merchant, segment: Segment | None = None) -> dict[str, list[str]]:
-    """The merchant's own names for the builder's multi-selects, by field key (and
-    `products.<list>` for the `purchased` sub-form)."""
-    customers = Customer.objects.filter(merchant=merchant)
-    branches = _distinct(Branch.objects.filter(merchant=merchant), "code")
-    others = segment_queryset(merchant=merchant)
-    if segment is not None:
-        others = others.exclude(pk=segment.pk)
-    options = {
-        "customer_type": _distinct(customers, "customer_type"),
-        "tier": _distinct(Tier.objects.filter(merchant=merchant), "name"),
-        "tags": _distinct(Tag.objects.filter(merchant=merchant), "name"),
-        "home_branch": branches,
-        "visited_branch": branches,
-        "segment": _distinct(others, "slug"),
+def builder_options(
+    *, merchant: Merchant, segment: Segment | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """The merchant's own names for the builder's multi-selects, by field key: what each
+    criterion's `options()` offers ("value", "products.<list>")."""
+    return {
+        key: criterion.options(merchant=merchant, segment=segment)
+        for key, criterion in REGISTRY.items()
     }
-    products = Product.objects.filter(merchant=merchant)
-    for key, _ in PRODUCT_LISTS:
-        options[f"products.{key}"] = _distinct(products, PRODUCT_COLUMNS[key])
-    return options
 
 
 @dataclass(frozen=True)

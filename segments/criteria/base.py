@@ -1,10 +1,18 @@
 """The criterion registry and the building blocks every criterion shares.
 
-A criterion is one field of the rule contract (`docs/segment-rules.md`). It knows
+A criterion is one field of the rule contract (`docs/segment-rules.md`), and the one place
+that field lives: adding a field is one class in one module (and its tests). It knows
 - which operators it accepts and which extra keys (`window_days`, ...) a condition may carry,
 - how to clean a condition's JSON value into a typed value (raising `CleanError`),
 - how to compile a cleaned condition into a `Q` over the merchant's `CustomerMetrics` rows
-  (one per customer, primary key = the customer's id).
+  (one per customer, primary key = the customer's id),
+- how to evaluate it in Python for one customer's own rows (`evaluate`, what incremental
+  updates use; written from the contract, not from the SQL, so the two check each other),
+- how the builder shows it: its field group, the value widget of each operator, and the
+  merchant's own names its multi-selects offer (`group`, `widget()`, `options()`).
+
+A system check (`segments.checks`) refuses to start when a registered criterion lacks any of
+these, the way django-filter's `Filter` declares its form field.
 
 Compiled `Q`s test the outer per-customer row's own columns or its id against an
 uncorrelated subquery (`customers_in()`, `customer_set()`), never join many-valued
@@ -42,6 +50,7 @@ from segments.rules import shown, text_problem
 
 if TYPE_CHECKING:
     from customers.models import Merchant
+    from segments.evaluate import Evaluator, Person
     from segments.models import Segment
     from segments.rules import Condition
 
@@ -61,6 +70,18 @@ KNOWN_EXTRAS = frozenset({"window_days", "products", "last_within_days"})
 
 #: Upper bound for day counts: a century is more than any rule needs and keeps dates valid.
 MAX_DAYS = 36_500
+
+#: The value widgets the builder can show (`templates/segments/partials/node.html`): "none"
+#: (the operator takes no value), "names" (a multi-select of names), "number", "money",
+#: "days", "date", "number_pair", "money_pair", "date_pair", "bool".
+WIDGET_KINDS = frozenset(
+    {"none", "names", "number", "money", "days", "date", "number_pair", "money_pair", "date_pair"}
+    | {"bool"}
+)
+#: The builder's field groups, in the order the field select shows them.
+FIELD_GROUPS = ("Profile", "Purchases", "Segments")
+#: How many of a merchant's names a multi-select offers at most.
+MAX_OPTIONS = 1000
 
 OP_SYMBOLS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 
@@ -128,6 +149,8 @@ class Criterion:
     label: ClassVar[str]
     ops: ClassVar[tuple[str, ...]]
     extras: ClassVar[frozenset[str]] = frozenset()
+    #: The builder's field group (one of `FIELD_GROUPS`).
+    group: ClassVar[str] = ""
 
     # -- cleaning -------------------------------------------------------------------------
 
@@ -160,10 +183,52 @@ class Criterion:
         condition has no such form. Must be scoped to `ctx.merchant` by the rows it reads."""
         return None
 
+    # -- evaluating in Python ------------------------------------------------------------
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        """Whether `person` (one customer's profile and history) matches at `ev.as_of`.
+
+        The contract read literally over the customer's own rows, for incremental updates;
+        `ev` has the instant, the merchant's "today" and the shared readings of the
+        contract (time operators, windows, numbers, other segments)."""
+        raise NotImplementedError
+
+    # -- the builder ----------------------------------------------------------------------
+
+    def widget(self, op: str) -> str:
+        """The value widget `op` needs (one of `WIDGET_KINDS`); by operator here, the
+        families refine it (numbers and money, date pairs)."""
+        if op in ("never", "exists", "today", "this_week", "this_month"):
+            return "none"
+        if op in ("within_days", "before_days", "next_days"):
+            return "days"
+        if op in ("before", "after"):
+            return "date"
+        if op == "is":
+            return "bool"
+        if op in ("in", "not_in", "has_any", "has_all", "has_none"):
+            return "names"
+        return "number"
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        """The merchant's own names the builder offers in this field's multi-selects: under
+        "value" for the value, "products.<list>" for the `purchased` sub-form. `segment` is
+        the segment being edited (it is not offered to itself). Default: none."""
+        return {}
+
     # -- describing -----------------------------------------------------------------------
 
     def describe(self, condition: Condition) -> str:
         return f"{self.label} {describe_op(condition.op, condition.value)}"
+
+
+def distinct_names(qs: QuerySet[Any], column: str) -> list[str]:
+    """The distinct non-blank values of `column`, sorted, at most `MAX_OPTIONS` (for
+    `Criterion.options`)."""
+    values = qs.exclude(**{column: ""}).order_by(column).values_list(column, flat=True).distinct()
+    return [str(v) for v in values[:MAX_OPTIONS]]
 
 
 _C = TypeVar("_C", bound=type[Criterion])
@@ -557,6 +622,17 @@ class NumberCriterion(Criterion):
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         return compare(self.value_expression(condition, ctx), condition.op, condition.value)
 
+    def widget(self, op: str) -> str:
+        kind = "money" if self.money else "number"
+        return f"{kind}_pair" if op == "between" else kind
+
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        """The customer's number, for the default `evaluate`."""
+        raise NotImplementedError
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        return ev.number(self.person_number(condition, person, ev), condition.op, condition.value)
+
 
 class TimeCriterion(Criterion):
     """An instant compared with the time operators of the contract.
@@ -586,6 +662,16 @@ class TimeCriterion(Criterion):
         return compare_instant(
             self.instant_expression(condition, ctx), condition.op, condition.value, ctx
         )
+
+    def widget(self, op: str) -> str:
+        return "date_pair" if op == "between" else super().widget(op)
+
+    def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
+        """The customer's instant (None: missing), for the default `evaluate`."""
+        raise NotImplementedError
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        return ev.time(self.person_instant(person, ev), condition.op, condition.value)
 
 
 def compare_instant(expr: Combinable, op: str, value: Any, ctx: CompileContext) -> Q:
@@ -631,9 +717,30 @@ class ChoiceCriterion(Criterion):
                     raise CleanError(f"{shown(name)} is not one of {', '.join(self.choices)}")
         return names
 
+    #: Whether names compare case-insensitively (in Python as in SQL).
+    any_case: ClassVar[bool] = False
+
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         raise NotImplementedError
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         q = self.matches(condition.value, ctx)
         return q if condition.op == "in" else ~q
+
+    def person_value(self, person: Person) -> str | None:
+        """The customer's value (None or "": none), for `evaluate`."""
+        raise NotImplementedError
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        actual = self.person_value(person) or None
+        names = set(condition.value)
+        if self.any_case:
+            actual = actual.lower() if actual is not None else None
+            names = {name.lower() for name in names}
+        inside = actual is not None and actual in names
+        return inside if condition.op == "in" else not inside
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {"value": list(self.choices)} if self.choices else {}

@@ -1,18 +1,20 @@
 """Profile criteria: current values of the customer row (not historical, `as_of` only
-decides "today" for age and birthdays and the reference instant of time operators)."""
+decides "today" for age and birthdays and the reference instant of time operators).
+
+Every class here is in the builder's "Profile" group."""
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import connection
 from django.db.models import Count, F, Func, IntegerField, Q, QuerySet
 from django.db.models.functions import Lower
 from django.db.models.lookups import Exact, In
 
-from customers.models import Branch, CustomerTag, Gender, Tag, Tier
+from customers.models import Branch, Customer, CustomerTag, Gender, Tag, Tier
 from segments.criteria.base import (
     BIRTHDAY_OPS,
     MATCH_NONE,
@@ -29,9 +31,17 @@ from segments.criteria.base import (
     clean_null,
     customer_set,
     customers_in,
+    distinct_names,
     register,
 )
 from segments.rules import Condition
+
+if TYPE_CHECKING:
+    from customers.models import Merchant
+    from segments.evaluate import Evaluator, Person
+    from segments.models import Segment
+
+GROUP = "Profile"
 
 
 class Cardinality(Func):
@@ -50,10 +60,14 @@ class GenderCriterion(ChoiceCriterion):
     """Gender is one of the listed values. Never missing (`unspecified` is a value)."""
 
     label = "gender"
+    group = GROUP
     choices = tuple(Gender.values)
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         return Q(gender__in=names)
+
+    def person_value(self, person: Person) -> str | None:
+        return person.gender
 
 
 @register("customer_type")
@@ -65,9 +79,21 @@ class CustomerTypeCriterion(ChoiceCriterion):
     """
 
     label = "customer type"
+    group = GROUP
+    any_case = True
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         return Q(In(Lower("customer_type"), _lowered(names)))
+
+    def person_value(self, person: Person) -> str | None:
+        return person.customer_type
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {
+            "value": distinct_names(Customer.objects.filter(merchant=merchant), "customer_type")
+        }
 
 
 @register("tier")
@@ -79,6 +105,16 @@ class TierCriterion(ChoiceCriterion):
     """
 
     label = "tier"
+    group = GROUP
+    any_case = True
+
+    def person_value(self, person: Person) -> str | None:
+        return person.tier
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {"value": distinct_names(Tier.objects.filter(merchant=merchant), "name")}
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         tiers = Tier.objects.alias(lname=Lower("name")).filter(
@@ -95,6 +131,15 @@ class HomeBranchCriterion(ChoiceCriterion):
     """
 
     label = "home branch"
+    group = GROUP
+
+    def person_value(self, person: Person) -> str | None:
+        return person.home_branch
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {"value": distinct_names(Branch.objects.filter(merchant=merchant), "code")}
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         branches = Branch.objects.filter(merchant=ctx.merchant, code__in=names)
@@ -116,10 +161,24 @@ class TagsCriterion(Criterion):
     """
 
     label = "tags"
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = TAG_OPS
 
     def clean_value(self, op: str, value: Any) -> Any:
         return clean_names(value)
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        names = {name.lower() for name in condition.value}
+        if condition.op == "has_any":
+            return bool(person.tags & names)
+        if condition.op == "has_all":
+            return names <= person.tags
+        return not (person.tags & names)
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {"value": distinct_names(Tag.objects.filter(merchant=merchant), "name")}
 
     @staticmethod
     def _tag_ids(names: list[str], ctx: CompileContext) -> IdArray:
@@ -181,7 +240,15 @@ class AgeCriterion(NumberCriterion):
     """
 
     label = "age"
+    group = GROUP
     maximum = 150
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        if person.birth_date is None:
+            return False
+        born, today = person.birth_date, ev.today
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        return ev.number(age, condition.op, condition.value)
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         today = ctx.today
@@ -219,6 +286,13 @@ def birthday_days(op: str, value: int | None, today: dt.date) -> list[dt.date]:
     return [today + dt.timedelta(days=i) for i in range(value)]
 
 
+def _birthday_on(birth: dt.date, day: dt.date) -> bool:
+    """Is `day` the birthday of someone born on `birth`? (29 February: 28 in other years.)"""
+    if birth.month == 2 and birth.day == 29 and not calendar.isleap(day.year):
+        return (day.month, day.day) == (2, 28)
+    return (day.month, day.day) == (birth.month, birth.day)
+
+
 def birthday_month_days(days: list[dt.date]) -> dict[int, set[int]]:
     """(month -> days of month) a birth date may have; 29 Feb joins 28 Feb in other years."""
     wanted: dict[int, set[int]] = {}
@@ -239,7 +313,23 @@ class BirthdayCriterion(Criterion):
     """
 
     label = "birthday"
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = BIRTHDAY_OPS
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        if person.birth_date is None:
+            return False
+        today, op = ev.today, condition.op
+        if op == "this_month":
+            return person.birth_date.month == today.month
+        if op == "today":
+            days = [today]
+        elif op == "this_week":
+            monday = today - dt.timedelta(days=today.weekday())
+            days = [monday + dt.timedelta(days=i) for i in range(7)]
+        else:
+            days = [today + dt.timedelta(days=i) for i in range(condition.value)]
+        return any(_birthday_on(person.birth_date, day) for day in days)
 
     def clean_value(self, op: str, value: Any) -> Any:
         if op == "next_days":
@@ -271,7 +361,11 @@ class MemberSinceCriterion(TimeCriterion):
     """When the customer joined (`joined_at`, never missing): time ops but never/exists."""
 
     label = "member since"
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = ("within_days", "before_days", "before", "after", "between")
+
+    def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
+        return person.joined_at
 
     def instant_expression(self, condition: Condition, ctx: CompileContext) -> F:
         return F("joined_at")
@@ -285,6 +379,10 @@ class LastContactedCriterion(TimeCriterion):
     """
 
     label = "last contacted"
+    group = GROUP
+
+    def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
+        return person.last_contacted_at
 
     def instant_expression(self, condition: Condition, ctx: CompileContext) -> F:
         return F("last_contacted_at")
@@ -294,8 +392,12 @@ class OptInCriterion(Criterion):
     """Consent flag `is` true/false (NOT NULL column, so always two-valued)."""
 
     label = ""
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = ("is",)
     column = ""
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        return person.opt_in[self.column] is condition.value
 
     def clean_value(self, op: str, value: Any) -> Any:
         if not isinstance(value, bool):
@@ -338,6 +440,10 @@ class PointsBalanceCriterion(NumberCriterion):
     """Spendable points (NOT NULL, 0 when none)."""
 
     label = "points balance"
+    group = GROUP
+
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        return person.points_balance
 
     def value_expression(self, condition: Condition, ctx: CompileContext) -> F:
         return F("points_balance")
@@ -348,6 +454,10 @@ class LifetimePointsCriterion(NumberCriterion):
     """Points ever earned (NOT NULL, 0 when none)."""
 
     label = "lifetime points"
+    group = GROUP
+
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        return person.lifetime_points
 
     def value_expression(self, condition: Condition, ctx: CompileContext) -> F:
         return F("lifetime_points")

@@ -20,7 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db.models import (
     Case,
@@ -41,6 +42,7 @@ from django.db.models.functions import Lower
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThanOrEqual
 
 from customers.models import (
+    Branch,
     CustomerProductStats,
     LineItem,
     Product,
@@ -62,12 +64,20 @@ from segments.criteria.base import (
     customers_in,
     describe_list,
     describe_op,
+    distinct_names,
     holds,
     id_in,
     register,
     restricted,
 )
 from segments.rules import Condition, shown
+
+if TYPE_CHECKING:
+    from customers.models import Merchant
+    from segments.evaluate import Evaluator, Item, Person, Txn
+    from segments.models import Segment
+
+GROUP = "Purchases"
 
 MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=20, decimal_places=4)
 SINGULAR = {
@@ -123,6 +133,7 @@ def count_compared(
 
 class WindowedNumber(NumberCriterion):
     extras = frozenset({"window_days"})
+    group = GROUP
 
     def use_fast(self, condition: Condition, ctx: CompileContext) -> bool:
         return ctx.fast and condition.option("window_days") is None
@@ -143,6 +154,9 @@ class OrdersCountCriterion(WindowedNumber):
 
     label = "orders"
 
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        return len(ev.orders(person, condition.option("window_days")))
+
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
         if self.use_fast(condition, ctx):
@@ -160,6 +174,11 @@ class TotalSpendCriterion(WindowedNumber):
     label = "total spend"
     money = True
     allow_negative = True
+
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        window = condition.option("window_days")
+        both = [t for t in person.transactions if ev.in_window(t.occurred_at, window)]
+        return sum((t.total if t.kind == "purchase" else -t.total for t in both), Decimal(0))
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
@@ -186,6 +205,19 @@ class AvgOrderValueCriterion(WindowedNumber):
 
     label = "average order value"
     money = True
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        orders = ev.orders(person, condition.option("window_days"))
+        if not orders:
+            return False
+        average = Fraction(sum((t.total for t in orders), Decimal(0))) / len(orders)
+        value = condition.value
+        exact = (
+            (Fraction(value[0]), Fraction(value[1]))
+            if condition.op == "between"
+            else Fraction(value)
+        )
+        return ev.number(average, condition.op, exact)
 
     @staticmethod
     def test(total: Combinable, count: Combinable, op: str, value: Any) -> Q:
@@ -221,6 +253,7 @@ class AvgOrderValueCriterion(WindowedNumber):
 class PurchaseInstant(TimeCriterion):
     aggregate: Any = Max
     column = ""
+    group = GROUP
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
@@ -247,6 +280,9 @@ class LastPurchaseCriterion(PurchaseInstant):
     aggregate = Max
     column = "last_purchase_at"
 
+    def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
+        return max((t.occurred_at for t in ev.orders(person, None)), default=None)
+
 
 @register("first_purchase")
 class FirstPurchaseCriterion(PurchaseInstant):
@@ -255,6 +291,9 @@ class FirstPurchaseCriterion(PurchaseInstant):
     label = "first purchase"
     aggregate = Min
     column = "first_purchase_at"
+
+    def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
+        return min((t.occurred_at for t in ev.orders(person, None)), default=None)
 
 
 @register("visited_branch")
@@ -265,11 +304,21 @@ class VisitedBranchCriterion(Criterion):
     """
 
     label = "visited branch"
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = ("in",)
     extras = frozenset({"window_days"})
 
     def clean_value(self, op: str, value: Any) -> Any:
         return clean_names(value)
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        orders = ev.orders(person, condition.option("window_days"))
+        return any(t.branch in condition.value for t in orders)
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        return {"value": distinct_names(Branch.objects.filter(merchant=merchant), "code")}
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         orders = transactions(ctx, window_days=condition.option("window_days"))
@@ -286,6 +335,10 @@ class RewardsRedeemedCriterion(WindowedNumber):
     """Number of redemptions up to `as_of` (within `window_days` when set); none is 0."""
 
     label = "rewards redeemed"
+
+    def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
+        window = condition.option("window_days")
+        return sum(ev.in_window(redeemed, window) for redeemed in person.redemptions)
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
@@ -311,8 +364,43 @@ class PurchasedCriterion(NumberCriterion):
     """
 
     label = "purchased"
+    group = GROUP
     ops: ClassVar[tuple[str, ...]] = NUMBER_OPS
     extras = frozenset({"window_days", "products", "last_within_days"})
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        lists = {key: {n.lower() for n in names} for key, names in condition.option("products")}
+
+        def matches(item: Item) -> bool:
+            attrs = {
+                "product_types": item.product_type,
+                "brands": item.brand,
+                "categories": item.category,
+                "skus": item.sku,
+            }
+            return all(attrs[key].lower() in names for key, names in lists.items())
+
+        windowed: list[Txn] = ev.orders(person, condition.option("window_days"))
+        units = sum(i.quantity for t in windowed for i in t.items if matches(i))
+        if not ev.number(units, condition.op, condition.value):
+            return False
+        recent = condition.option("last_within_days")
+        if recent is None:
+            return True
+        last = max(
+            (t.occurred_at for t in ev.orders(person, None) if any(matches(i) for i in t.items)),
+            default=None,
+        )
+        return last is not None and last >= ev.as_of - dt.timedelta(days=recent)
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        products = Product.objects.filter(merchant=merchant)
+        return {
+            f"products.{key}": distinct_names(products, column)
+            for key, column in PRODUCT_LISTS.items()
+        }
 
     def clean_extras(self, op: str, extras: Mapping[str, Any]) -> dict[str, Any]:
         cleaned = super().clean_extras(op, {k: v for k, v in extras.items() if k != "products"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
@@ -15,6 +15,7 @@ from segments.criteria.base import (
     ValidationContext,
     clean_names,
     customers_in,
+    distinct_names,
     register,
 )
 from segments.models import Segment, SegmentKind, SegmentMembership
@@ -26,6 +27,10 @@ from segments.rules import (
     raw_segment_slugs,
     shown,
 )
+
+if TYPE_CHECKING:
+    from customers.models import Merchant
+    from segments.evaluate import Evaluator, Person
 
 #: How deep segments may use segments that use segments (a chain of `segment` conditions).
 MAX_SEGMENT_NESTING = 5
@@ -106,7 +111,20 @@ class SegmentCriterion(Criterion):
     """
 
     label = "segment"
+    group = "Segments"
     ops = CHOICE_OPS
+
+    def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
+        inside = ev.in_segments(condition.value, person)
+        return inside if condition.op == "in" else not inside
+
+    def options(
+        self, *, merchant: Merchant, segment: Segment | None = None
+    ) -> dict[str, list[str]]:
+        others = Segment.objects.filter(merchant=merchant)
+        if segment is not None:
+            others = others.exclude(pk=segment.pk)
+        return {"value": distinct_names(others, "slug")}
 
     def clean_value(self, op: str, value: Any) -> Any:
         return clean_names(value)
