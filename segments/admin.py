@@ -12,7 +12,13 @@ from django.http import HttpRequest
 
 from customers.permissions import Action, support_may
 from segments.models import MembershipEvent, Segment, SegmentMembership, SegmentVersion
-from segments.services import UPDATABLE_FIELDS, segment_update, segments_queue_refresh
+from segments.selectors import segment_removal_plan
+from segments.services import (
+    UPDATABLE_FIELDS,
+    segment_update,
+    segments_queue_refresh,
+    segments_remove,
+)
 
 FRESHNESS_FIELDS = (
     "refresh_status",
@@ -63,6 +69,34 @@ class SegmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Segments are created in the portal's builder, which validates their rules.
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return support_may(request.user, Action.REMOVE_SEGMENTS)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """The admin's "are you sure?" page, with the removal plan's refusals as protected
+        objects: a segment that another segment uses cannot be deleted here either."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        segments = list(objs)
+        by_merchant: dict[int, list[Segment]] = {}
+        for segment in segments:
+            by_merchant.setdefault(segment.merchant_id, []).append(segment)
+        refusals = [
+            message
+            for group in by_merchant.values()
+            for message in segment_removal_plan(segments=group).messages()
+        ]
+        return deleted, counts, perms_needed, [*protected, *refusals]
+
+    def delete_model(self, request: HttpRequest, obj: Segment) -> None:
+        segments_remove(segments=[obj], user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        by_merchant: dict[int, list[Segment]] = {}
+        for segment in queryset:
+            by_merchant.setdefault(segment.merchant_id, []).append(segment)
+        for group in by_merchant.values():
+            segments_remove(segments=group, user=request.user)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.definition_readonly, *self.readonly_fields]

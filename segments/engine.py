@@ -41,6 +41,7 @@ from django.utils import timezone
 from customers.models import Customer, CustomerMetrics, Merchant
 from segments.criteria import REGISTRY, CompileContext, ValidationContext
 from segments.criteria.segments import MAX_EXPANDED_CONDITIONS
+from segments.graph import raw_segment_slugs
 from segments.models import Segment
 from segments.rules import (
     MAX_RULES_BYTES,
@@ -53,7 +54,6 @@ from segments.rules import (
     RuleValidationError,
     child_path,
     parse_rules,
-    raw_segment_slugs,
 )
 
 __all__ = [
@@ -137,6 +137,7 @@ def make_context(
     fast = as_of is None if exact is None else not exact
     instant = as_of or timezone.now()
     return CompileContext(
+        compile_rules=_compile_stored,
         merchant=merchant,
         as_of=instant,
         today=timezone.localtime(instant, merchant.tzinfo).date(),
@@ -160,6 +161,11 @@ def compile_node(node: Node, ctx: CompileContext) -> Q:
 
 def compile_tree(tree: RuleTree, ctx: CompileContext) -> Q:
     return compile_node(tree.root, ctx)
+
+
+def _compile_stored(rules: Any, ctx: CompileContext) -> Q:
+    """Another segment's stored rules, compiled in `ctx` (for the `segment` field)."""
+    return compile_tree(parse_rules(rules), ctx)
 
 
 def _merchant_rows(merchant: Merchant) -> QuerySet[CustomerMetrics]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.db.models import QuerySet
 from customers.models import Customer, Merchant
 from customers.selectors import customer_search
 from segments.criteria import REGISTRY
+from segments.graph import users_of
 from segments.models import (
     MembershipEvent,
     Segment,
@@ -96,6 +98,77 @@ def builder_options(
         key: criterion.options(merchant=merchant, segment=segment)
         for key, criterion in REGISTRY.items()
     }
+
+
+# -- removal ---------------------------------------------------------------------------------
+
+IN_USE_ERROR = '"{name}" is used by {users}; remove it from their rules first.'
+
+
+def segment_users(*, segments: Collection[Segment]) -> dict[int, list[Segment]]:
+    """For each of `segments` (of one merchant), the other segments of the merchant whose
+    rules use it (`{"field": "segment", ...}`). Campaigns do not exist yet."""
+    if not segments:
+        return {}
+    merchant_id = next(iter(segments)).merchant_id
+    dynamic = {
+        other.slug: other
+        for other in Segment.objects.filter(merchant_id=merchant_id, kind=SegmentKind.DYNAMIC)
+    }
+    users = users_of([s.slug for s in segments], {slug: s.rules for slug, s in dynamic.items()})
+    return {
+        segment.pk: sorted((dynamic[slug] for slug in users[segment.slug]), key=lambda u: u.name)
+        for segment in segments
+    }
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What removing some segments (of one merchant) would do, computed once for everyone
+    who removes: the confirmation page, `services.segments_remove`, the admin and the API
+    (like Django admin's `get_deleted_objects`).
+
+    `blocked`: the segments that cannot go, each with the segments (not removed with it)
+    whose rules use it. `members`, `events`, `versions`: the rows that go with them.
+    """
+
+    segments: tuple[Segment, ...]
+    blocked: tuple[tuple[Segment, tuple[Segment, ...]], ...]
+    members: int
+    events: int
+    versions: int
+
+    @property
+    def allowed(self) -> bool:
+        return not self.blocked
+
+    def messages(self) -> list[str]:
+        """One sentence per blocked segment, naming the segments that use it."""
+        return [
+            IN_USE_ERROR.format(
+                name=segment.name, users=", ".join(f'"{user.name}"' for user in users)
+            )
+            for segment, users in self.blocked
+        ]
+
+
+def segment_removal_plan(*, segments: Collection[Segment]) -> RemovalPlan:
+    """The `RemovalPlan` of removing `segments` together."""
+    removing = {segment.pk for segment in segments}
+    users = segment_users(segments=segments)
+    blocked = []
+    for segment in segments:
+        others = tuple(u for u in users.get(segment.pk, []) if u.pk not in removing)
+        if others:
+            blocked.append((segment, others))
+    ids = sorted(removing)
+    return RemovalPlan(
+        segments=tuple(segments),
+        blocked=tuple(blocked),
+        members=SegmentMembership.objects.filter(segment_id__in=ids).count(),
+        events=MembershipEvent.objects.filter(segment_id__in=ids).count(),
+        versions=SegmentVersion.objects.filter(segment_id__in=ids).count(),
+    )
 
 
 @dataclass(frozen=True)

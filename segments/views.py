@@ -271,14 +271,7 @@ def _confirm(
 ) -> HttpResponse:
     """The confirmation step of an action on several segments, like the admin's
     "delete selected": what will happen to which segments, and what will be refused."""
-    blocked: list[tuple[Segment, list[Segment]]] = []
-    if action == "remove":
-        removing = {s.pk for s in segments}
-        users = services.segment_users(segments=segments)
-        for segment in segments:
-            others = [u for u in users[segment.pk] if u.pk not in removing]
-            if others:
-                blocked.append((segment, others))
+    plan = selectors.segment_removal_plan(segments=segments) if action == "remove" else None
     return render(
         request,
         "segments/confirm_action.html",
@@ -286,7 +279,8 @@ def _confirm(
             "action": action,
             "label": BULK_ACTIONS.get(action, action),
             "segments": segments,
-            "blocked_segments": blocked,
+            "blocked_segments": plan.blocked if plan else (),
+            "plan": plan,
             "query": query,
             "everything": everything,
             "single": single,

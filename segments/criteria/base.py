@@ -46,13 +46,13 @@ from django.db.models.lookups import (
 )
 
 from customers.fields import IdListField
-from segments.rules import shown, text_problem
+from segments.rule_tree import shown, text_problem
 
 if TYPE_CHECKING:
     from customers.models import Merchant
     from segments.evaluate import Evaluator, Person
     from segments.models import Segment
-    from segments.rules import Condition
+    from segments.rule_tree import Condition
 
 #: Matches every customer / no customer. Explicit, because `Q()` is neither: it vanishes
 #: when combined (`Q() | x == x`), which silently turns "match none" into "match all".
@@ -107,7 +107,7 @@ class CompileContext:
     evaluates: uncorrelated per-customer aggregates (`customer_set()`) are then computed for
     them alone instead of for the whole merchant. `segment_stack` holds the slugs being
     compiled, to stop runaway recursion through segments whose stored rules were edited into
-    a cycle behind validation's back.
+    a cycle behind validation's back; `compile_rules` compiles another segment's rules.
     """
 
     merchant: Merchant
@@ -116,6 +116,9 @@ class CompileContext:
     fast: bool
     customer_ids: tuple[int, ...] | None = None
     segment_stack: tuple[str, ...] = ()
+    #: How the engine compiles another segment's stored rules (for the `segment` field):
+    #: handed in by `segments.engine`, so no criterion imports the engine.
+    compile_rules: Callable[[Any, CompileContext], Q] | None = None
 
     @property
     def tz(self) -> dt.tzinfo:

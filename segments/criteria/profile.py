@@ -34,7 +34,7 @@ from segments.criteria.base import (
     distinct_names,
     register,
 )
-from segments.rules import Condition
+from segments.rule_tree import Condition
 
 if TYPE_CHECKING:
     from customers.models import Merchant

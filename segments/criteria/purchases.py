@@ -70,7 +70,7 @@ from segments.criteria.base import (
     register,
     restricted,
 )
-from segments.rules import Condition, shown
+from segments.rule_tree import Condition, shown
 
 if TYPE_CHECKING:
     from customers.models import Merchant

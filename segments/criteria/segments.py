@@ -18,15 +18,9 @@ from segments.criteria.base import (
     distinct_names,
     register,
 )
+from segments.graph import Expansion, find_cycle, raw_segment_slugs
 from segments.models import Segment, SegmentKind, SegmentMembership
-from segments.rules import (
-    Condition,
-    RuleValidationError,
-    count_raw_conditions,
-    key_path,
-    raw_segment_slugs,
-    shown,
-)
+from segments.rule_tree import Condition, RuleValidationError, key_path, shown
 
 if TYPE_CHECKING:
     from customers.models import Merchant
@@ -38,65 +32,6 @@ MAX_SEGMENT_NESTING = 5
 #: each use compiles that segment's rules again, so without a bound a few segments that
 #: each use the previous one a hundred times would compile to millions of conditions.
 MAX_EXPANDED_CONDITIONS = 1000
-
-
-class Expansion:
-    """Conditions and nesting of the merchant's segments once the segments they use are
-    counted in (memoised over one validation; cycles are reported before this is asked)."""
-
-    def __init__(self, rules: dict[str, Any]) -> None:
-        self.rules = rules
-        self.memo: dict[str, tuple[int, int]] = {}
-
-    def of(self, slug: str, seen: frozenset[str] = frozenset()) -> tuple[int, int]:
-        """(conditions, nesting) of one segment; a dynamic segment nests 1 + what it uses."""
-        if slug in self.memo:
-            return self.memo[slug]
-        rules = self.rules.get(slug)
-        if rules is None or slug in seen:
-            return (1, 0)
-        conditions, nesting = count_raw_conditions(rules), 1
-        for used in _uses(rules):
-            for ref in used:
-                sub_conditions, sub_nesting = self.of(ref, seen | {slug})
-                conditions += sub_conditions
-                nesting = max(nesting, 1 + sub_nesting)
-        self.memo[slug] = (conditions, nesting)
-        return self.memo[slug]
-
-
-def _uses(rules: Any) -> list[list[str]]:
-    """The slug lists of each `segment` condition of an unvalidated tree (one per use)."""
-    uses: list[list[str]] = []
-    stack = [rules]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        if node.get("field") == "segment" and isinstance(node.get("value"), list):
-            uses.append(sorted({v.strip() for v in node["value"] if isinstance(v, str)}))
-        nodes = node.get("conditions")
-        if isinstance(nodes, list):
-            stack.extend(nodes)
-    return uses
-
-
-def find_cycle(start: str, graph: dict[str, set[str]], target: str | None) -> list[str] | None:
-    """A path of slugs from `start` back to `target` (or to any slug already on the path)."""
-    stack: list[str] = []
-
-    def visit(slug: str) -> list[str] | None:
-        if slug == target or slug in stack:
-            return [*stack, slug]
-        stack.append(slug)
-        for ref in sorted(graph.get(slug, ())):
-            found = visit(ref)
-            if found:
-                return found
-        stack.pop()
-        return None
-
-    return visit(start)
 
 
 @register("segment")
@@ -156,9 +91,8 @@ class SegmentCriterion(Criterion):
                     )
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
-        from segments.engine import compile_tree
-        from segments.rules import parse_rules
-
+        if ctx.compile_rules is None:
+            raise RuleValidationError(["segment: this evaluation cannot compile other segments"])
         q = MATCH_NONE
         # Scoped to the merchant: a slug never reaches another merchant's segment.
         for segment in Segment.objects.filter(merchant=ctx.merchant, slug__in=condition.value):
@@ -170,5 +104,5 @@ class SegmentCriterion(Criterion):
                 chain = " -> ".join([*ctx.segment_stack, segment.slug])
                 raise RuleValidationError([f"segment: cycle of segments ({chain})"])
             inner = dataclasses.replace(ctx, segment_stack=(*ctx.segment_stack, segment.slug))
-            q |= compile_tree(parse_rules(segment.rules), inner)
+            q |= ctx.compile_rules(segment.rules, inner)
         return q if condition.op == "in" else ~q

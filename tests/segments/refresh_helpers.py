@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from customers.models import Customer
-from segments import services
 from segments.models import Segment, SegmentKind, SegmentMembership
+from segments.services import seams
 
 
 class FakeRuleError(ValueError):
@@ -52,21 +52,12 @@ def fake_matching(segment: Segment, as_of: Any, customer_ids: Any = None) -> Any
 
 
 def fake_evaluator(merchant: Any, segments: Any, ids: Any, as_of: Any) -> Any:
-    """What `services._evaluator` returns, answered by `fake_matching`."""
+    """What `seams.evaluator` returns, answered by `fake_matching`."""
 
     def evaluate(segment: Segment) -> set[int]:
         return set(fake_matching(segment, as_of, ids).values_list("pk", flat=True))
 
     return evaluate
-
-
-def fake_referenced(rules: dict[str, Any]) -> set[str]:
-    return {
-        slug
-        for condition in rules.get("conditions", [])
-        if condition.get("field") == "segment"
-        for slug in condition["value"]
-    }
 
 
 def fake_validate(rules: Any, *, merchant: Any, segment: Any) -> None:
@@ -75,10 +66,10 @@ def fake_validate(rules: Any, *, merchant: Any, segment: Any) -> None:
 
 
 def install_fake_engine(monkeypatch: Any) -> None:
-    monkeypatch.setattr(services, "_matching_queryset", fake_matching)
-    monkeypatch.setattr(services, "_evaluator", fake_evaluator)
-    monkeypatch.setattr(services, "_referenced_slugs", fake_referenced)
-    monkeypatch.setattr(services, "_validate_rules", fake_validate)
+    """Replace the engine behind the services' public seams (`segments.services.seams`)."""
+    monkeypatch.setattr(seams, "matching_queryset", fake_matching)
+    monkeypatch.setattr(seams, "evaluator", fake_evaluator)
+    monkeypatch.setattr(seams, "validate_rules", fake_validate)
 
 
 def make_segment(merchant: Any, slug: str, rules: dict[str, Any] | None = None, **kwargs: Any):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from decimal import Decimal
 
 import pytest
@@ -18,7 +19,12 @@ from segments.models import (
 )
 from segments.services import segment_create, segment_refresh
 from tests.factories import CustomerFactory, TransactionFactory, UserFactory
-from tests.segments.refresh_helpers import install_fake_engine, make_segment, spend_rules
+from tests.segments.refresh_helpers import (
+    install_fake_engine,
+    make_segment,
+    segment_rules,
+    spend_rules,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +129,60 @@ def test_an_admin_edit_goes_through_the_service(support_client, refreshed):
     assert (refreshed.name, refreshed.definition_version) == ("Bigger", 2)
     assert SegmentVersion.objects.filter(segment=refreshed, version=2).exists()
     assert refreshed.refresh_cadence == "weekly"
+
+
+# -- removal goes through the removal plan --------------------------------------------------
+
+
+def test_the_admin_refuses_to_delete_a_segment_another_one_uses(support_client, merchant):
+    # given a segment another segment uses
+    base = make_segment(merchant, "base")
+    user = make_segment(merchant, "user-of-base", segment_rules("base"))
+    url = reverse("admin:segments_segment_delete", args=[base.pk])
+
+    # when support opens the delete page and confirms anyway
+    page = support_client.get(url)
+    confirm = support_client.post(url, {"post": "yes"})
+
+    # then the page says why, and nothing is deleted
+    assert "Cannot delete segment" in page.content.decode()
+    assert '"Base" is used by "User Of Base"' in html.unescape(page.content.decode())
+    assert confirm.status_code == 200  # the admin's "cannot delete" page again
+    assert Segment.objects.filter(pk__in=[base.pk, user.pk]).count() == 2
+
+
+def test_the_admin_deletes_through_the_service(support_client, merchant):
+    base = make_segment(merchant, "base")
+    user = make_segment(merchant, "user-of-base", segment_rules("base"))
+    lonely = make_segment(merchant, "lonely")
+
+    # the bulk action: base together with the segment that uses it, and a third
+    response = support_client.post(
+        reverse("admin:segments_segment_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": [base.pk, user.pk, lonely.pk],
+            "post": "yes",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert not Segment.objects.filter(pk__in=[base.pk, user.pk, lonely.pk]).exists()
+
+
+def test_only_support_with_the_delete_permission_may_delete(merchant):
+    from django.contrib.auth.models import Permission
+
+    segment = make_segment(merchant, "kept")
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_segment"))
+    client = Client()
+    client.force_login(viewer)
+
+    response = client.post(
+        reverse("admin:segments_segment_delete", args=[segment.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert Segment.objects.filter(pk=segment.pk).exists()

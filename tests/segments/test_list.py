@@ -468,3 +468,34 @@ def test_the_lists_rows_are_what_django_tables2_would_write(merchant, catalogue,
     # then: the same markup, cell for cell (whitespace between tags aside)
     assert ours.replace("> <", "><") == theirs.replace("> <", "><")
     assert ("No segments match." in ours) == bool(params.get("q"))
+
+
+def test_the_removal_plan_is_computed_once_for_page_and_service(merchant, staff_client):
+    # given a segment another uses, and one nobody uses, with members and history
+    from segments import selectors, services
+
+    base = make(merchant, "Base")
+    user = make(
+        merchant,
+        "Uses base",
+        rules={"match": "all", "conditions": [{"field": "segment", "op": "in", "value": ["base"]}]},
+    )
+    lonely = make(merchant, "Lonely", kind=SegmentKind.MANUAL)
+    services.segment_members_add(segment=lonely, customers=[CustomerFactory(merchant=merchant).pk])
+
+    plan = selectors.segment_removal_plan(segments=[base, lonely])
+    together = selectors.segment_removal_plan(segments=[base, user])
+
+    # then the plan names what blocks, and counts what goes
+    assert not plan.allowed
+    assert plan.messages() == ['"Base" is used by "Uses base"; remove it from their rules first.']
+    assert together.allowed
+    only_lonely = selectors.segment_removal_plan(segments=[lonely])
+    assert (only_lonely.members, only_lonely.events) == (1, 1)
+    confirm = staff_client.get(reverse("segments:remove", args=[lonely.pk]))
+    assert "deletes 1 membership, 1 entry and exit record and 0 saved versions" in (
+        confirm.content.decode()
+    )
+    with pytest.raises(services.SegmentInUseError):
+        services.segments_remove(segments=[base, lonely])
+    assert Segment.objects.filter(pk=lonely.pk).exists()

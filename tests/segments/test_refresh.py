@@ -12,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.models import CustomerMetrics
-from segments import services
 from segments.models import (
     MembershipEvent,
     RefreshStatus,
@@ -20,7 +19,7 @@ from segments.models import (
     SegmentKind,
     SegmentMembership,
 )
-from segments.services import segment_refresh
+from segments.services import refresh, seams, segment_refresh
 from tests.factories import CustomerFactory, MerchantFactory, TransactionFactory
 from tests.segments.refresh_helpers import (
     BROKEN_RULES,
@@ -162,7 +161,7 @@ def test_an_edit_during_the_refresh_supersedes_it_and_nothing_is_written(merchan
         Segment.objects.filter(pk=segment.pk).update(definition_version=F("definition_version") + 1)
         return fake_matching(segment, as_of)
 
-    monkeypatch.setattr(services, "_matching_queryset", edit_while_computing)
+    monkeypatch.setattr(seams, "matching_queryset", edit_while_computing)
 
     # when
     result = segment_refresh(segment_id=segment.pk)
@@ -181,7 +180,7 @@ def test_an_edit_between_start_and_write_supersedes_the_refresh(merchant, monkey
     # given: the edit lands after the first, short transaction marked the segment running
     spender(merchant, "500")
     segment = make_segment(merchant, "big-spenders")
-    original_start = services._refresh_start
+    original_start = refresh.refresh_start
 
     def start_then_edit(segment_id):
         started = original_start(segment_id)
@@ -190,7 +189,7 @@ def test_an_edit_between_start_and_write_supersedes_the_refresh(merchant, monkey
         )
         return started
 
-    monkeypatch.setattr(services, "_refresh_start", start_then_edit)
+    monkeypatch.setattr(refresh, "refresh_start", start_then_edit)
 
     # when
     result = segment_refresh(segment_id=segment.pk)
@@ -233,12 +232,12 @@ def test_a_failure_in_the_middle_of_the_writes_rolls_them_back(merchant, monkeyp
     segment_refresh(segment_id=segment.pk)
     set_spend(stayer, "1")
     spender(merchant, "800")
-    statements = services._diff_statements
+    statements = refresh.diff_statements
 
     def last_statement_fails(*args):
         return [*statements(*args)[:3], ("SELECT * FROM no_such_table", [])]
 
-    monkeypatch.setattr(services, "_diff_statements", last_statement_fails)
+    monkeypatch.setattr(refresh, "diff_statements", last_statement_fails)
 
     # when
     result = segment_refresh(segment_id=segment.pk)
@@ -293,7 +292,7 @@ def test_refresh_as_of_is_handed_to_the_rules(merchant, monkeypatch):
         seen.append(as_of)
         return fake_matching(segment, as_of)
 
-    monkeypatch.setattr(services, "_matching_queryset", record)
+    monkeypatch.setattr(seams, "matching_queryset", record)
     segment = make_segment(merchant, "big-spenders")
     as_of = timezone.now() - dt.timedelta(days=30)
 

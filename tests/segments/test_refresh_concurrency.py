@@ -9,9 +9,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 
-from segments import services
 from segments.models import Segment, SegmentMembership
-from segments.services import segment_refresh, segment_update
+from segments.services import refresh, seams, segment_refresh, segment_update
 from tests.factories import CustomerFactory, TransactionFactory
 from tests.segments.refresh_helpers import fake_matching, install_fake_engine, make_segment
 from tests.segments.refresh_helpers import spend_rules as spend
@@ -57,7 +56,7 @@ def test_an_edit_waits_for_the_refresh_holding_the_lock_then_bumps_the_version(
         blocked.append(not done)  # the edit is waiting for our lock
         return fake_matching(locked, as_of)
 
-    monkeypatch.setattr(services, "_matching_queryset", compute_while_an_edit_arrives)
+    monkeypatch.setattr(seams, "matching_queryset", compute_while_an_edit_arrives)
 
     # when
     result = segment_refresh(segment_id=segment.pk)
@@ -80,7 +79,7 @@ def test_an_edit_committed_after_the_start_supersedes_the_refresh(merchant, monk
     customer = CustomerFactory(merchant=merchant)
     TransactionFactory(customer=customer, total=Decimal("500"))
     segment = make_segment(merchant, "big", spend(100))
-    original_start = services._refresh_start
+    original_start = refresh.refresh_start
 
     def start_then_edit_elsewhere(segment_id):
         started = original_start(segment_id)
@@ -89,7 +88,7 @@ def test_an_edit_committed_after_the_start_supersedes_the_refresh(merchant, monk
         editor.join(timeout=10)
         return started
 
-    monkeypatch.setattr(services, "_refresh_start", start_then_edit_elsewhere)
+    monkeypatch.setattr(refresh, "refresh_start", start_then_edit_elsewhere)
 
     # when
     result = segment_refresh(segment_id=segment.pk)

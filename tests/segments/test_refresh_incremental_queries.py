@@ -94,20 +94,20 @@ def test_a_segment_whose_stored_rules_fail_does_not_stop_the_others(merchant):
 
 def test_a_segment_whose_write_fails_does_not_stop_the_others(merchant, monkeypatch):
     # given: two segments the customer enters; writing one of them fails
-    from segments import services
+    from segments.services import incremental
 
     customer = CustomerFactory(merchant=merchant)
     TransactionFactory(customer=customer, total=Decimal("150"))
     good = spend_segment(merchant, "hundred", 100)
     failing = spend_segment(merchant, "fifty", 50)
-    real = services._apply_changes
+    real = incremental.memberships_write
 
     def apply_changes(changes, **kwargs):
         if any(segment.pk == failing.pk for segment, _ in changes):
             raise RuntimeError("disk full")
         return real(changes, **kwargs)
 
-    monkeypatch.setattr(services, "_apply_changes", apply_changes)
+    monkeypatch.setattr(incremental, "memberships_write", apply_changes)
 
     # when
     changes = segment_memberships_update_for_customers(

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from segments.graph import dependency_order
 from segments.models import RefreshCadence, Segment, SegmentKind
-from segments.services import dependency_order, segment_next_refresh_at, segments_refresh_due
+from segments.services import segment_next_refresh_at, segments_refresh_due
 from tests.factories import CustomerFactory, TransactionFactory
 from tests.segments.refresh_helpers import (
     install_fake_engine,

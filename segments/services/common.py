@@ -1,0 +1,164 @@
+"""What every write of the segments app shares: who did it, the segment's lock, and the
+membership rows with their events (`memberships_write`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import operator
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import reduce
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from django.db import connection
+from django.db.models import Case, F, Q, Value, When
+
+from segments.models import (
+    MembershipEvent,
+    MembershipEventKind,
+    Segment,
+    SegmentMembership,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+
+    #: Who did it: a request's user (anonymous means nobody) or None.
+    Actor = User | AbstractBaseUser | AnonymousUser | None
+
+logger = logging.getLogger(__name__)
+
+#: Customers per statement when ids are written or read in batches.
+ID_BATCH = 500
+#: More changed customers than this at once: a full refresh instead of an incremental update.
+INCREMENTAL_MAX_CUSTOMERS = 5000
+
+
+@dataclass
+class MembershipChange:
+    """Entries and exits applied to one segment."""
+
+    segment_id: int
+    entered: set[int] = field(default_factory=set)
+    exited: set[int] = field(default_factory=set)
+
+
+def id_batches(ids: Iterable[int], size: int = ID_BATCH) -> Iterator[list[int]]:
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def lock_segment(segment_id: int) -> Segment | None:
+    """Lock the segment's row for the rest of the transaction and return it fresh.
+
+    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite has no row locks and ignores FOR UPDATE;
+    there the transaction's write lock serialises writers, so a no-op UPDATE takes it
+    *before* anything is read (reading first and writing later could fail on a snapshot
+    another writer has made stale).
+    """
+    if connection.vendor == "sqlite":
+        Segment.objects.filter(pk=segment_id).update(definition_version=F("definition_version"))
+    return (
+        Segment.objects.select_for_update(of=("self",))
+        .select_related("merchant")
+        .filter(pk=segment_id)
+        .first()
+    )
+
+
+def user_or_none(actor: Actor) -> User | None:
+    """The user to record, or None (nobody, or an anonymous request)."""
+    if actor is None or not actor.is_authenticated:
+        return None
+    return actor  # type: ignore[return-value]
+
+
+def memberships_write(
+    changes: Collection[tuple[Segment, MembershipChange]], *, reason: str, now: dt.datetime
+) -> None:
+    """Write the membership rows, events and `member_count` of several segments' changes:
+    a handful of statements whatever the number of segments."""
+    SegmentMembership.objects.bulk_create(
+        [
+            SegmentMembership(segment=segment, customer_id=c, since=now)
+            for segment, change in changes
+            for c in sorted(change.entered)
+        ],
+        batch_size=ID_BATCH,
+    )
+    exits = [(segment.pk, c) for segment, change in changes for c in sorted(change.exited)]
+    for start in range(0, len(exits), ID_BATCH):
+        pairs = [Q(segment_id=s, customer_id=c) for s, c in exits[start : start + ID_BATCH]]
+        SegmentMembership.objects.filter(reduce(operator.or_, pairs)).delete()
+    MembershipEvent.objects.bulk_create(
+        [
+            MembershipEvent(
+                segment=segment,
+                customer_id=c,
+                kind=kind,
+                reason=reason,
+                occurred_at=now,
+                definition_version=segment.definition_version,
+            )
+            for segment, change in changes
+            for kind, ids in (
+                (MembershipEventKind.EXIT, change.exited),
+                (MembershipEventKind.ENTRY, change.entered),
+            )
+            for c in sorted(ids)
+        ],
+        batch_size=ID_BATCH,
+    )
+    deltas = {
+        segment.pk: len(change.entered) - len(change.exited)
+        for segment, change in changes
+        if change.entered or change.exited
+    }
+    if deltas:
+        Segment.objects.filter(pk__in=list(deltas)).update(
+            member_count=F("member_count")
+            + Case(*(When(pk=pk, then=Value(d)) for pk, d in deltas.items()), default=Value(0))
+        )
+
+
+def membership_write(
+    segment: Segment,
+    *,
+    entered: Collection[int],
+    exited: Collection[int],
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """Write the membership rows, events and member_count for one segment's change."""
+    change = MembershipChange(segment_id=segment.pk, entered=set(entered), exited=set(exited))
+    memberships_write([(segment, change)], reason=reason, now=now)
+
+
+def current_members(segment: Segment, ids: Collection[int] | None = None) -> set[int]:
+    members = SegmentMembership.objects.filter(segment=segment)
+    if ids is None:
+        return set(members.values_list("customer_id", flat=True))
+    found: set[int] = set()
+    for batch in id_batches(sorted(ids)):
+        found.update(members.filter(customer_id__in=batch).values_list("customer_id", flat=True))
+    return found
+
+
+def members_among(segment_ids: Collection[int], ids: Collection[int]) -> dict[int, set[int]]:
+    """For each segment, which of the customers `ids` are its members now (one query a batch).
+
+    Reads all the customers' memberships and keeps those of `segment_ids` here: a range of
+    the (customer, segment) index per customer, where filtering on a long list of segments
+    made PostgreSQL probe the index once per segment."""
+    found: dict[int, set[int]] = {pk: set() for pk in segment_ids}
+    if not found:
+        return found
+    for batch in id_batches(sorted(ids)):
+        rows = SegmentMembership.objects.filter(customer_id__in=batch)
+        for segment_id, customer_id in rows.values_list("segment_id", "customer_id"):
+            if segment_id in found:
+                found[segment_id].add(customer_id)
+    return found
