@@ -32,10 +32,7 @@ from segments.services.refresh import enqueue_refresh
 from segments.services.schedule import segment_next_refresh_at
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-
-    #: Who did it: a request's user (anonymous means nobody) or None.
-    Actor = User | AbstractBaseUser | AnonymousUser | None
+    from segments.services.common import Actor
 
 logger = logging.getLogger(__name__)
 

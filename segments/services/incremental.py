@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -20,12 +19,6 @@ from segments.models import (
 )
 from segments.services import seams
 from segments.services.common import MembershipChange, members_among, memberships_write
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-
-    #: Who did it: a request's user (anonymous means nobody) or None.
-    Actor = User | AbstractBaseUser | AnonymousUser | None
 
 logger = logging.getLogger(__name__)
 

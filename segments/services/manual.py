@@ -29,10 +29,7 @@ from segments.services.common import (
 from segments.services.statistics import segment_stats_refresh
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-
-    #: Who did it: a request's user (anonymous means nobody) or None.
-    Actor = User | AbstractBaseUser | AnonymousUser | None
+    from segments.services.common import Actor
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -32,12 +32,6 @@ from segments.services import seams
 from segments.services.common import lock_segment
 from segments.services.schedule import segment_next_refresh_at
 from segments.services.statistics import segment_stats_refresh, snapshot_write
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-
-    #: Who did it: a request's user (anonymous means nobody) or None.
-    Actor = User | AbstractBaseUser | AnonymousUser | None
 
 logger = logging.getLogger(__name__)
 
