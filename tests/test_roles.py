@@ -36,6 +36,7 @@ from tests.factories import (
     StaffMembershipFactory,
     UserFactory,
 )
+from tests.segments.conftest import builder_form
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,18 +83,8 @@ def client_for(merchant, role: Role) -> Client:
 
 
 def builder_post(**extra: str) -> dict[str, str]:
-    return {
-        "name": "Saved by a role",
-        "slug": "",
-        "description": "",
-        "is_active": "on",
-        "refresh_cadence": "daily",
-        "refresh_weekday": "6",
-        "refresh_hour": "3",
-        "rules_json": '{"match": "all", "conditions": '
-        '[{"field": "orders_count", "op": "gte", "value": 2}]}',
-        **extra,
-    }
+    rules = '{"match": "all", "conditions": [{"field": "orders_count", "op": "gte", "value": 2}]}'
+    return builder_form(**{"name": "Saved by a role", "rules_json": rules, **extra})
 
 
 @dataclass

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
 # Playwright's sync API runs an event loop in this thread; live_server tests touch the ORM
 # from it, which Django refuses without this.
@@ -27,3 +28,12 @@ def browser_type_launch_args() -> dict[str, object]:
             "--disable-quic",
         ],
     }
+
+
+def settle(page: Page) -> None:
+    """Wait until htmx has no request in flight (an edit re-renders a part of the page).
+
+    A locator, not `wait_for_function`: Playwright polls a function by evaluating it in the
+    page, which the Content-Security-Policy (no eval) refuses."""
+    page.wait_for_timeout(150)
+    expect(page.locator(".htmx-request")).to_have_count(0)

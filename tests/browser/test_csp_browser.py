@@ -9,11 +9,11 @@ import re
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import ConsoleMessage, expect
 
 from segments import services
 from segments.models import SegmentKind, SegmentSizeSnapshot
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -29,13 +29,6 @@ pytestmark = [
         not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
     ),
 ]
-
-
-def settle(page: Page) -> None:
-    page.wait_for_timeout(150)
-    # A locator, not wait_for_function: Playwright polls a function by evaluating it in the
-    # page, which the Content-Security-Policy (no eval) refuses.
-    expect(page.locator(".htmx-request")).to_have_count(0)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from segments.models import Segment
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -40,14 +40,6 @@ def bought(customer, product, units: int, days_ago: int) -> None:
         total=Decimal("10.00") * units,
     )
     LineItemFactory(transaction=txn, product=product, quantity=units)
-
-
-def settle(page: Page) -> None:
-    """Wait until htmx has no request in flight (each edit re-renders the editor)."""
-    page.wait_for_timeout(150)
-    # A locator, not wait_for_function: Playwright polls a function by evaluating it in the
-    # page, which the Content-Security-Policy (no eval) refuses.
-    expect(page.locator(".htmx-request")).to_have_count(0)
 
 
 @pytest.mark.django_db(transaction=True)

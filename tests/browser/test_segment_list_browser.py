@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from segments.models import Segment, SegmentKind, SegmentMembership
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -31,14 +31,6 @@ pytestmark = [
 
 def names(page: Page) -> list[str]:
     return page.locator("#segments tbody tr td:nth-child(2)").all_inner_texts()
-
-
-def settle(page: Page) -> None:
-    """Wait until htmx has no request in flight."""
-    page.wait_for_timeout(150)
-    # A locator, not wait_for_function: Playwright polls a function by evaluating it in the
-    # page, which the Content-Security-Policy (no eval) refuses.
-    expect(page.locator(".htmx-request")).to_have_count(0)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -62,3 +62,18 @@ def check(merchant, evaluate):
         )
 
     return run
+
+
+def builder_form(**fields: str) -> dict[str, str]:
+    """The builder's form as a browser posts it (settings and the rule JSON), with `fields`
+    laid over the defaults."""
+    return {
+        "name": "Phat Panda fans",
+        "slug": "",
+        "description": "",
+        "is_active": "on",
+        "refresh_cadence": "daily",
+        "refresh_weekday": "6",
+        "refresh_hour": "3",
+        **fields,
+    }

@@ -36,6 +36,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.hypothesis_profiles import examples
+from tests.segments.conftest import builder_form
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 EXAMPLES = 100
@@ -170,19 +171,6 @@ def fuzz_client(merchant) -> Client:
     return client
 
 
-def save_data(text: str) -> dict[str, str]:
-    return {
-        "name": "Fuzzed",
-        "slug": "",
-        "description": "",
-        "is_active": "on",
-        "refresh_cadence": "daily",
-        "refresh_weekday": "6",
-        "refresh_hour": "3",
-        "rules_json": text,
-    }
-
-
 @settings(
     max_examples=examples(EXAMPLES),
     deadline=None,
@@ -197,7 +185,9 @@ def test_every_rule_endpoint_survives_hostile_json(merchant, fuzz_client, tmp_pa
     paste = fuzz_client.post(
         reverse("segments:builder_editor"), {"paste_json": text, "action": "paste"}
     )
-    save = fuzz_client.post(reverse("segments:create"), save_data(text))
+    save = fuzz_client.post(
+        reverse("segments:create"), builder_form(name="Fuzzed", rules_json=text)
+    )
 
     # a body over the request limit is refused before any of it is read (400), else a page
     too_big = (

@@ -34,7 +34,7 @@ from segments.rules import (
     parse_rules,
 )
 from tests.factories import CustomerFactory, TagFactory
-from tests.segments.conftest import AS_OF, cond, rules
+from tests.segments.conftest import AS_OF, builder_form, cond, rules
 
 pytestmark = pytest.mark.django_db
 
@@ -339,19 +339,6 @@ def test_segment_preview_refuses_an_as_of_off_the_calendar(merchant, tmp_path):
 # -- the builder's endpoints ------------------------------------------------------------------
 
 
-def settings_data(**extra):
-    return {
-        "name": "Hostile",
-        "slug": "",
-        "description": "",
-        "is_active": "on",
-        "refresh_cadence": "daily",
-        "refresh_weekday": "6",
-        "refresh_hour": "3",
-        **extra,
-    }
-
-
 HOSTILE_JSON = [
     nested(500),
     '{"match": "all", "conditions": [{"field": "age", "op": "gte", "value": ' + "7" * 5000 + "}]}",
@@ -369,7 +356,7 @@ def test_builder_endpoints_answer_hostile_json_without_a_500(staff_client, merch
     paste = staff_client.post(
         reverse("segments:builder_editor"), {"paste_json": text, "action": "paste"}
     )
-    save = staff_client.post(reverse("segments:create"), settings_data(rules_json=text))
+    save = staff_client.post(reverse("segments:create"), builder_form(rules_json=text))
 
     assert (editor.status_code, preview.status_code, paste.status_code) == (200, 200, 200)
     assert save.status_code == 400

@@ -18,6 +18,7 @@ from tests.factories import (
     TagFactory,
     TransactionFactory,
 )
+from tests.segments.conftest import builder_form
 
 pytestmark = pytest.mark.django_db
 
@@ -58,19 +59,6 @@ def prerolls(merchant):
 
 def rules(*conditions, match="all"):
     return {"match": match, "conditions": list(conditions)}
-
-
-def settings_data(**extra):
-    return {
-        "name": "Phat Panda fans",
-        "slug": "",
-        "description": "",
-        "is_active": "on",
-        "refresh_cadence": "daily",
-        "refresh_weekday": "6",
-        "refresh_hour": "3",
-        **extra,
-    }
 
 
 def test_new_builder_page_shows_the_catalogue_and_the_merchants_names(
@@ -181,7 +169,7 @@ def test_saving_valid_rules_creates_a_segment_and_version(
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(
             reverse("segments:create"),
-            {**settings_data(), "rules_json": json.dumps(rules(PHAT_PANDA))},
+            {**builder_form(), "rules_json": json.dumps(rules(PHAT_PANDA))},
         )
 
     segment = Segment.objects.get(merchant=merchant)
@@ -201,7 +189,7 @@ def test_invalid_rules_save_nothing_and_show_path_errors(staff_client, merchant)
     )
 
     response = staff_client.post(
-        reverse("segments:create"), {**settings_data(), "rules_json": json.dumps(tree)}
+        reverse("segments:create"), {**builder_form(), "rules_json": json.dumps(tree)}
     )
 
     assert response.status_code == 400
@@ -216,12 +204,10 @@ def test_invalid_rules_save_nothing_and_show_path_errors(staff_client, merchant)
 
 def test_a_taken_slug_is_a_form_error(staff_client, merchant):
     tree = json.dumps(rules({"field": "age", "op": "gte", "value": 21}))
-    staff_client.post(
-        reverse("segments:create"), {**settings_data(slug="fans"), "rules_json": tree}
-    )
+    staff_client.post(reverse("segments:create"), {**builder_form(slug="fans"), "rules_json": tree})
 
     response = staff_client.post(
-        reverse("segments:create"), {**settings_data(slug="fans"), "rules_json": tree}
+        reverse("segments:create"), {**builder_form(slug="fans"), "rules_json": tree}
     )
 
     assert response.status_code == 400
@@ -231,7 +217,7 @@ def test_a_taken_slug_is_a_form_error(staff_client, merchant):
 
 def test_edit_updates_rules_and_writes_a_version(staff_client, merchant):
     tree = json.dumps(rules({"field": "age", "op": "gte", "value": 21}))
-    staff_client.post(reverse("segments:create"), {**settings_data(), "rules_json": tree})
+    staff_client.post(reverse("segments:create"), {**builder_form(), "rules_json": tree})
     segment = Segment.objects.get()
     url = reverse("segments:edit", args=[segment.pk])
 
@@ -239,7 +225,7 @@ def test_edit_updates_rules_and_writes_a_version(staff_client, merchant):
     response = staff_client.post(
         url,
         {
-            **settings_data(name="Older fans"),
+            **builder_form(name="Older fans"),
             "rules_json": page.context["rules_json"],
             "c:r.0:field": "age",
             "c:r.0:op": "gte",
