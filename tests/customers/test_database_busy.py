@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from config.settings import SQLITE_OPTIONS
 from customers import imports
+from customers.imports import merge
 from customers.middleware import is_database_busy
 from customers.models import Customer
 
@@ -133,7 +134,7 @@ def test_a_lock_that_still_wins_is_busy_not_a_500(merchant, staff_client):
     root = imports.upload_root()
     before = set(root.iterdir()) if root.exists() else set()
 
-    with mock.patch.object(imports, "_merge_all", side_effect=locked):
+    with mock.patch.object(merge, "merge_all", side_effect=locked):
         response = staff_client.post(reverse("customers:import"), {"customers": upload})
 
     assert response.status_code == 503
@@ -150,7 +151,7 @@ def test_a_busy_import_command_exits_75_with_a_message(merchant, tmp_path):
     locked = OperationalError("database is locked")
 
     with (
-        mock.patch.object(imports, "_merge_all", side_effect=locked),
+        mock.patch.object(merge, "merge_all", side_effect=locked),
         pytest.raises(CommandError) as info,
     ):
         call_command("import_data", "--merchant", merchant.slug, "--customers", str(path))

@@ -383,7 +383,7 @@ def test_moving_a_transaction_refreshes_both_customers(write_csv, run_import, me
 
 
 def test_merchant_wide_metrics_refresh_for_big_imports(write_csv, run_import, monkeypatch):
-    monkeypatch.setattr("customers.imports.MERCHANT_REFRESH_THRESHOLD", 1)
+    monkeypatch.setattr("customers.imports.merge.MERCHANT_REFRESH_THRESHOLD", 1)
     files = {
         "customers": write_csv(
             "customers", "external_id,joined_at", "C1,2024-01-01", "C2,2024-01-01"
