@@ -76,8 +76,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "customers.middleware.CurrentMerchantMiddleware",
-    "customers.middleware.DatabaseBusyMiddleware",
+    "customers.portal.middleware.CurrentMerchantMiddleware",
+    "customers.portal.middleware.DatabaseBusyMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -94,7 +94,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "customers.context_processors.current_merchant",
+                "customers.portal.context_processors.current_merchant",
             ],
         },
     },
@@ -117,7 +117,7 @@ DATABASES = {
 #   once with "database is locked" whenever another write had committed in between (its
 #   snapshot was stale, and SQLite does not wait in that case);
 # - a write that still waits too long answers "busy, try again" and writes nothing
-#   (customers.middleware.DatabaseBusyMiddleware; import_data exits 75).
+#   (customers.portal.middleware.DatabaseBusyMiddleware; import_data exits 75).
 SQLITE_OPTIONS = {
     "timeout": int(os.environ.get("SQLITE_BUSY_TIMEOUT", "30")),
     "transaction_mode": "IMMEDIATE",
@@ -151,8 +151,8 @@ AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = dt.timedelta(minutes=int(os.environ.get("DJANGO_LOGIN_LOCKOUT_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "customers.security.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "customers.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "customers.portal.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "customers.portal.security.client_ip"
 AXES_HTTP_RESPONSE_CODE = 429
 #: Reverse proxies in front of the portal that append to X-Forwarded-For (0: none; the
 #: client's address is REMOTE_ADDR).

@@ -31,8 +31,8 @@ from customers.models import (
     Tier,
     Transaction,
 )
-from customers.permissions import Action, support_may
-from customers.security import unlock_sign_in
+from customers.portal.permissions import Action, support_may
+from customers.portal.security import unlock_sign_in
 
 METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
 
@@ -275,7 +275,7 @@ class RedemptionAdmin(MerchantScopedAdmin):
 
 
 class PortalUserAdmin(UserAdmin):
-    """Django's user admin, plus "Unlock sign-in" (see `customers.security`)."""
+    """Django's user admin, plus "Unlock sign-in" (see `customers.portal.security`)."""
 
     actions = ["unlock_sign_in"]
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 
 from customers import selectors
 from customers.models import Customer, Merchant
-from customers.tenancy import current_merchant
+from customers.portal.tenancy import current_merchant
 
 YES_NO_CHOICES = (("yes", "Yes"), ("no", "No"))
 

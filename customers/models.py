@@ -1,7 +1,7 @@
 """The merchant data model: tenants, their staff, customers and everything they buy.
 
 Every row below `Merchant` belongs to exactly one merchant, directly or through its parent,
-and every portal query starts from the current merchant's rows (see `customers.tenancy`).
+and every portal query starts from the current merchant's rows (see `customers.portal.tenancy`).
 
 Invariant kept by this module: a customer's `CustomerMetrics` row is exact after every write
 of transactions or redemptions. Single-object writes (`save()`/`delete()`, which the admin and

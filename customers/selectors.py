@@ -1,7 +1,7 @@
 """Reads for the portal's customer pages.
 
 Every function takes the current merchant and starts from that merchant's rows: this is where
-the customer pages are scoped (see `customers.tenancy`). None of them ever adds another
+the customer pages are scoped (see `customers.portal.tenancy`). None of them ever adds another
 merchant's rows to a queryset it is given.
 """
 

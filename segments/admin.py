@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from customers.permissions import Action, support_may
+from customers.portal.permissions import Action, support_may
 from segments.models import MembershipEvent, Segment, SegmentMembership, SegmentVersion
 from segments.selectors import segment_removal_plan
 from segments.services import (

@@ -41,7 +41,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from customers.models import CustomerTag
-from customers.tables import FORMULA_PREFIXES, neutralise_formula
+from customers.portal.tables import FORMULA_PREFIXES, neutralise_formula
 from segments.models import Segment, SegmentMembership
 
 Kind = Literal["text", "tags", "datetime", "date", "money", "number", "bool"]

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 
 from customers import selectors as customer_selectors
 from customers.models import Merchant
-from customers.tenancy import current_merchant
+from customers.portal.tenancy import current_merchant
 from segments.models import Segment, SegmentKind
 
 YES_NO_CHOICES = (("yes", "Yes"), ("no", "No"))

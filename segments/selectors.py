@@ -1,7 +1,7 @@
 """Reads for the segment pages.
 
 Every function takes the current merchant and starts from that merchant's rows: this is where
-the segment pages are scoped (see `customers.tenancy`). Lookups by id go through
+the segment pages are scoped (see `customers.portal.tenancy`). Lookups by id go through
 `segment_queryset(merchant=...)`, so another merchant's ids are simply not found (404).
 """
 

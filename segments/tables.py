@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django_tables2.columns import BoundColumn
 
 from customers.models import Merchant
-from customers.tables import EMPTY, NumColumn, SortColumn, format_money
+from customers.portal.tables import EMPTY, NumColumn, SortColumn, format_money
 from segments.models import Segment
 
 
@@ -59,7 +59,7 @@ class RowActions:
     refresh, download, remove), from URLs reversed once per page. Each POST carries the
     CSRF token and the list's query string, so the list comes back as it was. `allowed`
     holds the menu entries the user's role may use (the view decides, from
-    `customers.permissions`); the others are not offered."""
+    `customers.portal.permissions`); the others are not offered."""
 
     PK = 999_999_999  # stands for the segment's id in the reversed URLs
 

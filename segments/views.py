@@ -26,9 +26,9 @@ from django.views import View
 from django_tables2 import RequestConfig
 
 from customers.models import Merchant
-from customers.permissions import Action, denied_message, may
-from customers.tenancy import MerchantRequiredMixin, current_merchant
-from customers.views.table_list import MerchantTableListView
+from customers.portal.lists import MerchantTableListView
+from customers.portal.permissions import Action, denied_message, may
+from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from segments import builder, engine, exports, selectors, services
 from segments.filters import SegmentFilter
 from segments.forms import MemberAddForm, MemberUploadForm, SegmentSettingsForm
@@ -99,7 +99,7 @@ BULK_ACTIONS = {
     "remove": "Remove",
 }
 ROW_ACTIONS = ("duplicate", "activate", "deactivate", "refresh")
-#: The permission each list action needs (`customers.permissions`).
+#: The permission each list action needs (`customers.portal.permissions`).
 ACTION_PERMISSION = {
     "duplicate": Action.SAVE_SEGMENTS,
     "activate": Action.OPERATE_SEGMENTS,

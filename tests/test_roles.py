@@ -1,4 +1,4 @@
-"""The role matrix (`customers.permissions`, `docs/roles.md`): every portal view and action,
+"""The role matrix (`customers.portal.permissions`, `docs/roles.md`): every portal view and action,
 tried by every role, is allowed exactly when the matrix says so, changes nothing when it is
 refused, and the pages offer exactly the buttons the role may use. Admin actions ask the
 same module.
@@ -20,7 +20,7 @@ from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from customers.models import Role
-from customers.permissions import (
+from customers.portal.permissions import (
     ROLE_MATRIX,
     SUPPORT_PERMISSION,
     Action,

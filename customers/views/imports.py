@@ -32,8 +32,8 @@ from customers.imports import (
     upload_paths,
     upload_store,
 )
-from customers.permissions import Action
-from customers.tenancy import MerchantRequiredMixin, current_merchant
+from customers.portal.permissions import Action
+from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 
 SESSION_KEY = "customer_import_uploads"
 

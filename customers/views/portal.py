@@ -19,11 +19,11 @@ from django.views.generic import DetailView
 
 from customers import selectors
 from customers.filters import CustomerFilter
-from customers.middleware import SESSION_KEY
 from customers.models import Customer, Merchant, StaffMembership
+from customers.portal.lists import MerchantTableListView
+from customers.portal.middleware import SESSION_KEY
+from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from customers.tables import CustomerTable
-from customers.tenancy import MerchantRequiredMixin, current_merchant
-from customers.views.table_list import MerchantTableListView
 
 TRANSACTIONS_PER_PAGE = 20
 REDEMPTIONS_PER_PAGE = 20

@@ -21,8 +21,8 @@ from django.urls import reverse
 from config.settings import SQLITE_OPTIONS
 from customers import imports
 from customers.imports import merge
-from customers.middleware import is_database_busy
 from customers.models import Customer
+from customers.portal.middleware import is_database_busy
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 
 from customers.imports import upload_root
-from customers.middleware import SESSION_KEY as MERCHANT_SESSION_KEY
 from customers.models import Branch, Customer, Role
+from customers.portal.middleware import SESSION_KEY as MERCHANT_SESSION_KEY
 from tests.factories import DEMO_PASSWORD, StaffMembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

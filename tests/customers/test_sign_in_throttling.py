@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from customers.security import client_ip
+from customers.portal.security import client_ip
 from tests.factories import DEMO_PASSWORD, StaffMembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

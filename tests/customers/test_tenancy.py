@@ -17,7 +17,7 @@ from django.template.loader import get_template
 from django.test import Client
 from django.urls import reverse
 
-from customers.middleware import SESSION_KEY
+from customers.portal.middleware import SESSION_KEY
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,

@@ -18,8 +18,8 @@ from django.db import OperationalError
 
 from customers.imports import FILE_ORDER, MAX_ERRORS, import_files
 from customers.metrics import vacuum_segment_tables
-from customers.middleware import is_database_busy
 from customers.models import Merchant
+from customers.portal.middleware import is_database_busy
 
 MSG_UNKNOWN_MERCHANT = 'No merchant with the slug "{slug}".'
 MSG_NO_FILES = "Give at least one file, e.g. --customers customers.csv."

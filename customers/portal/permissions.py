@@ -7,7 +7,7 @@ across merchants, with Django's permissions: `SUPPORT_PERMISSION` names the perm
 allows each action there, and admin actions ask `support_may` (through
 `ModelAdmin.has_<name>_permission`). Views ask `may(request, action)`, most of them through
 `MerchantRequiredMixin.permission`; templates read `can.<action>` (the context processor
-`customers.context_processors.current_merchant`), so a button is shown exactly when its
+`customers.portal.context_processors.current_merchant`), so a button is shown exactly when its
 view would allow it.
 """
 

@@ -2,12 +2,12 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from customers.permissions import role_permissions
+from customers.portal.permissions import role_permissions
 
 
 def current_merchant(request: HttpRequest) -> dict[str, Any]:
     """The current merchant, the user's role there and what it allows (`can.<action>`,
-    see `customers.permissions`), and, for the switcher, every merchant of the user."""
+    see `customers.portal.permissions`), and, for the switcher, every merchant of the user."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}

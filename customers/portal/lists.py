@@ -12,9 +12,14 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export import ExportMixin
 
-from customers.permissions import Action
-from customers.tables import DEFAULT_PAGE_SIZE, EXPORT_FORMATS, PAGE_SIZES, SafeTableExport
-from customers.tenancy import MerchantRequiredMixin, current_merchant
+from customers.portal.permissions import Action
+from customers.portal.tables import (
+    DEFAULT_PAGE_SIZE,
+    EXPORT_FORMATS,
+    PAGE_SIZES,
+    SafeTableExport,
+)
+from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 
 
 class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, FilterView):

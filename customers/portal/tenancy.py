@@ -16,7 +16,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from customers.models import Merchant
-from customers.permissions import Action, denied_message, may
+from customers.portal.permissions import Action, denied_message, may
 
 M = TypeVar("M", bound=Model)
 
@@ -42,7 +42,7 @@ def forbidden(request: HttpRequest, action: Action) -> HttpResponseBase:
 
 class MerchantRequiredMixin(LoginRequiredMixin):
     """A portal page: signed in, a staff member of at least one merchant, and with a role
-    that may take the page's action (`customers.permissions`).
+    that may take the page's action (`customers.portal.permissions`).
 
     `permission` is the action a request needs (default: viewing); `get_permission()` may
     pick it by method or parameters (saving needs more than previewing).
