@@ -16,7 +16,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from customers.metrics import METRIC_COLUMNS, refresh_merchant_metrics, refresh_metrics
+from customers.metrics import METRIC_COLUMNS
 from customers.models import (
     Branch,
     Customer,
@@ -33,6 +33,7 @@ from customers.models import (
 )
 from customers.portal.permissions import Action, support_may
 from customers.portal.security import unlock_sign_in
+from customers.services import customer_metrics_refresh, merchant_metrics_refresh
 
 METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
 
@@ -68,7 +69,7 @@ class MerchantAdmin(admin.ModelAdmin):
     )
     def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Merchant]) -> None:
         for merchant in queryset:
-            refresh_merchant_metrics(merchant.pk)
+            merchant_metrics_refresh(merchant_id=merchant.pk)
         self.message_user(request, f"Recomputed metrics of {queryset.count()} merchant(s).")
 
 
@@ -197,7 +198,7 @@ class CustomerAdmin(MerchantScopedAdmin):
     )
     def recompute_metrics(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        refresh_metrics(ids)
+        customer_metrics_refresh(customer_ids=ids)
         self.message_user(request, f"Recomputed metrics of {len(ids)} customer(s).")
 
 

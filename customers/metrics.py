@@ -12,8 +12,9 @@ are exact whatever wrote the rows and however often they run; rows whose values 
 change are not rewritten (no dead tuples to vacuum, no index churn).
 
 Callers run them inside the transaction that wrote the source rows, so readers never see a
-purchase without its metrics. Single-object writes do it themselves (`Customer.save()`,
-`Transaction.save()`...), bulk writers call `refresh_metrics()` / `refresh_merchant_metrics()`.
+purchase without its metrics. They only recompute: every writer goes through the services
+`customers.services.customer_metrics_refresh()` / `merchant_metrics_refresh()`, which call
+these and announce the change (`customers_changed`) for the segments to follow.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from customers.models import (
     Redemption,
     Transaction,
 )
-from customers.signals import customers_changed
 
 BATCH_SIZE = 500
 
@@ -229,25 +229,23 @@ def _batches(ids: Iterable[int], size: int) -> Iterable[tuple[int, ...]]:
 
 def refresh_metrics(customer_ids: Iterable[int]) -> None:
     """Recompute the metrics rows (creating missing ones) and product stats of these
-    customers, then send `customers_changed` with their ids."""
+    customers. Recomputing only: writers go through `customers.services`
+    (`customer_metrics_refresh`), which also announces the change."""
     ids = frozenset(customer_ids)
     for batch in _batches(sorted(ids), BATCH_SIZE):
         _refresh(_Scope(ids=batch))
-    if ids:
-        customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=None)
 
 
 def refresh_merchant_metrics(merchant_id: int) -> None:
     """Recompute the metrics rows and product stats of every customer of a merchant (three
-    set-based statements), then send `customers_changed` with `customer_ids=None` and the
-    merchant's id."""
+    set-based statements). Recomputing only: writers go through `customers.services`
+    (`merchant_metrics_refresh`), which also announces the change."""
     if connection.vendor == "postgresql" and connection.in_atomic_block:
         with connection.cursor() as cursor:
             # Stream the (customer_id, occurred_at) index instead of hashing every
             # customer's group in memory and spilling to disk at millions of customers.
             cursor.execute("SET LOCAL enable_hashagg = off")
     _refresh(_Scope(merchant_id=merchant_id))
-    customers_changed.send(sender=CustomerMetrics, customer_ids=None, merchant_id=merchant_id)
 
 
 def vacuum_segment_tables() -> None:

@@ -6,8 +6,9 @@ and every portal query starts from the current merchant's rows (see `customers.p
 Invariant kept by this module: a customer's `CustomerMetrics` row is exact after every write
 of transactions or redemptions. Single-object writes (`save()`/`delete()`, which the admin and
 ad-hoc code use) recompute the customer's metrics in the same database transaction; bulk
-writes (the import, the dataset generator) call `customers.metrics.refresh_metrics()` for the
-customers they touched before their transaction commits.
+writes (the import, the dataset generator, campaigns) call the write chain's services
+(`customers.services.customer_metrics_refresh()`, `merchant_metrics_refresh()`,
+`customers_update()`) before their transaction commits, which also announce the change.
 """
 
 from __future__ import annotations
@@ -162,8 +163,11 @@ class Gender(models.TextChoices):
 class CustomerQuerySet(models.QuerySet["Customer"]):
     def update(self, **kwargs: Any) -> int:
         """`QuerySet.update()` that keeps the copy of the profile on the metrics rows exact
-        when it changes a copied column (see `CustomerMetrics`)."""
-        from customers.metrics import PROFILE_COLUMNS, refresh_metrics
+        when it changes a copied column (see `CustomerMetrics`), through the write chain's
+        service (`customers.services.customer_metrics_refresh`: one announcement, merchant-
+        level when many). Bulk writers should prefer `customers.services.customers_update`."""
+        from customers.metrics import PROFILE_COLUMNS
+        from customers.services import customer_metrics_refresh
 
         copied = {name.removesuffix("_id") for name in PROFILE_COLUMNS}
         if not copied & {name.removesuffix("_id") for name in kwargs}:
@@ -171,7 +175,7 @@ class CustomerQuerySet(models.QuerySet["Customer"]):
         with transaction.atomic():
             ids = list(self.values_list("pk", flat=True))
             count = super().update(**kwargs)
-            refresh_metrics(ids)
+            customer_metrics_refresh(customer_ids=ids)
         return count
 
 
@@ -231,11 +235,11 @@ class Customer(models.Model):
         # Every customer has a metrics row (zeros until the first order) that carries a copy
         # of the profile, so the segment engine reads one narrow row per customer. Bulk
         # writers refresh the rows themselves.
-        from customers.metrics import refresh_metrics
+        from customers.services import customer_metrics_refresh
 
         with transaction.atomic():
             super().save(*args, **kwargs)
-            refresh_metrics({self.pk})
+            customer_metrics_refresh(customer_ids={self.pk})
 
     def clean(self) -> None:
         check_same_merchant(self.merchant_id, tier=self.tier, home_branch=self.home_branch)
@@ -262,18 +266,18 @@ class CustomerTag(models.Model):
     # `customer.tags.add()/remove()/set()` are covered by an m2m_changed receiver
     # (`customers.apps`), single rows (the admin's inline) here.
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from customers.metrics import refresh_metrics
+        from customers.services import customer_metrics_refresh
 
         with transaction.atomic():
             super().save(*args, **kwargs)
-            refresh_metrics({self.customer_id})
+            customer_metrics_refresh(customer_ids={self.customer_id})
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        from customers.metrics import refresh_metrics
+        from customers.services import customer_metrics_refresh
 
         with transaction.atomic():
             result = super().delete(*args, **kwargs)
-            refresh_metrics({self.customer_id})
+            customer_metrics_refresh(customer_ids={self.customer_id})
             return result
 
     def clean(self) -> None:
@@ -325,8 +329,9 @@ class MetricsKeepingModel(models.Model):
 
     `save()` and `delete()` recompute the metrics of the customer(s) concerned in the same
     database transaction, so the admin and any code that writes one object keep the
-    invariant without remembering to. Queryset-level writes (`bulk_create`, `update`,
-    `delete`) bypass this and must call `customers.metrics.refresh_metrics()` themselves.
+    invariant without remembering to; both go through the write chain's service
+    (`customers.services.customer_metrics_refresh`). Queryset-level writes (`bulk_create`,
+    `update`, `delete`) bypass this and must call that service themselves.
     """
 
     #: The lookup from this row to its customer's id (through a relation for line items).
@@ -336,7 +341,7 @@ class MetricsKeepingModel(models.Model):
         abstract = True
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from customers.metrics import refresh_metrics
+        from customers.services import customer_metrics_refresh
 
         with transaction.atomic():
             previous = None
@@ -346,15 +351,17 @@ class MetricsKeepingModel(models.Model):
                     manager.filter(pk=self.pk).values_list(self.customer_lookup, flat=True).first()
                 )
             super().save(*args, **kwargs)
-            refresh_metrics({self.owner_id()} | ({previous} if previous else set()))
+            customer_metrics_refresh(
+                customer_ids={self.owner_id()} | ({previous} if previous else set())
+            )
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        from customers.metrics import refresh_metrics
+        from customers.services import customer_metrics_refresh
 
         with transaction.atomic():
             customer_id = self.owner_id()
             result = super().delete(*args, **kwargs)
-            refresh_metrics({customer_id})
+            customer_metrics_refresh(customer_ids={customer_id})
             return result
 
     def owner_id(self) -> int:

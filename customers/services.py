@@ -1,11 +1,34 @@
-"""Writes of the customers app (services: keyword-only, typed, `<entity>_<verb>`)."""
+"""Writes of the customers app (services: keyword-only, typed, `<entity>_<verb>`).
+
+The write chain, explicit: whatever writes customers, purchases, line items, redemptions or
+tags (a single `save()` in the admin, the import, the generator, a bulk update by a campaign)
+ends in `customer_metrics_refresh()` or `merchant_metrics_refresh()`, inside its transaction:
+the per-customer rows are recomputed (`customers.metrics`) and the change is announced once
+(`customers_changed`), per customer when few changed, as one merchant-level change when many
+(`CHANGE_BATCH_MAX`), so the segments follow (an incremental update, or a full refresh).
+"""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from collections import defaultdict
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any
 
-from customers.models import Merchant
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+
+from customers.metrics import PROFILE_COLUMNS, refresh_merchant_metrics, refresh_metrics
+from customers.models import Customer, CustomerMetrics, Merchant
+from customers.signals import customers_changed
+
+#: A change of more customers than this (of one merchant) is announced as a merchant-level
+#: change: the segments are refreshed in full, which at that size is cheaper than
+#: re-evaluating each customer.
+CHANGE_BATCH_MAX = 5000
+#: Customer ids per query when changed customers are grouped by merchant.
+_GROUP_BATCH = 500
+UNKNOWN_CUSTOMER_FIELDS_ERROR = "These customer fields cannot be set in bulk: {fields}."
 
 MSG_DUPLICATE_SLUG = 'A merchant with the slug "{slug}" already exists.'
 
@@ -38,3 +61,64 @@ def merchant_create(*, slug: str, name: str, time_zone: str, currency: str = "US
     with transaction.atomic():
         merchant.save()
     return merchant
+
+
+# --- the write chain: metrics and the change announcement -------------------------------------
+
+
+def _by_merchant(customer_ids: Iterable[int]) -> dict[int, list[int]]:
+    ids = iter(sorted(set(customer_ids)))
+    grouped: dict[int, list[int]] = defaultdict(list)
+    while batch := list(islice(ids, _GROUP_BATCH)):
+        for merchant_id, pk in Customer.objects.filter(pk__in=batch).values_list(
+            "merchant_id", "pk"
+        ):
+            grouped[merchant_id].append(pk)
+    return grouped
+
+
+def _announce(merchant_id: int, customer_ids: list[int] | None) -> None:
+    ids = None if customer_ids is None else frozenset(customer_ids)
+    customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=merchant_id)
+
+
+def customer_metrics_refresh(*, customer_ids: Iterable[int]) -> None:
+    """Recompute these customers' metrics rows and product stats (in the caller's
+    transaction) and announce the change: one `customers_changed` per merchant, with the
+    customers' ids, or merchant-level (`customer_ids=None`) when more than
+    `CHANGE_BATCH_MAX` customers of that merchant changed."""
+    ids = set(customer_ids)
+    if not ids:
+        return
+    refresh_metrics(ids)
+    for merchant_id, changed in sorted(_by_merchant(ids).items()):
+        _announce(merchant_id, changed if len(changed) <= CHANGE_BATCH_MAX else None)
+
+
+def merchant_metrics_refresh(*, merchant_id: int) -> None:
+    """Recompute every customer's metrics of a merchant (set-based, in the caller's
+    transaction) and announce one merchant-level change."""
+    refresh_merchant_metrics(merchant_id)
+    _announce(merchant_id, None)
+
+
+def customers_update(*, merchant: Merchant, customer_ids: Iterable[int], **fields: Any) -> int:
+    """Set `fields` on some of the merchant's customers in one statement, e.g. a campaign's
+    `last_contacted_at` for 100,000 recipients. The copy of the profile on their metrics
+    rows follows (when a copied field changed), and the change is announced once: per
+    customer, or merchant-level when many. Customers of other merchants are left alone.
+    Returns how many rows were updated."""
+    allowed = {f.name for f in Customer._meta.concrete_fields} - {"id", "merchant"}
+    unknown = sorted(set(fields) - allowed - {f"{name}_id" for name in allowed})
+    if unknown:
+        raise ValidationError(UNKNOWN_CUSTOMER_FIELDS_ERROR.format(fields=", ".join(unknown)))
+    ids = sorted(set(customer_ids))
+    copied = {name.removesuffix("_id") for name in PROFILE_COLUMNS}
+    with transaction.atomic():
+        rows = Customer.objects.filter(merchant=merchant, pk__in=ids)
+        # QuerySet.update of the plain queryset class: this service does the metrics itself.
+        count = models.QuerySet.update(rows, **fields)
+        if count and copied & {name.removesuffix("_id") for name in fields}:
+            # No segment reads the other columns (names, email, ...): nothing to announce.
+            customer_metrics_refresh(customer_ids=rows.values_list("pk", flat=True))
+    return count

@@ -4,8 +4,9 @@ one way: segments -> customers).
 
 from django.dispatch import Signal
 
-#: Sent after the per-customer metrics were recomputed, inside the transaction that wrote the
-#: purchases (so receivers that start work must defer it with `transaction.on_commit`).
-#: Arguments: `customer_ids` (a frozenset of ids) or, for a whole-merchant refresh,
-#: `customer_ids=None` and `merchant_id`.
+#: Sent by the write chain (`customers.services`) after the per-customer metrics were
+#: recomputed, inside the transaction that wrote the purchases (so receivers that start work
+#: must defer it with `transaction.on_commit`), once per merchant. Arguments: `merchant_id`,
+#: and `customer_ids`: a frozenset of the ids that changed, or None for a merchant-level
+#: change (many customers at once: `customers.services.CHANGE_BATCH_MAX`).
 customers_changed = Signal()

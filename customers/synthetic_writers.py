@@ -7,7 +7,7 @@ through the ORM; the millions of customer rows go
   so that foreign keys are written without a round trip per row;
 - elsewhere (SQLite), through `executemany` with explicit ids taken above the current
   maximum while the transaction holds SQLite's write lock.
-Then `refresh_merchant_metrics()` fills `CustomerMetrics` in the same transaction (the
+Then `merchant_metrics_refresh()` fills `CustomerMetrics` in the same transaction (the
 invariant of `customers.models`).
 
 CSV: the six files of `shared/spec/import-format.md`, with exactly its column names.
@@ -28,7 +28,6 @@ from django.db.models import Field, Model
 from django.utils import timezone
 
 from customers.imports import CONTRACT_COLUMNS
-from customers.metrics import refresh_merchant_metrics
 from customers.models import (
     Branch,
     Customer,
@@ -42,6 +41,7 @@ from customers.models import (
     Tier,
     Transaction,
 )
+from customers.services import merchant_metrics_refresh
 from customers.synthetic import (
     DAY,
     Catalogue,
@@ -571,7 +571,7 @@ def write_to_database(
             with connection.cursor() as cursor:
                 for model in (Customer, CustomerTag, Transaction, LineItem, Redemption):
                     cursor.execute(f"ANALYZE {model._meta.db_table}")
-        refresh_merchant_metrics(merchant.pk)
+        merchant_metrics_refresh(merchant_id=merchant.pk)
         counts: Counts = {
             "branches": len(ids["branches"]),
             "products": len(ids["products"]),

@@ -13,7 +13,6 @@ from django.utils import timezone
 from customers.imports.reading import Context, phase
 from customers.imports.report import FileCounts
 from customers.imports.specs import FILE_ORDER, SPECS, TAGS_TABLE
-from customers.metrics import refresh_merchant_metrics, refresh_metrics
 from customers.models import (
     Branch,
     Customer,
@@ -23,6 +22,7 @@ from customers.models import (
     Redemption,
     Transaction,
 )
+from customers.services import customer_metrics_refresh, merchant_metrics_refresh
 
 #: Above this many staged customers + transactions + redemptions, the metrics of the whole
 #: merchant are recomputed in one statement rather than customer by customer.
@@ -434,6 +434,6 @@ def merge_all(ctx: Context, dry_run: bool) -> None:
                 row[0]
                 for row in ctx.staging.fetchall("SELECT DISTINCT customer_id FROM sp_imp_touched")
             ]
-            refresh_metrics(ids)
+            customer_metrics_refresh(customer_ids=ids)
         else:
-            refresh_merchant_metrics(ctx.mid)
+            merchant_metrics_refresh(merchant_id=ctx.mid)

@@ -26,7 +26,6 @@ public functions, so callers write `services.segment_create(...)`.
 from segments.selectors import IN_USE_ERROR
 from segments.services.common import (
     ID_BATCH,
-    INCREMENTAL_MAX_CUSTOMERS,
     MembershipChange,
     id_batches,
 )
@@ -74,7 +73,6 @@ __all__ = [
     "COPY_NAME",
     "DEFINITION_FIELDS",
     "ID_BATCH",
-    "INCREMENTAL_MAX_CUSTOMERS",
     "IN_USE_ERROR",
     "MANUAL_RULES_ERROR",
     "NOT_MANUAL_ERROR",

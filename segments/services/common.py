@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Customers per statement when ids are written or read in batches.
 ID_BATCH = 500
-#: More changed customers than this at once: a full refresh instead of an incremental update.
-INCREMENTAL_MAX_CUSTOMERS = 5000
 
 
 @dataclass

@@ -99,7 +99,10 @@ def test_metrics_rows_are_recreated_when_missing(merchant):
     assert CustomerMetrics.objects.get(customer=customer).net_spend == Decimal("3.00")
 
 
-def test_metrics_refresh_announces_which_customers_changed(merchant):
+def test_the_write_chain_announces_each_change_once_per_merchant(
+    merchant, other_merchant, monkeypatch
+):
+    from customers import services
     from customers.signals import customers_changed
 
     heard = []
@@ -108,12 +111,64 @@ def test_metrics_refresh_announces_which_customers_changed(merchant):
         heard.append((customer_ids, merchant_id))
 
     customer = CustomerFactory(merchant=merchant)
+    theirs = CustomerFactory(merchant=other_merchant)
     customers_changed.connect(receiver)
     try:
+        # a single write (save) of a purchase: its customer
         TransactionFactory(customer=customer)
+        # a bulk recompute: one merchant-level change
+        services.merchant_metrics_refresh(merchant_id=merchant.pk)
+        # ids of two merchants: one announcement each
+        services.customer_metrics_refresh(customer_ids=[customer.pk, theirs.pk])
+        # more than the threshold: merchant-level
+        monkeypatch.setattr(services, "CHANGE_BATCH_MAX", 0)
+        services.customer_metrics_refresh(customer_ids=[customer.pk])
+        # nothing changed: nothing said
+        services.customer_metrics_refresh(customer_ids=[])
+        # the recomputation alone says nothing
+        refresh_metrics([customer.pk])
         refresh_merchant_metrics(merchant.pk)
-        refresh_metrics([])
     finally:
         customers_changed.disconnect(receiver)
 
-    assert heard == [(frozenset({customer.pk}), None), (None, merchant.pk)]
+    assert heard == [
+        (frozenset({customer.pk}), merchant.pk),
+        (None, merchant.pk),
+        (frozenset({customer.pk}), merchant.pk),
+        (frozenset({theirs.pk}), other_merchant.pk),
+        (None, merchant.pk),
+    ]
+
+
+def test_a_bulk_update_of_many_customers_is_one_merchant_level_change(merchant, monkeypatch):
+    # e.g. a campaign recording when it reached 100,000 customers
+    from customers import services
+    from customers.signals import customers_changed
+
+    heard = []
+
+    def receiver(sender, customer_ids, merchant_id, **kwargs):
+        heard.append((customer_ids, merchant_id))
+
+    customers = [CustomerFactory(merchant=merchant) for _ in range(3)]
+    other = CustomerFactory()
+    reached = timezone.now()
+    monkeypatch.setattr(services, "CHANGE_BATCH_MAX", 2)
+    customers_changed.connect(receiver)
+    try:
+        count = services.customers_update(
+            merchant=merchant,
+            customer_ids=[c.pk for c in customers] + [other.pk],
+            last_contacted_at=reached,
+        )
+    finally:
+        customers_changed.disconnect(receiver)
+
+    assert count == 3  # the other merchant's customer is left alone
+    assert heard == [(None, merchant.pk)]
+    assert set(
+        CustomerMetrics.objects.filter(customer__in=customers).values_list(
+            "last_contacted_at", flat=True
+        )
+    ) == {reached}
+    assert other.__class__.objects.get(pk=other.pk).last_contacted_at is None

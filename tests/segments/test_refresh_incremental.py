@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from customers.metrics import refresh_merchant_metrics
 from customers.models import CustomerMetrics
+from customers.services import merchant_metrics_refresh
 from segments.models import MembershipEvent, Segment, SegmentKind, SegmentMembership
 from segments.services import segment_memberships_update_for_customers, segment_refresh
 from tests.factories import CustomerFactory, TransactionFactory
@@ -99,7 +99,7 @@ def test_a_merchant_wide_metrics_refresh_refreshes_the_merchants_segments(
 
     # when
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        refresh_merchant_metrics(merchant.pk)
+        merchant_metrics_refresh(merchant_id=merchant.pk)
 
     # then
     assert len(callbacks) == 1

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from customers.models import CustomerMetrics
-from segments import services, signals, tasks
+from segments import signals, tasks
 from segments.models import Segment, SegmentMembership
 from tests.factories import CustomerFactory, TransactionFactory
 from tests.segments.refresh_helpers import install_fake_engine, make_segment, spend_rules
@@ -51,7 +51,7 @@ def test_update_customers_reports_how_many_segments_changed(merchant, rich):
     assert tasks.update_customers.delay(merchant.pk, [rich.pk]).get() == 1
 
 
-def test_the_receiver_groups_customers_by_merchant(
+def test_the_receiver_enqueues_one_update_per_change(
     merchant, other_merchant, django_capture_on_commit_callbacks, monkeypatch
 ):
     # given
@@ -65,7 +65,14 @@ def test_the_receiver_groups_customers_by_merchant(
     # when
     with django_capture_on_commit_callbacks(execute=True):
         signals.on_customers_changed(
-            sender=CustomerMetrics, customer_ids=frozenset([*(c.pk for c in ours), theirs.pk])
+            sender=CustomerMetrics,
+            merchant_id=merchant.pk,
+            customer_ids=frozenset(c.pk for c in ours),
+        )
+        signals.on_customers_changed(
+            sender=CustomerMetrics,
+            merchant_id=other_merchant.pk,
+            customer_ids=frozenset([theirs.pk]),
         )
 
     # then
@@ -77,17 +84,18 @@ def test_the_receiver_groups_customers_by_merchant(
 def test_many_changed_customers_refresh_the_merchants_segments_instead(
     merchant, django_capture_on_commit_callbacks, monkeypatch
 ):
-    # given
+    # given: a write of more customers than the write chain announces one by one
+    from customers import services as customer_services
+
     refreshed = []
-    monkeypatch.setattr(services, "INCREMENTAL_MAX_CUSTOMERS", 2)
-    monkeypatch.setattr(signals, "INCREMENTAL_MAX_CUSTOMERS", 2)
+    monkeypatch.setattr(customer_services, "CHANGE_BATCH_MAX", 2)
     monkeypatch.setattr(tasks.refresh_merchant_segments, "delay", refreshed.append)
     make_segment(merchant, "big", spend_rules(100))
-    ids = frozenset(CustomerFactory(merchant=merchant).pk for _ in range(3))
+    ids = [CustomerFactory(merchant=merchant).pk for _ in range(3)]
 
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        signals.on_customers_changed(sender=CustomerMetrics, customer_ids=ids)
+        customer_services.customer_metrics_refresh(customer_ids=ids)
 
     # then
     assert refreshed == [merchant.pk]
