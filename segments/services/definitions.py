@@ -46,9 +46,6 @@ UPDATABLE_FIELDS = (
     "refresh_weekday",
     "refresh_hour",
 )
-#: Above this many customers, a change is applied by a full refresh of the merchant's
-#: segments rather than by per-customer re-evaluation (and a huge id list in a task message).
-
 MANUAL_RULES_ERROR = "A manual segment has no rules; its members are picked or uploaded."
 SLUG_TAKEN_ERROR = 'The merchant already has a segment with the slug "{slug}".'
 UNKNOWN_FIELDS_ERROR = "These fields cannot be changed here: {fields}."

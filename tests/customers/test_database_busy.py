@@ -55,26 +55,32 @@ def run(wrapper: DatabaseWrapper, sql: str) -> None:
 def database(tmp_path) -> Path:
     path = tmp_path / "writers.sqlite3"
     setup = sqlite3.connect(path)
+    # WAL once, before the writers connect: switching a database to WAL takes a lock of its
+    # own, which two connections doing it at once would fight over.
+    setup.execute("PRAGMA journal_mode=WAL")
     setup.execute("CREATE TABLE t (writer TEXT)")
     setup.commit()
     setup.close()
     return path
 
 
-def read_then_write(database: Path, **options: str) -> list[str]:
+def read_then_write(database: Path, *, wait: float = 0.3, **options: str) -> list[str]:
     """The import's pattern against the refresh's, each in a thread with its own connection
     configured as the project configures SQLite (and `options`): the first reads, the second
     writes and commits meanwhile, then the first writes. Returns what went wrong."""
     problems: list[str] = []
     first_read = threading.Event()
+    second_done = threading.Event()
 
     def importer() -> None:
-        first = sqlite_wrapper(database, **options)
         try:
+            first = sqlite_wrapper(database, **options)
             begin(first)
             run(first, "SELECT count(*) FROM t")
             first_read.set()
-            time.sleep(0.3)  # the refresh writes meanwhile (or waits for us)
+            # The refresh writes meanwhile (or, holding no lock, waits for us: then this
+            # times out after `wait`).
+            second_done.wait(timeout=wait)
             run(first, "INSERT INTO t VALUES ('import')")
             run(first, "COMMIT")
         except Exception as exc:
@@ -82,14 +88,16 @@ def read_then_write(database: Path, **options: str) -> list[str]:
             problems.append(f"import: {exc}")
 
     def refresher() -> None:
-        second = sqlite_wrapper(database, **options)
         first_read.wait()
         try:
+            second = sqlite_wrapper(database, **options)
             begin(second)
             run(second, "INSERT INTO t VALUES ('refresh')")
             run(second, "COMMIT")
         except Exception as exc:
             problems.append(f"refresh: {exc}")
+        finally:
+            second_done.set()
 
     threads = [threading.Thread(target=importer), threading.Thread(target=refresher)]
     for thread in threads:
@@ -121,7 +129,7 @@ def test_deferred_transactions_fail_at_once_which_is_why_the_project_avoids_them
     # The failure the issue saw: with BEGIN (deferred) the reader's snapshot is stale after
     # the other commit, and SQLite refuses its write without waiting for the timeout.
     started = time.monotonic()
-    problems = read_then_write(database, transaction_mode="DEFERRED")
+    problems = read_then_write(database, wait=10, transaction_mode="DEFERRED")
 
     assert problems == ["import: database is locked"]
     assert time.monotonic() - started < 5  # at once, not after the 30 s busy timeout
