@@ -1,13 +1,27 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from customers.portal.help import HelpIndexView, HelpPageView
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin, files). The
+    # static URL is looked up per request: with hashed static files it needs the manifest.
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="customers:list", permanent=False), name="home"),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("help/", HelpIndexView.as_view(), name="help_index"),
+    path("help/<slug:slug>/", HelpPageView.as_view(), name="help"),
     path("segments/", include("segments.urls")),
     path("", include("customers.urls")),
 ]

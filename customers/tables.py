@@ -19,14 +19,8 @@ from django.utils.html import format_html, format_html_join
 
 from customers import selectors
 from customers.models import Customer, Merchant
-from customers.portal.tables import (
-    DEFAULT_PAGE_SIZE,
-    EMPTY,
-    PAGE_SIZES,
-    NumColumn,
-    SortColumn,
-    format_money,
-)
+from customers.portal.formatting import EMPTY, format_money
+from customers.portal.tables import DEFAULT_PAGE_SIZE, PAGE_SIZES, NumColumn, SortColumn
 
 
 class TagsColumn(SortColumn):

@@ -11,4 +11,5 @@ urlpatterns = [
     path("import/", views.ImportView.as_view(), name="import"),
     path("import/confirm/", views.ImportConfirmView.as_view(), name="import_confirm"),
     path("import/cancel/", views.ImportCancelView.as_view(), name="import_cancel"),
+    path("import/sample/<slug:kind>.csv", views.ImportSampleView.as_view(), name="import_sample"),
 ]

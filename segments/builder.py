@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -378,6 +379,163 @@ def errors_by_node(
     return by_node, general
 
 
+# -- feedback in the merchant's words --------------------------------------------------------
+
+#: What an incomplete condition asks for, by its value widget: a prompt, not an error.
+PROMPTS = {
+    "names": "Pick one or more values.",
+    "number": "Enter a number.",
+    "money": "Enter an amount.",
+    "days": "Enter a number of days.",
+    "date": "Pick a date.",
+    "number_pair": "Enter both numbers.",
+    "money_pair": "Enter both amounts.",
+    "date_pair": "Pick both dates.",
+}
+CHOOSE_FIELD = "Choose a field."
+PICK_PRODUCTS = "Pick a product type, brand, category or SKU."
+#: The widget a key of a condition's error belongs to, as the merchant reads it.
+KEY_LABELS = {
+    "window_days": "Only orders within the last … days",
+    "last_within_days": "And the latest within … days",
+    "products.product_types": "Product types",
+    "products.brands": "Brands",
+    "products.categories": "Categories",
+    "products.skus": "SKUs",
+    "products": "Products",
+    "op": "Operator",
+}
+#: Contract messages rephrased for the editor (the JSON view keeps them as they are).
+_REPHRASED = (
+    (re.compile(r"^expected a whole number, got (.+)$"), r"Enter a whole number (\1 is not one)."),
+    (re.compile(r"^expected a number, got (.+)$"), r"Enter a number (\1 is not one)."),
+    (re.compile(r"^must be (at least|at most) (\S+), got .+$"), r"Must be \1 \2."),
+    (re.compile(r"^must be between (\S+) and (\S+), got .+$"), r"Must be between \1 and \2."),
+    (
+        re.compile(r"^expected low <= high, got .+$"),
+        "The first value must not be above the second.",
+    ),
+    (re.compile(r"^expected an ISO date \(YYYY-MM-DD\), got .+$"), "Pick a date."),
+    (re.compile(r"^must lie between (\S+) and (\S+), got .+$"), r"Pick a date from \1 to \2."),
+    (
+        re.compile(r"^money has at most (\d+) decimal places, got .+$"),
+        r"Use at most \1 decimal places.",
+    ),
+)
+
+
+@dataclass
+class Feedback:
+    """What the editor says about one node: a neutral prompt for what is missing, and the
+    problems with what is there, in the merchant's words."""
+
+    prompt: str = ""
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def _missing(value: Any, kind: str) -> bool:
+    if kind == "names":
+        return not value
+    if kind.endswith("_pair"):
+        return not isinstance(value, list) or len(value) != 2 or any(v in (None, "") for v in value)
+    if kind in ("number", "money", "days", "date"):
+        return value is None or value == ""
+    return False
+
+
+def friendly(rest: str, message: str) -> str:
+    """A contract error (`rest` the key under the node, e.g. "value" or "products.brands[1]")
+    as the editor shows it next to the widget."""
+    text = message
+    for pattern, replacement in _REPHRASED:
+        if pattern.match(message):
+            text = pattern.sub(replacement, message)
+            break
+    else:
+        text = message[:1].upper() + message[1:]
+        text = text if text.endswith(".") else f"{text}."
+    key = re.sub(r"\[\d+\]$", "", rest)
+    label = KEY_LABELS.get(key, "")
+    return f"{label}: {text}" if label else text
+
+
+def node_feedback(tree: dict[str, Any], errors: list[str]) -> tuple[dict[str, Feedback], list[str]]:
+    """Per node (by id), a prompt for what an incomplete condition lacks and its other
+    problems in the merchant's words; and the errors that belong to no node. A missing value
+    is a prompt, never also an error."""
+    by_node, general = errors_by_node(tree, errors)
+    feedback: dict[str, Feedback] = {}
+    for node_id, node, _ in _walk(tree, ROOT_ID, 1):
+        raw = by_node.get(node_id, [])
+        item = Feedback()
+        if not is_group(node):
+            criterion = REGISTRY.get(str(node.get("field") or ""))
+            if criterion is None:
+                item.prompt = CHOOSE_FIELD
+                raw = []
+            else:
+                kind = widget_kind(criterion, str(node.get("op") or ""))
+                if _missing(node.get("value"), kind):
+                    item.prompt = PROMPTS.get(kind, "")
+                    raw = [e for e in raw if not e.startswith("value")]
+                products = node.get("products")
+                if (
+                    "products" in criterion.extras
+                    and isinstance(products, dict)
+                    and not any(products.values())
+                ):
+                    item.prompt = item.prompt or PICK_PRODUCTS
+                    raw = [e for e in raw if not e.startswith("products")]
+        for error in raw:
+            rest, sep, message = error.partition(": ")
+            item.errors.append(friendly(rest, message) if sep else friendly("", error))
+        if item.prompt or item.errors:
+            feedback[node_id] = item
+    return feedback, general
+
+
+def feedback_nodes(tree: dict[str, Any], errors: list[str]) -> list[EditorNode]:
+    """Every node of `tree` with only its feedback (prompt, problems), for out-of-band
+    updates of the editor's feedback areas; nodes without any get empty ones (cleared)."""
+    feedback, _ = node_feedback(tree, errors)
+    nodes = []
+    for node_id, node, depth in _walk(tree, ROOT_ID, 1):
+        said = feedback.get(node_id, Feedback())
+        nodes.append(
+            EditorNode(
+                id=node_id,
+                path=contract_path(node_id),
+                depth=depth,
+                is_group=is_group(node),
+                errors=list(said.errors),
+                prompt=said.prompt,
+            )
+        )
+    return nodes
+
+
+def condition_number(node_id: str) -> str:
+    """`r.1.0` -> "2.1": where a node is, as the merchant counts."""
+    return ".".join(str(int(part) + 1) for part in node_id.split(".")[1:])
+
+
+def problems(tree: dict[str, Any], errors: list[str]) -> tuple[list[str], bool]:
+    """One line per node that needs attention ("Condition 2: Enter an amount."), and whether
+    the rules are merely incomplete (every line is a prompt: nothing is wrong yet)."""
+    feedback, general = node_feedback(tree, errors)
+    lines: list[str] = []
+    incomplete = not general
+    for node_id, item in feedback.items():
+        where = f"Condition {condition_number(node_id)}" if node_id != ROOT_ID else "The rules"
+        if item.prompt:
+            lines.append(f"{where}: {item.prompt}")
+        for error in item.errors:
+            lines.append(f"{where}: {error}")
+            incomplete = False
+    lines += general
+    return lines, incomplete and bool(lines)
+
+
 # -- tree -> view model ---------------------------------------------------------------------
 
 
@@ -390,6 +548,9 @@ class EditorNode:
     depth: int
     is_group: bool
     errors: list[str] = dataclasses.field(default_factory=list)
+    prompt: str = ""
+    #: What the number counts ("units", the merchant's currency, "days").
+    unit: str = ""
     # groups
     match: str = "all"
     negate: bool = False
@@ -432,20 +593,23 @@ def editor_nodes(
     tree: dict[str, Any],
     *,
     options: Mapping[str, Mapping[str, list[str]]],
-    errors: Mapping[str, list[str]] | None = None,
+    feedback: Mapping[str, Feedback] | None = None,
+    currency: str = "",
 ) -> EditorNode:
     """The view model of `tree`; `options` maps a field key to what its criterion's
     `options()` gave: the merchant's own names for its multi-selects ("value",
     "products.<list>")."""
-    errors = errors or {}
+    feedback = feedback or {}
 
     def build(node: dict[str, Any], node_id: str, depth: int) -> EditorNode:
+        said = feedback.get(node_id, Feedback())
         item = EditorNode(
             id=node_id,
             path=contract_path(node_id),
             depth=depth,
             is_group=is_group(node),
-            errors=list(errors.get(node_id, [])),
+            errors=list(said.errors),
+            prompt=said.prompt,
         )
         if item.is_group:
             item.match = "any" if node.get("match") == "any" else "all"
@@ -465,6 +629,12 @@ def editor_nodes(
         item.op = str(node.get("op") or "")
         item.ops = [(op, OP_LABELS.get(op, op)) for op in criterion.ops]
         item.kind = widget_kind(criterion, item.op)
+        if item.kind.startswith("money"):
+            item.unit = currency
+        elif item.kind == "days":
+            item.unit = "days"
+        elif item.kind.startswith("number"):
+            item.unit = criterion.unit
         value = node.get("value")
         if item.kind.endswith("_pair"):
             pair = value if isinstance(value, list) and len(value) == 2 else [None, None]

@@ -25,7 +25,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django_tables2.columns import BoundColumn
 
 from customers.models import Merchant
-from customers.portal.tables import EMPTY, NumColumn, SortColumn, format_money
+from customers.portal.formatting import EMPTY, format_money
+from customers.portal.tables import NumColumn, SortColumn
 from segments.models import Segment
 
 

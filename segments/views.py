@@ -374,20 +374,30 @@ def _state_from_post(data: QueryDict, merchant: Merchant, segment: Segment | Non
 def _editor_context(
     state: BuilderState, merchant: Merchant, segment: Segment | None
 ) -> dict[str, Any]:
-    by_node, general = builder.errors_by_node(state.tree, state.errors)
+    feedback, general = builder.node_feedback(state.tree, state.errors)
     return {
         "root": builder.editor_nodes(
             state.tree,
             options=selectors.builder_options(merchant=merchant, segment=segment),
-            errors=by_node,
+            feedback=feedback,
+            currency=merchant.currency,
         ),
         "fields": builder.field_catalogue(),
         "rules_json": builder.pretty(state.tree),
-        "saved_json": builder.pretty(builder.clean_for_save(state.tree)),
         "general_errors": general,
         "state": state,
+        **_json_context(state),
         "editor_url": _builder_url("segments:builder_editor", segment),
         "preview_url": _builder_url("segments:builder_preview", segment),
+    }
+
+
+def _json_context(state: BuilderState) -> dict[str, Any]:
+    """The Advanced section's JSON view: the rules as they will be saved, and validation in
+    the contract's own words (paths included)."""
+    return {
+        "saved_json": builder.pretty(builder.clean_for_save(state.tree)),
+        "contract_errors": state.errors,
     }
 
 
@@ -399,7 +409,8 @@ def _builder_url(name: str, segment: Segment | None) -> str:
 
 def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
     if not state.valid:
-        return {"errors": state.errors}
+        lines, incomplete = builder.problems(state.tree, state.errors)
+        return {"errors": lines, "incomplete": incomplete}
     rules = builder.clean_for_save(state.tree)
     limit_ms = settings.SEGMENT_LIVE_COUNT_TIMEOUT_MS
 
@@ -518,6 +529,7 @@ class SegmentBuilderView(MerchantRequiredMixin, View):
             "templates": [(template_key(t), t) for t in TEMPLATES],
             **_editor_context(state, merchant, segment),
             **_preview_context(state, merchant),
+            "save_problems": builder.problems(state.tree, state.errors)[0] if state.errors else [],
         }
         return render(request, self.template_name, context, status=status)
 
@@ -532,10 +544,13 @@ class BuilderEditorView(MerchantRequiredMixin, View):
         segment = _segment(request, pk) if pk is not None else None
         state = _state_from_post(request.POST, merchant, segment)
         response = render(
-            request, "segments/partials/editor.html", _editor_context(state, merchant, segment)
+            request,
+            "segments/partials/editor.html",
+            {**_editor_context(state, merchant, segment), "oob": True},
         )
-        # The live count reloads after the editor has applied the edit (same tree).
-        response["HX-Trigger"] = "rules-changed"
+        # The live count reloads once the new editor is in the page (after the swap), so it
+        # posts exactly the rules on screen; sent before the swap, it counted the old ones.
+        response["HX-Trigger-After-Settle"] = "rules-changed"
         return response
 
 
@@ -550,7 +565,18 @@ class BuilderPreviewView(MerchantRequiredMixin, View):
         data = request.POST.copy()
         data.pop("action", None)  # the editor applies edits; the count reads the widgets
         state = _state_from_post(data, merchant, segment)
-        return render(request, "segments/partials/preview.html", _preview_context(state, merchant))
+        return render(
+            request,
+            "segments/partials/preview.html",
+            {
+                **_preview_context(state, merchant),
+                **_json_context(state),
+                # Values typed since the editor was drawn: each node's prompt and problems
+                # follow, without redrawing the editor.
+                "feedback_nodes": builder.feedback_nodes(state.tree, state.errors),
+                "oob": True,
+            },
+        )
 
 
 # -- detail ---------------------------------------------------------------------------------

@@ -122,6 +122,12 @@ CASES = [
     Case("customers:import", Action.IMPORT_DATA, "get", url("customers:import")),
     Case("customers:import", Action.IMPORT_DATA, "post", url("customers:import")),
     Case(
+        "customers:import_sample",
+        Action.IMPORT_DATA,
+        "get",
+        lambda w: reverse("customers:import_sample", args=["customers"]),
+    ),
+    Case(
         "customers:import_confirm",
         Action.IMPORT_DATA,
         "post",

@@ -39,6 +39,7 @@ Rules that the contract leaves open, decided here (and documented in docs/import
 """
 
 from customers.imports.report import MAX_ERRORS, FileCounts, ImportIssue, ImportReport
+from customers.imports.samples import SAMPLES
 from customers.imports.service import import_files
 from customers.imports.specs import CONTRACT_COLUMNS, FILE_ORDER, SPECS
 from customers.imports.uploads import upload_discard, upload_paths, upload_root, upload_store
@@ -47,6 +48,7 @@ __all__ = [
     "CONTRACT_COLUMNS",
     "FILE_ORDER",
     "MAX_ERRORS",
+    "SAMPLES",
     "SPECS",
     "FileCounts",
     "ImportIssue",

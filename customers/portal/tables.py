@@ -4,7 +4,6 @@ spreadsheet."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import django_tables2 as tables
@@ -15,17 +14,9 @@ from tablib import Dataset
 
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
-EMPTY = "—"
 EXPORT_FORMATS = (TableExport.CSV, TableExport.XLSX)
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def format_money(amount: Decimal | None, currency: str) -> str:
-    """`1234.5` -> `"1,234.50 CAD"`; empty for None."""
-    if amount is None:
-        return EMPTY
-    return f"{amount:,.2f} {currency}"
 
 
 def _nulls_last(keys: OrderByTuple, descending: bool) -> list[OrderBy]:

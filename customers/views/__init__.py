@@ -1,6 +1,11 @@
 """Portal views of the customers app: the customer pages, and the import upload page."""
 
-from customers.views.imports import ImportCancelView, ImportConfirmView, ImportView
+from customers.views.imports import (
+    ImportCancelView,
+    ImportConfirmView,
+    ImportSampleView,
+    ImportView,
+)
 from customers.views.portal import CustomerDetailView, CustomerListView, switch_merchant
 
 __all__ = [
@@ -8,6 +13,7 @@ __all__ = [
     "CustomerListView",
     "ImportCancelView",
     "ImportConfirmView",
+    "ImportSampleView",
     "ImportView",
     "switch_merchant",
 ]

@@ -21,11 +21,14 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views import View
 from django.views.generic import FormView
 
 from customers.imports import (
     FILE_ORDER,
+    SAMPLES,
     ImportReport,
     import_files,
     upload_discard,
@@ -52,6 +55,20 @@ FILE_HELP = {
 }
 
 
+class ImportSampleView(MerchantRequiredMixin, View):
+    """GET: a sample of one contract file (`<kind>.csv`), to fill in or to try the import
+    with: the samples import together as they are."""
+
+    permission = Action.IMPORT_DATA
+
+    def get(self, request: HttpRequest, kind: str) -> HttpResponse:
+        if kind not in SAMPLES:
+            raise Http404("No such import file.")
+        response = HttpResponse(SAMPLES[kind], content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{kind}.csv"'
+        return response
+
+
 class ImportUploadForm(forms.Form):
     """One optional CSV file per contract file; at least one is required."""
 
@@ -61,7 +78,12 @@ class ImportUploadForm(forms.Form):
             self.fields[kind] = forms.FileField(
                 required=False,
                 label=f"{kind}.csv",
-                help_text=FILE_HELP[kind],
+                help_text=format_html(
+                    '{} · <a href="{}" download>sample {}.csv</a>',
+                    FILE_HELP[kind],
+                    reverse("customers:import_sample", args=[kind]),
+                    kind,
+                ),
                 widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
             )
 

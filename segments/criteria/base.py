@@ -154,6 +154,9 @@ class Criterion:
     extras: ClassVar[frozenset[str]] = frozenset()
     #: The builder's field group (one of `FIELD_GROUPS`).
     group: ClassVar[str] = ""
+    #: What a number of this field counts, shown after its input ("units", "years"); money
+    #: fields show the merchant's currency, day counts "days".
+    unit: ClassVar[str] = ""
 
     # -- cleaning -------------------------------------------------------------------------
 

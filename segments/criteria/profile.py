@@ -241,6 +241,7 @@ class AgeCriterion(NumberCriterion):
 
     label = "age"
     group = GROUP
+    unit = "years"
     maximum = 150
 
     def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
@@ -441,6 +442,7 @@ class PointsBalanceCriterion(NumberCriterion):
 
     label = "points balance"
     group = GROUP
+    unit = "points"
 
     def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
         return person.points_balance
@@ -455,6 +457,7 @@ class LifetimePointsCriterion(NumberCriterion):
 
     label = "lifetime points"
     group = GROUP
+    unit = "points"
 
     def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
         return person.lifetime_points

@@ -153,6 +153,7 @@ class OrdersCountCriterion(WindowedNumber):
     """
 
     label = "orders"
+    unit = "orders"
 
     def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
         return len(ev.orders(person, condition.option("window_days")))
@@ -335,6 +336,7 @@ class RewardsRedeemedCriterion(WindowedNumber):
     """Number of redemptions up to `as_of` (within `window_days` when set); none is 0."""
 
     label = "rewards redeemed"
+    unit = "redemptions"
 
     def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
         window = condition.option("window_days")
@@ -365,6 +367,7 @@ class PurchasedCriterion(NumberCriterion):
 
     label = "purchased"
     group = GROUP
+    unit = "units"
     ops: ClassVar[tuple[str, ...]] = NUMBER_OPS
     extras = frozenset({"window_days", "products", "last_within_days"})
 

@@ -31,15 +31,90 @@
 
   // Edits that htmx sends as custom events (instead of trigger filters it would eval):
   // - a change inside an element with data-edit-event="name", except inside [data-no-edit]
-  //   or on a field named in data-edit-skip, fires "name" on that element.
-  document.addEventListener("change", function (event) {
-    const target = event.target;
-    if (!(target instanceof Element)) return;
+  //   or on a field named in data-edit-skip, fires "name" on that element; with
+  //   data-edit-match="selector", only changes of matching controls do, and the other
+  //   named controls fire data-value-event instead (on change and as you type).
+  function editOwner(target) {
+    if (!(target instanceof Element) || !target.name) return null;
     const owner = target.closest("[data-edit-event]");
-    if (!owner || target.closest("[data-no-edit]")) return;
+    if (!owner || target.closest("[data-no-edit]")) return null;
     const skip = (owner.dataset.editSkip || "").split(" ");
-    if (target.name && skip.indexOf(target.name) !== -1) return;
-    if (window.htmx) window.htmx.trigger(owner, owner.dataset.editEvent);
+    return skip.indexOf(target.name) === -1 ? owner : null;
+  }
+  document.addEventListener("change", function (event) {
+    const owner = editOwner(event.target);
+    if (!owner || !window.htmx) return;
+    const match = owner.dataset.editMatch;
+    if (!match || event.target.matches(match)) {
+      window.htmx.trigger(owner, owner.dataset.editEvent);
+    } else if (owner.dataset.valueEvent) {
+      window.htmx.trigger(owner, owner.dataset.valueEvent);
+    }
+  });
+  document.addEventListener("input", function (event) {
+    const owner = editOwner(event.target);
+    if (!owner || !window.htmx || !owner.dataset.valueEvent) return;
+    if (owner.dataset.editMatch && event.target.matches(owner.dataset.editMatch)) return;
+    window.htmx.trigger(owner, owner.dataset.valueEvent);
+  });
+
+  // A part shown only for one value of a field: <div data-show-when="field=value">.
+  function showWhen(root) {
+    (root || document).querySelectorAll("[data-show-when]").forEach(function (part) {
+      const rule = part.dataset.showWhen.split("=");
+      const field = document.querySelector('[name="' + rule[0] + '"]');
+      part.hidden = !field || field.value !== rule[1];
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.name && document.querySelector('[data-show-when^="' + event.target.name + '="]')) {
+      showWhen();
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () { showWhen(); });
+
+  // Searchable multi-selects (Tom Select, vendored, where the page loads it):
+  // <select multiple data-searchable data-placeholder="...">.
+  function searchable(root) {
+    if (!window.TomSelect) return;
+    (root || document).querySelectorAll("select[data-searchable]").forEach(function (select) {
+      if (select.tomselect) return;
+      new window.TomSelect(select, {
+        plugins: ["remove_button"],
+        placeholder: select.dataset.placeholder || "",
+        maxOptions: null,
+        hidePlaceholder: true,
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { searchable(); });
+  document.addEventListener("htmx:load", function (event) { searchable(event.target); });
+
+  // A panel that must show the answer to the latest edit only (the live count):
+  // <div data-latest-only="event-a event-b">. Every such event seen on the page counts as an
+  // edit; a response to a request sent before the latest edit is not shown (the request that
+  // edit causes follows, queued: no request is aborted, so nothing is logged as an error).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const panel = event.detail.elt;
+    if (!panel.matches || !panel.matches("[data-latest-only]")) return;
+    event.detail.xhr.portalEdits = panel.portalEdits || 0;
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const panel = event.detail.elt;
+    if (!panel.matches || !panel.matches("[data-latest-only]")) return;
+    if ((event.detail.xhr.portalEdits || 0) < (panel.portalEdits || 0)) {
+      event.detail.shouldSwap = false;
+    }
+  });
+  function countEdits(event) {
+    document.querySelectorAll("[data-latest-only]").forEach(function (panel) {
+      if (panel.dataset.latestOnly.split(" ").indexOf(event.type) !== -1) {
+        panel.portalEdits = (panel.portalEdits || 0) + 1;
+      }
+    });
+  }
+  ["rules-changed", "rules-value"].forEach(function (name) {
+    document.addEventListener(name, countEdits, true);
   });
 
   // Filter forms send only the fields that have a value (short, readable URLs).

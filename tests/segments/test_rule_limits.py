@@ -377,7 +377,7 @@ def test_a_huge_number_typed_in_a_widget_is_a_clear_error(staff_client, merchant
     )
     assert response.status_code == 200
     assert response.context["root"].children[0].errors == [
-        'value: expected a whole number, got "' + "9" * 60 + '…"'
+        'Enter a whole number ("' + "9" * 60 + '…" is not one).'
     ]
 
 

@@ -77,7 +77,8 @@ def test_new_builder_page_shows_the_catalogue_and_the_merchants_names(
         {"rules_json": response.context["rules_json"], "c:r.0:field": "purchased"},
     )
     html = edited.content.decode()
-    assert edited["HX-Trigger"] == "rules-changed"
+    # the live count follows once the new editor is in the page
+    assert edited["HX-Trigger-After-Settle"] == "rules-changed"
     assert 'name="c:r.0:products.brands"' in html
     assert '<option value="Phat Panda">' in html and '<option value="Other Co">' in html
     assert '<option value="edible">' in html
@@ -111,8 +112,9 @@ def test_editor_applies_an_add_condition_edit(staff_client, merchant):
         {"field": "age", "op": "gte", "value": 30},
         {"field": "", "op": "", "value": None},
     ]
-    # the new, empty condition carries its error inline
-    assert response.context["root"].children[1].errors == ['field: "" is not a known field']
+    # the new, empty condition is a neutral prompt, not an error
+    assert response.context["root"].children[1].errors == []
+    assert response.context["root"].children[1].prompt == "Choose a field."
 
 
 def test_live_count_and_funnel(staff_client, merchant, prerolls):
@@ -157,10 +159,15 @@ def test_live_count_shows_errors_of_an_invalid_tree(staff_client, merchant):
         reverse("segments:builder_preview"), {"rules_json": json.dumps(tree)}
     )
 
+    # the panel speaks the merchant's language; the JSON view keeps the contract's paths
     assert response.context["errors"] == [
+        'Condition 1: Operator: "gtee" is not an operator of total_spend.'
+    ]
+    assert response.context["incomplete"] is False
+    assert "count" not in response.context
+    assert response.context["contract_errors"] == [
         'conditions[0].op: "gtee" is not an operator of total_spend'
     ]
-    assert "count" not in response.context
 
 
 def test_saving_valid_rules_creates_a_segment_and_version(
@@ -196,9 +203,10 @@ def test_invalid_rules_save_nothing_and_show_path_errors(staff_client, merchant)
     assert not Segment.objects.exists()
     body = response.content.decode()
     assert "Nothing was saved" in body
-    assert "conditions[1].value: expected low &lt;= high, got [30, 20]" in body
+    assert "Condition 2: The first value must not be above the second." in body
+    assert "conditions[1].value: expected low &lt;= high, got [30, 20]" in body  # JSON view
     assert response.context["root"].children[1].errors == [
-        "value: expected low <= high, got [30, 20]"
+        "The first value must not be above the second."
     ]
 
 
