@@ -48,6 +48,7 @@ UPDATABLE_FIELDS = (
 )
 MANUAL_RULES_ERROR = "A manual segment has no rules; its members are picked or uploaded."
 SLUG_TAKEN_ERROR = 'The merchant already has a segment with the slug "{slug}".'
+NAME_TAKEN_ERROR = 'There is already a segment named "{name}": choose another name.'
 UNKNOWN_FIELDS_ERROR = "These fields cannot be changed here: {fields}."
 COPY_NAME = "{name} (copy)"
 
@@ -55,6 +56,31 @@ COPY_NAME = "{name} (copy)"
 class SegmentInUseError(ValidationError):
     """Some segments cannot be removed because other segments use them; `messages` names
     each one with the segments that use it. Nothing was removed."""
+
+
+def _check_name_free(merchant: Merchant, name: str, *, segment: Segment | None) -> None:
+    """Names are the merchant's way to tell segments apart: a second segment of the same
+    name (any case) is refused, rather than saved under a slug that silently ends in -2."""
+    others = Segment.objects.filter(merchant=merchant, name__iexact=name.strip())
+    if segment is not None:
+        others = others.exclude(pk=segment.pk)
+    if others.exists():
+        raise ValidationError({"name": NAME_TAKEN_ERROR.format(name=name.strip())})
+
+
+def _free_copy_name(merchant: Merchant, name: str) -> str:
+    """"<name> (copy)", or "(copy 2)", "(copy 3)"... when taken."""
+    base = COPY_NAME.format(name=name)[:190]
+    taken = {
+        n.lower()
+        for n in Segment.objects.filter(merchant=merchant, name__istartswith=base).values_list(
+            "name", flat=True
+        )
+    }
+    candidate, n = base, 2
+    while candidate.lower() in taken:
+        candidate, n = f"{base[:-1]} {n})", n + 1
+    return candidate
 
 
 def _unique_slug(merchant: Merchant, base: str) -> str:
@@ -109,6 +135,7 @@ def segment_create(
             raise ValidationError({"rules": MANUAL_RULES_ERROR})
     else:
         seams.validate_rules(rules, merchant=merchant, segment=None)
+    _check_name_free(merchant, name, segment=None)
     if slug:
         if Segment.objects.filter(merchant=merchant, slug=slug).exists():
             raise ValidationError({"slug": SLUG_TAKEN_ERROR.format(slug=slug)})
@@ -162,6 +189,8 @@ def segment_update(*, segment: Segment, user: Actor = None, **changes: Any) -> S
                 raise ValidationError({"rules": MANUAL_RULES_ERROR})
         else:
             seams.validate_rules(changed["rules"], merchant=locked.merchant, segment=locked)
+    if "name" in changed:
+        _check_name_free(locked.merchant, changed["name"], segment=locked)
     if not changed:
         return locked
     for name, value in changed.items():
@@ -234,7 +263,7 @@ def segment_duplicate(*, segment: Segment, user: Actor = None) -> Segment:
     dynamic segment is refreshed from its rules."""
     copy = segment_create(
         merchant=segment.merchant,
-        name=COPY_NAME.format(name=segment.name)[:200],
+        name=_free_copy_name(segment.merchant, segment.name),
         kind=segment.kind,
         description=segment.description,
         rules=segment.rules,

@@ -215,12 +215,42 @@ def test_a_taken_slug_is_a_form_error(staff_client, merchant):
     staff_client.post(reverse("segments:create"), {**builder_form(slug="fans"), "rules_json": tree})
 
     response = staff_client.post(
-        reverse("segments:create"), {**builder_form(slug="fans"), "rules_json": tree}
+        reverse("segments:create"),
+        {**builder_form(name="Other fans", slug="fans"), "rules_json": tree},
     )
 
     assert response.status_code == 400
     assert "slug" in response.context["form"].errors
     assert Segment.objects.count() == 1
+
+
+def test_a_second_segment_of_the_same_name_is_refused_not_renamed(staff_client, merchant):
+    # given a segment named "Phat Panda fans"
+    tree = json.dumps(rules({"field": "age", "op": "gte", "value": 21}))
+    staff_client.post(reverse("segments:create"), {**builder_form(), "rules_json": tree})
+
+    # when another is saved under the same name, in another case
+    response = staff_client.post(
+        reverse("segments:create"),
+        {**builder_form(name="PHAT PANDA FANS"), "rules_json": tree},
+    )
+
+    # then it is refused with the reason next to the name, and nothing is saved
+    assert response.status_code == 400
+    assert response.context["form"].errors["name"] == [
+        'There is already a segment named "PHAT PANDA FANS": choose another name.'
+    ]
+    assert list(Segment.objects.values_list("slug", flat=True)) == ["phat-panda-fans"]
+
+
+def test_duplicating_twice_numbers_the_copies(staff_client, merchant):
+    from segments import services
+
+    original = services.segment_create(merchant=merchant, name="Fans", kind="manual")
+    first = services.segment_duplicate(segment=original)
+    second = services.segment_duplicate(segment=original)
+
+    assert (first.name, second.name) == ("Fans (copy)", "Fans (copy 2)")
 
 
 def test_edit_updates_rules_and_writes_a_version(staff_client, merchant):
