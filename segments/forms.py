@@ -30,11 +30,21 @@ class SegmentSettingsForm(forms.Form):
         choices=RefreshCadence.choices, initial=RefreshCadence.DAILY, label="Refresh"
     )
     refresh_weekday = forms.TypedChoiceField(
-        choices=WEEKDAYS, coerce=int, initial=6, label="Weekday (weekly)"
+        choices=WEEKDAYS,
+        coerce=int,
+        initial=6,
+        required=False,
+        label="Weekday",
+        help_text="For a weekly refresh.",
     )
     refresh_hour = forms.TypedChoiceField(
         choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, initial=3, label="Hour"
     )
+
+    def clean_refresh_weekday(self) -> int:
+        # Shown (and needed) only for a weekly refresh; otherwise Sunday is kept.
+        value = self.cleaned_data.get("refresh_weekday")
+        return 6 if value is None or value == "" else int(value)
 
     @classmethod
     def initial_for(cls, segment: Segment) -> dict[str, object]:
@@ -47,6 +57,14 @@ class SegmentSettingsForm(forms.Form):
             "refresh_weekday": segment.refresh_weekday,
             "refresh_hour": segment.refresh_hour,
         }
+
+
+class ManualSettingsForm(forms.Form):
+    """What a manual segment has besides its members: name, description, state."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    is_active = forms.BooleanField(required=False, label="Active")
 
 
 class MemberAddForm(forms.Form):

@@ -74,6 +74,20 @@ def merchant_customer(*, merchant: Merchant, external_id: str) -> Customer | Non
     return Customer.objects.filter(merchant=merchant, external_id=external_id.strip()).first()
 
 
+#: How many customers a "why in, why out" search offers to pick from.
+FIND_CUSTOMERS_LIMIT = 10
+
+
+def find_customers(*, merchant: Merchant, query: str) -> list[Customer]:
+    """The merchant's customers a person may mean by `query`: the one with that external id,
+    else those whose name, email or phone contains it (at most `FIND_CUSTOMERS_LIMIT`)."""
+    exact = merchant_customer(merchant=merchant, external_id=query)
+    if exact is not None:
+        return [exact]
+    found = customer_search(customer_queryset(merchant=merchant), query)
+    return list(found.order_by("last_name", "first_name", "pk")[:FIND_CUSTOMERS_LIMIT])
+
+
 def customer_queryset(*, merchant: Merchant) -> QuerySet[Customer]:
     return Customer.objects.filter(merchant=merchant)
 

@@ -44,4 +44,9 @@ urlpatterns = [
         views.CustomerSegmentsView.as_view(),
         name="customer_segments",
     ),
+    path(
+        "customer/<int:customer_pk>/add/",
+        views.CustomerAddToSegmentView.as_view(),
+        name="customer_add",
+    ),
 ]

@@ -31,7 +31,12 @@ from customers.portal.permissions import Action, denied_message, may
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from segments import builder, engine, exports, selectors, services
 from segments.filters import SegmentFilter
-from segments.forms import MemberAddForm, MemberUploadForm, SegmentSettingsForm
+from segments.forms import (
+    ManualSettingsForm,
+    MemberAddForm,
+    MemberUploadForm,
+    SegmentSettingsForm,
+)
 from segments.models import Segment, SegmentKind, SegmentVersion
 from segments.tables import MemberTable, SegmentTable
 from segments.templates_catalog import TEMPLATES, find_template, template_key
@@ -45,6 +50,9 @@ SAVED_MESSAGE = 'Segment "{name}" saved.'
 REFRESH_QUEUED_MESSAGE = "Refresh queued."
 NOT_REFRESHED_MESSAGE = "Manual and inactive segments are not refreshed from rules."
 NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
+ALREADY_MEMBER = '{who} is already in "{segment}": nothing changed.'
+ADDED_TO = 'Added {who} to "{segment}".'
+NO_MATCHING_CUSTOMER = 'No customer\'s id, name, email or phone matches "{query}".'
 NOT_EVALUATED_ERROR = "These rules cannot be evaluated: {error}"
 LIVE_COUNT_TIMEOUT_ERROR = (
     "The live count took more than {seconds:g} seconds and was stopped, to keep the portal "
@@ -437,26 +445,64 @@ def _preview_context(state: BuilderState, merchant: Merchant) -> dict[str, Any]:
 
 class SegmentBuilderView(MerchantRequiredMixin, View):
     """Create (/segments/new/) or edit (/segments/<pk>/edit/) a dynamic segment. Every
-    role may build rules and see their count (GET); saving (POST) needs `SAVE_SEGMENTS`."""
+    role may build rules and see their count (GET); saving (POST) needs `SAVE_SEGMENTS`.
+    A manual segment's edit page is its name, description and state (`ManualSettingsForm`),
+    for those who may save."""
 
     template_name = "segments/builder.html"
 
     def get_permission(self, request: HttpRequest) -> Action:
-        return Action.SAVE_SEGMENTS if request.method == "POST" else Action.BUILD_SEGMENTS
+        if request.method == "POST" or self._is_manual(request):
+            return Action.SAVE_SEGMENTS
+        return Action.BUILD_SEGMENTS
+
+    def _is_manual(self, request: HttpRequest) -> bool:
+        pk = self.kwargs.get("pk") if hasattr(self, "kwargs") else None
+        merchant = getattr(request, "merchant", None)
+        if pk is None or merchant is None:
+            return False
+        return (
+            selectors.segment_queryset(merchant=merchant)
+            .filter(pk=pk, kind=SegmentKind.MANUAL)
+            .exists()
+        )
 
     def _segment(self, request: HttpRequest, pk: int | None) -> Segment | None:
         if pk is None:
             return None
         return get_object_or_404(
-            selectors.segment_queryset(merchant=current_merchant(request)).filter(
-                kind=SegmentKind.DYNAMIC
-            ),
-            pk=pk,
+            selectors.segment_queryset(merchant=current_merchant(request)), pk=pk
+        )
+
+    def _manual(self, request: HttpRequest, segment: Segment) -> HttpResponse:
+        """The settings of a manual segment (it has no rules to build)."""
+        form = ManualSettingsForm(
+            request.POST if request.method == "POST" else None,
+            initial={
+                "name": segment.name,
+                "description": segment.description,
+                "is_active": segment.is_active,
+            },
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.segment_update(segment=segment, user=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                for name, errors in exc.message_dict.items():
+                    form.add_error(name if name in form.fields else None, errors)
+            else:
+                messages.success(request, SAVED_MESSAGE.format(name=form.cleaned_data["name"]))
+                return redirect("segments:detail", pk=segment.pk)
+        status = 400 if request.method == "POST" else 200
+        return render(
+            request, "segments/manual_edit.html", {"segment": segment, "form": form}, status=status
         )
 
     def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         merchant = current_merchant(request)
         segment = self._segment(request, pk)
+        if segment is not None and not segment.is_dynamic:
+            return self._manual(request, segment)
         if segment is not None:
             form = SegmentSettingsForm(initial=SegmentSettingsForm.initial_for(segment))
             tree = segment.rules or builder.empty_tree()
@@ -474,6 +520,8 @@ class SegmentBuilderView(MerchantRequiredMixin, View):
     def post(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         merchant = current_merchant(request)
         segment = self._segment(request, pk)
+        if segment is not None and not segment.is_dynamic:
+            return self._manual(request, segment)
         form = SegmentSettingsForm(request.POST)
         if segment is not None:
             form.fields["slug"].disabled = True
@@ -615,13 +663,16 @@ class SegmentDetailView(MerchantRequiredMixin, View):
         if segment.is_dynamic and segment.rules:
             context["sentence"] = _sentence(segment.rules)
             context["rules_json"] = builder.pretty(segment.rules)
-        external_id = request.GET.get("customer", "").strip()
-        if external_id and segment.is_dynamic and segment.rules:
-            context["explain_query"] = external_id
-            customer = selectors.merchant_customer(merchant=merchant, external_id=external_id)
-            if customer is None:
-                context["explain_error"] = NO_SUCH_CUSTOMER_ERROR.format(external_id=external_id)
+        query = request.GET.get("customer", "").strip()
+        if query and segment.is_dynamic and segment.rules:
+            context["explain_query"] = query
+            found = selectors.find_customers(merchant=merchant, query=query)
+            if not found:
+                context["explain_error"] = NO_MATCHING_CUSTOMER.format(query=query)
+            elif len(found) > 1:
+                context["explain_choices"] = found
             else:
+                customer = found[0]
                 context["explained"] = customer
                 explained, error = _attempt(
                     lambda: engine.explain(
@@ -721,6 +772,8 @@ class SegmentRefreshView(MerchantRequiredMixin, View):
 class MemberAddView(MerchantRequiredMixin, View):
     permission = Action.EDIT_MEMBERS
 
+    """POST `external_id`: add that customer to a manual segment."""
+
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         merchant = current_merchant(request)
         segment = _segment(request, pk)
@@ -730,9 +783,38 @@ class MemberAddView(MerchantRequiredMixin, View):
             customer = selectors.merchant_customer(merchant=merchant, external_id=external_id)
             if customer is None:
                 messages.error(request, NO_SUCH_CUSTOMER_ERROR.format(external_id=external_id))
+            elif segment.memberships.filter(customer=customer).exists():
+                messages.info(request, ALREADY_MEMBER.format(who=customer, segment=segment.name))
             else:
                 _member_write(request, services.segment_members_add, segment, [customer.pk])
         return redirect("segments:detail", pk=segment.pk)
+
+
+class CustomerAddToSegmentView(MerchantRequiredMixin, View):
+    """POST `segment`: add the customer to that manual segment, from the customer's page."""
+
+    permission = Action.EDIT_MEMBERS
+
+    def post(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
+        merchant = current_merchant(request)
+        customer = get_object_or_404(selectors.customer_queryset(merchant=merchant), pk=customer_pk)
+        pk = request.POST.get("segment", "")
+        segment = get_object_or_404(
+            selectors.segment_queryset(merchant=merchant).filter(kind=SegmentKind.MANUAL),
+            pk=int(pk) if pk.isdigit() else 0,
+        )
+        if segment.memberships.filter(customer=customer).exists():
+            messages.info(request, ALREADY_MEMBER.format(who=customer, segment=segment.name))
+        else:
+            try:
+                services.segment_members_add(
+                    segment=segment, customers=[customer.pk], user=request.user
+                )
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, ADDED_TO.format(who=customer, segment=segment.name))
+        return redirect("customers:detail", pk=customer.pk)
 
 
 class MemberRemoveView(MerchantRequiredMixin, View):
@@ -802,12 +884,22 @@ class CustomerSegmentsView(MerchantRequiredMixin, View):
             )
             matched = results[0].matched if results else None
             evaluations.append((segment, matched, results or [], error))
+        memberships = list(selectors.customer_segments(customer=customer))
+        manual_choices = (
+            selectors.segment_queryset(merchant=merchant)
+            .filter(kind=SegmentKind.MANUAL)
+            .exclude(pk__in=[s.pk for s in memberships])
+            .order_by("name")
+            if may(request, Action.EDIT_MEMBERS)
+            else Segment.objects.none()
+        )
         return render(
             request,
             "segments/partials/customer_segments.html",
             {
                 "customer": customer,
-                "memberships": selectors.customer_segments(customer=customer),
+                "memberships": memberships,
                 "evaluations": evaluations,
+                "manual_choices": list(manual_choices),
             },
         )

@@ -259,6 +259,13 @@ CASES = [
         lambda w: {"external_id": "C2"},
     ),
     Case(
+        "segments:customer_add",
+        Action.EDIT_MEMBERS,
+        "post",
+        url("segments:customer_add", pk("customer")),
+        lambda w: {"segment": w.manual.pk},
+    ),
+    Case(
         "segments:member_remove",
         Action.EDIT_MEMBERS,
         "post",

@@ -69,7 +69,7 @@ def _check_name_free(merchant: Merchant, name: str, *, segment: Segment | None) 
 
 
 def _free_copy_name(merchant: Merchant, name: str) -> str:
-    """"<name> (copy)", or "(copy 2)", "(copy 3)"... when taken."""
+    """ "<name> (copy)", or "(copy 2)", "(copy 3)"... when taken."""
     base = COPY_NAME.format(name=name)[:190]
     taken = {
         n.lower()

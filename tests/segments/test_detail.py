@@ -116,11 +116,21 @@ def test_the_detail_page_shows_statistics_chart_log_and_members(staff_client, bi
 
     body = response.content.decode()
     assert response.status_code == 200
-    assert "195.00" in body and "95 %" in body  # average spending, share of revenue
+    assert "195.00" in body and "95.1%" in body  # average spending, share of revenue
+    # one day recorded: words, not a chart of one dot
+    assert response.context["size_history"] == [(big_spenders.merchant.today().isoformat(), 2)]
+    assert '<canvas id="size-chart"' not in body
+    assert "the chart appears from the second day" in body
+    SegmentSizeSnapshot.objects.create(
+        segment=big_spenders,
+        day=big_spenders.merchant.today() - dt.timedelta(days=1),
+        member_count=1,
+    )
+    body = staff_client.get(reverse("segments:detail", args=[big_spenders.pk])).content.decode()
     history = json.loads(
         body.split('id="size-history" type="application/json">')[1].split("</script>")[0]
     )
-    assert history == [[big_spenders.merchant.today().isoformat(), 2]]
+    assert [count for _, count in history] == [1, 2]
     assert '<canvas id="size-chart"' in body
     events = response.context["events"].object_list
     assert sorted((e.customer.external_id, e.kind, e.reason) for e in events) == [

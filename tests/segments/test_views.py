@@ -93,7 +93,9 @@ def test_why_in_why_out(staff_client, segment, people):
     assert [r.matched for r in outside.context["explain"]][:2] == [False, False]
     assert "is out" in outside.content.decode()
     missing = staff_client.get(url, {"customer": "NOPE"})
-    assert missing.context["explain_error"] == 'No customer with external id "NOPE".'
+    assert missing.context["explain_error"] == (
+        'No customer\'s id, name, email or phone matches "NOPE".'
+    )
 
 
 def test_refresh_now_runs_the_refresh(
