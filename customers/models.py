@@ -452,6 +452,11 @@ class LineItem(MetricsKeepingModel):
     def __str__(self) -> str:
         return f"{self.quantity} x {self.product_id}"
 
+    @property
+    def unit_amount(self) -> Decimal:
+        """The price of one unit: the line total over the quantity, to the cent."""
+        return (self.amount / self.quantity).quantize(Decimal("0.01"))
+
     def clean(self) -> None:
         if self.transaction_id and self.product_id:
             check_same_merchant(self.transaction.merchant_id, product=self.product)

@@ -18,7 +18,8 @@ XLSX is written row by row by openpyxl in write-only mode into a temporary file,
 then streamed: a zip archive cannot be sent before it is complete, but memory stays flat.
 
 Cells are text-safe for spreadsheets: text starting with a character a spreadsheet reads as
-a formula gets a leading `'`, by the rule of `customers.tables.neutralise_formula`.
+a formula gets a leading `'`, by the rule of `customers.portal.tables.neutralise_formula`
+(a phone number in E.164 form, `+` then digits, is data and is left as it is).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from customers.models import CustomerTag
-from customers.portal.tables import FORMULA_PREFIXES, neutralise_formula
+from customers.portal.tables import E164_PATTERN, FORMULA_PREFIXES, neutralise_formula
 from segments.models import Segment, SegmentMembership
 
 Kind = Literal["text", "tags", "datetime", "date", "money", "number", "bool"]
@@ -63,7 +64,17 @@ XLSX_MAX_MEMBERS = 1_048_575
 #: Joins tag names before they are sorted in Python; no tag name contains it.
 TAG_SEPARATOR = "\x1f"
 
+#: Who a download can be narrowed to (`reachable=`): customers who opted in to the channel
+#: and, for email and SMS, have an address or number to send to. Key: (label, opt-in
+#: field, contact field or "").
+REACHABLE: dict[str, tuple[str, str, str]] = {
+    "email": ("by email", "email_opt_in", "email"),
+    "sms": ("by SMS", "sms_opt_in", "phone"),
+    "push": ("by push", "push_opt_in", ""),
+}
+
 UNKNOWN_COLUMN = 'Unknown column "{key}". Choose from: {choices}.'
+UNKNOWN_REACHABLE = 'Unknown channel "{key}". Choose email, sms or push (or none for everyone).'
 UNKNOWN_FORMAT = 'Unknown download format "{fmt}". Choose csv or xlsx.'
 TOO_MANY_FOR_XLSX = (
     "This segment has {count:,} members; an XLSX sheet holds at most {limit:,} rows. "
@@ -214,29 +225,41 @@ def resolve_columns(keys: Iterable[str] | None = None) -> list[MemberColumn]:
     return [MEMBER_COLUMNS[key] for key in chosen]
 
 
-def members_filename(segment: Segment, fmt: str) -> str:
-    """`acme-vip-club-members-2026-06-15.csv`: merchant, segment and merchant-local date."""
+def members_filename(segment: Segment, fmt: str, reachable: str | None = None) -> str:
+    """`acme-vip-club-members-2026-06-15.csv`: merchant, segment and merchant-local date
+    (`...-members-sms-2026-06-15.csv` when narrowed to those reachable by SMS)."""
     _check_format(fmt)
     merchant = segment.merchant
-    return f"{merchant.slug}-{segment.slug}-members-{merchant.today().isoformat()}.{fmt}"
+    who = f"members-{reachable}" if reachable else "members"
+    return f"{merchant.slug}-{segment.slug}-{who}-{merchant.today().isoformat()}.{fmt}"
+
+
+def _check_reachable(reachable: str | None) -> None:
+    if reachable is not None and reachable not in REACHABLE:
+        raise ValueError(UNKNOWN_REACHABLE.format(key=reachable))
 
 
 def members_download_response(
-    *, segment: Segment, fmt: str, columns: Iterable[str] | None = None
+    *,
+    segment: Segment,
+    fmt: str,
+    columns: Iterable[str] | None = None,
+    reachable: str | None = None,
 ) -> StreamingHttpResponse:
-    """The streamed download of the segment's members, for a view to return as it is.
+    """The streamed download of the segment's members (only those reachable on a channel
+    of `REACHABLE` when given), for a view to return as it is.
 
-    Raises ValueError (unknown format or column, too many members for XLSX) before anything
-    is sent, with a message for the user. The caller must have looked the segment up among
-    the current merchant's segments.
+    Raises ValueError (unknown format, column or channel, too many members for XLSX) before
+    anything is sent, with a message for the user. The caller must have looked the segment
+    up among the current merchant's segments.
     """
     _check_format(fmt)
     if fmt == "csv":
-        content = stream_members_csv(segment=segment, columns=columns)
+        content = stream_members_csv(segment=segment, columns=columns, reachable=reachable)
     else:
-        content = stream_members_xlsx(segment=segment, columns=columns)
+        content = stream_members_xlsx(segment=segment, columns=columns, reachable=reachable)
     response = StreamingHttpResponse(content, content_type=FORMATS[fmt])
-    filename = members_filename(segment, fmt)
+    filename = members_filename(segment, fmt, reachable)
     response["Content-Disposition"] = (
         content_disposition_header(as_attachment=True, filename=filename) or "attachment"
     )
@@ -246,7 +269,11 @@ def members_download_response(
 
 
 def stream_members_csv(
-    *, segment: Segment, columns: Iterable[str] | None = None, use_copy: bool | None = None
+    *,
+    segment: Segment,
+    columns: Iterable[str] | None = None,
+    reachable: str | None = None,
+    use_copy: bool | None = None,
 ) -> Iterator[bytes]:
     """The segment's members as UTF-8 CSV (header first), in chunks of about CHUNK_BYTES.
 
@@ -254,16 +281,17 @@ def stream_members_csv(
     the two). Columns are checked now, so a ValueError comes before the first byte.
     """
     chosen = resolve_columns(columns)
+    _check_reachable(reachable)
     if use_copy is None:
         use_copy = connection.vendor == "postgresql"
     if use_copy:
-        sql, params = _copy_sql(segment, chosen)
+        sql, params = _copy_sql(segment, chosen, reachable)
         return _copy_chunks(sql, params, segment.merchant.time_zone)
-    return _python_csv_chunks(segment, chosen)
+    return _python_csv_chunks(segment, chosen, reachable)
 
 
 def stream_members_xlsx(
-    *, segment: Segment, columns: Iterable[str] | None = None
+    *, segment: Segment, columns: Iterable[str] | None = None, reachable: str | None = None
 ) -> Iterator[bytes]:
     """The segment's members as an XLSX workbook of one sheet, in chunks of CHUNK_BYTES.
 
@@ -273,10 +301,11 @@ def stream_members_xlsx(
     members than a sheet has rows.
     """
     chosen = resolve_columns(columns)
-    count = _members(segment).count()
+    _check_reachable(reachable)
+    count = _members(segment, reachable).count()
     if count > XLSX_MAX_MEMBERS:
         raise ValueError(TOO_MANY_FOR_XLSX.format(count=count, limit=XLSX_MAX_MEMBERS))
-    return _xlsx_chunks(segment, chosen)
+    return _xlsx_chunks(segment, chosen, reachable)
 
 
 def _check_format(fmt: str) -> None:
@@ -295,7 +324,8 @@ def _sql_cell(kind: Kind, value: str) -> str:
         # `ascii()` is the code of the first character (0 for ''): a third of the cost of a
         # regular expression at a million rows.
         return (
-            f"CASE WHEN ascii({value}) IN ({_FORMULA_CODES}) THEN '''' || {value} ELSE {value} END"
+            f"CASE WHEN ascii({value}) IN ({_FORMULA_CODES}) AND {value} !~ '{E164_PATTERN}'"
+            f" THEN '''' || {value} ELSE {value} END"
         )
     if kind == "datetime":
         # PostgreSQL's own ISO output (`2026-01-15 12:30:45-05`) in the session time zone,
@@ -316,7 +346,9 @@ def _header_sql(header: str) -> str:
     return '"' + header.replace('"', '""').replace("%", "%%") + '"'
 
 
-def _copy_sql(segment: Segment, columns: list[MemberColumn]) -> tuple[str, list[Any]]:
+def _copy_sql(
+    segment: Segment, columns: list[MemberColumn], reachable: str | None = None
+) -> tuple[str, list[Any]]:
     """`COPY (SELECT ...) TO STDOUT` of the members, and its parameters."""
     joins = " ".join(_JOINS[join] for join in sorted({c.join for c in columns if c.join}))
     currency = segment.merchant.currency
@@ -330,12 +362,21 @@ def _copy_sql(segment: Segment, columns: list[MemberColumn]) -> tuple[str, list[
     select = (
         f"SELECT {cells} FROM segments_segmentmembership sm "
         f"JOIN customers_customer c ON c.id = sm.customer_id {joins} "
-        'WHERE sm.segment_id = %s AND c.merchant_id = %s ORDER BY c.external_id COLLATE "C"'
+        f"WHERE sm.segment_id = %s AND c.merchant_id = %s {_reachable_sql(reachable)}"
+        'ORDER BY c.external_id COLLATE "C"'
     )
     return (
         f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)",
         [segment.pk, segment.merchant_id],
     )
+
+
+def _reachable_sql(reachable: str | None) -> str:
+    """The COPY query's condition for `reachable` (field names from `REACHABLE` only)."""
+    if reachable is None:
+        return ""
+    _, opt_in, contact = REACHABLE[reachable]
+    return f"AND c.{opt_in} AND c.{contact} <> '' " if contact else f"AND c.{opt_in} "
 
 
 def _copy_chunks(sql: str, params: list[Any], time_zone: str) -> Iterator[bytes]:
@@ -388,16 +429,24 @@ class _JoinedNames(Aggregate):
         return self.as_sql(compiler, connection, function="STRING_AGG", **extra_context)
 
 
-def _members(segment: Segment) -> QuerySet[SegmentMembership]:
+def _members(segment: Segment, reachable: str | None = None) -> QuerySet[SegmentMembership]:
     # Scoped like the COPY query: this segment, and customers of its merchant only.
-    return SegmentMembership.objects.filter(
+    members = SegmentMembership.objects.filter(
         segment=segment, customer__merchant_id=segment.merchant_id
     )
+    if reachable is not None:
+        _, opt_in, contact = REACHABLE[reachable]
+        members = members.filter(**{f"customer__{opt_in}": True})
+        if contact:
+            members = members.exclude(**{f"customer__{contact}": ""})
+    return members
 
 
-def _member_rows(segment: Segment, columns: list[MemberColumn]) -> Iterator[tuple[Any, ...]]:
+def _member_rows(
+    segment: Segment, columns: list[MemberColumn], reachable: str | None = None
+) -> Iterator[tuple[Any, ...]]:
     """The raw values of the columns for each member, by external id, one query."""
-    members = _members(segment).order_by("customer__external_id")
+    members = _members(segment, reachable).order_by("customer__external_id")
     if any(column.kind == "tags" for column in columns):
         members = members.annotate(
             tag_names=Subquery(
@@ -449,7 +498,9 @@ def _csv_converter(kind: Kind, tz: Any) -> Callable[[Any], Any]:
     return str
 
 
-def _python_csv_chunks(segment: Segment, columns: list[MemberColumn]) -> Iterator[bytes]:
+def _python_csv_chunks(
+    segment: Segment, columns: list[MemberColumn], reachable: str | None = None
+) -> Iterator[bytes]:
     merchant = segment.merchant
     converters = [_csv_converter(column.kind, merchant.tzinfo) for column in columns]
     text = io.StringIO()
@@ -457,7 +508,7 @@ def _python_csv_chunks(segment: Segment, columns: list[MemberColumn]) -> Iterato
     # would not quote a field holding a CR, which spreadsheets read as a line break.
     writer = csv.writer(text)
     writer.writerow(column.header(merchant.currency) for column in columns)
-    for row in _member_rows(segment, columns):
+    for row in _member_rows(segment, columns, reachable):
         writer.writerow(
             None if value is None else convert(value)
             for convert, value in zip(converters, row, strict=True)
@@ -486,14 +537,16 @@ def _xlsx_converter(kind: Kind, tz: Any) -> Callable[[Any], Any]:
     return lambda value: value  # dates, numbers, money (Decimal) and booleans as they are
 
 
-def _xlsx_chunks(segment: Segment, columns: list[MemberColumn]) -> Iterator[bytes]:
+def _xlsx_chunks(
+    segment: Segment, columns: list[MemberColumn], reachable: str | None = None
+) -> Iterator[bytes]:
     merchant = segment.merchant
     converters = [_xlsx_converter(column.kind, merchant.tzinfo) for column in columns]
     # Write-only: each row goes straight to openpyxl's own temporary file for the sheet.
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title="Members")
     sheet.append([column.header(merchant.currency) for column in columns])
-    for row in _member_rows(segment, columns):
+    for row in _member_rows(segment, columns, reachable):
         sheet.append(
             [
                 None if value is None else convert(value)

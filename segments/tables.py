@@ -302,7 +302,7 @@ class SegmentTable(tables.Table):
 
     def value_last_refreshed(self, value: dt.datetime) -> dt.datetime:
         # Spreadsheets have no time zones: the merchant-local wall time, naive.
-        return timezone.localtime(value, self.tz).replace(tzinfo=None)
+        return timezone.localtime(value, self.tz).replace(tzinfo=None, microsecond=0)
 
     def value_created(self, value: dt.datetime) -> dt.date:
         return timezone.localtime(value, self.tz).date()

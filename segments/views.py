@@ -225,7 +225,8 @@ class SegmentActionView(MerchantRequiredMixin, View):
 
 class SegmentDownloadView(MerchantRequiredMixin, View):
     """GET: the segment's members as a streamed CSV or XLSX file (`?columns=a,b,c` picks
-    the customer fields; default: `exports.DEFAULT_COLUMNS`)."""
+    the customer fields, default `exports.DEFAULT_COLUMNS`; `?reachable=email|sms|push`
+    keeps only the members that channel can reach)."""
 
     permission = Action.EXPORT_DATA
 
@@ -242,7 +243,10 @@ class SegmentDownloadView(MerchantRequiredMixin, View):
         ]
         try:
             return exports.members_download_response(
-                segment=segment, fmt=fmt, columns=requested or None
+                segment=segment,
+                fmt=fmt,
+                columns=requested or None,
+                reachable=request.GET.get("reachable") or None,
             )
         except ValueError as exc:
             return HttpResponse(str(exc), status=400, content_type="text/plain")
@@ -655,6 +659,9 @@ class SegmentDetailView(MerchantRequiredMixin, View):
                 selectors.segment_events(segment=segment), EVENTS_PER_PAGE
             ).get_page(request.GET.get("epage")),
             "size_history": selectors.segment_size_history(segment=segment),
+            "download_reachable": [
+                (key, label) for key, (label, _, _) in exports.REACHABLE.items()
+            ],
             "versions": versions,
             "download_columns": exports_columns(),
             "add_form": MemberAddForm(),
@@ -714,14 +721,17 @@ class SegmentHistoryView(MerchantRequiredMixin, View):
             _int(request.GET.get("old")) or 0, versions[1] if len(versions) > 1 else latest
         )
         diff = selectors.version_diff(old=old, new=new) if old and new else []
+        sentences = {v.version: _sentence(v.rules) if v.rules else "" for v in versions}
         return render(
             request,
             "segments/segment_history.html",
             {
                 "segment": segment,
-                "versions": [(v, _sentence(v.rules) if v.rules else "") for v in versions],
+                "versions": [(v, sentences[v.version]) for v in versions],
                 "old": old,
                 "new": new,
+                "old_sentence": sentences.get(old.version, "") if old else "",
+                "new_sentence": sentences.get(new.version, "") if new else "",
                 "diff": diff,
             },
         )

@@ -4,10 +4,13 @@ filtered, sorted, paged django-tables2 table with CSV/XLSX export, where an htmx
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
+from django.utils.text import slugify
 from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export import ExportMixin
@@ -21,10 +24,44 @@ from customers.portal.tables import (
 )
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 
+#: The longest filter description an export's file name carries.
+FILTER_NAME_MAX = 60
+
+
+def _filter_value_text(value: Any) -> str:
+    if isinstance(value, Model):
+        return str(value)
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        return "-".join(_filter_value_text(item) for item in value)
+    return str(value)
+
+
+def _in_use(value: Any) -> bool:
+    if value is None or value == "":
+        return False
+    if isinstance(value, list | tuple | QuerySet):
+        return len(value) > 0
+    return True
+
+
+def filter_description(cleaned: dict[str, Any]) -> str:
+    """A slug of the filters in use (by label), for a file name: `search-zhang-tier-gold`
+    (empty when nothing filters), cut at FILTER_NAME_MAX characters on a whole word."""
+    parts = [
+        slugify(f"{name} {_filter_value_text(value)}")
+        for name, value in cleaned.items()
+        if _in_use(value)
+    ]
+    text = "-".join(part for part in parts if part)
+    if len(text) > FILTER_NAME_MAX:
+        text = text[:FILTER_NAME_MAX].rsplit("-", 1)[0]
+    return text
+
 
 class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin, FilterView):
     """Set `template_name`, `partial_template_name`, `filterset_class`, `table_class`,
-    `export_name` (the exported file is `<export_name>-<merchant>-<local date>.<format>`)
+    `export_name` (the exported file is `<export_name>-<merchant>-<local date>.<format>`,
+    or `<export_name>-<filters>-<merchant>-<local date>.<format>` when filters narrow it)
     and `get_queryset` (the current merchant's rows)."""
 
     partial_template_name: str
@@ -41,7 +78,18 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
 
     def get_export_filename(self, export_format: str) -> str:
         merchant = current_merchant(self.request)
-        return f"{self.export_name}-{merchant.slug}-{merchant.today().isoformat()}.{export_format}"
+        filterset = getattr(self, "filterset", None)
+        filters = ""
+        if filterset is not None and filterset.is_bound and filterset.is_valid():
+            filters = filter_description(
+                {
+                    str(filterset.filters[name].label or name): value
+                    for name, value in filterset.form.cleaned_data.items()
+                    if name in filterset.filters
+                }
+            )
+        name = f"{self.export_name}-{filters}" if filters else self.export_name
+        return f"{name}-{merchant.slug}-{merchant.today().isoformat()}.{export_format}"
 
     def is_partial(self) -> bool:
         htmx = getattr(self.request, "htmx", None)

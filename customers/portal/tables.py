@@ -4,6 +4,7 @@ spreadsheet."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import django_tables2 as tables
@@ -17,6 +18,10 @@ DEFAULT_PAGE_SIZE = 25
 EXPORT_FORMATS = (TableExport.CSV, TableExport.XLSX)
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# ...except a phone number in E.164 form: "+" then digits only. With no letter it can name no
+# function and no cell, so it is data (SMS tools need the "+"), and it is written as it is.
+E164_PATTERN = r"^\+[0-9]+$"  # (PostgreSQL's `$` is the end of the text; Python's is not)
+_E164 = re.compile(r"\+[0-9]+")
 
 
 def _nulls_last(keys: OrderByTuple, descending: bool) -> list[OrderBy]:
@@ -55,9 +60,10 @@ class NumColumn(SortColumn):
 def neutralise_formula(value: Any) -> Any:
     """Prefix text that a spreadsheet would run as a formula with `'`, so it stays text.
 
-    Only strings are touched: numbers (a negative amount) and dates are exported as they are.
+    Only strings are touched: numbers (a negative amount) and dates are exported as they are,
+    and so is a phone number in E.164 form (`+16475550100`).
     """
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _E164.fullmatch(value):
         return "'" + value
     return value
 

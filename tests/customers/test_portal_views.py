@@ -578,6 +578,22 @@ def test_csv_export_values(staff_client, people):
     }
 
 
+def test_the_export_file_is_named_after_the_filters(staff_client, merchant, people):
+    today = merchant.today().isoformat()
+    tiers = people["tiers"]
+
+    def filename(**params):
+        response = staff_client.get(LIST_URL, {**params, "_export": "csv"})
+        return response["Content-Disposition"].split("filename=")[1].strip('"')
+
+    assert filename() == f"customers-acme-{today}.csv"
+    assert filename(q="Zhang", tier=[tiers["gold"].pk], email_opt_in="yes") == (
+        f"customers-search-zhang-tier-gold-email-opt-in-yes-acme-{today}.csv"
+    )
+    long = filename(q="x" * 200)
+    assert long.startswith("customers-search-") and len(long) < 100
+
+
 def test_export_applies_the_filters(staff_client, people):
     tiers = people["tiers"]
 
@@ -612,6 +628,19 @@ def test_csv_export_neutralises_formulas(staff_client, hostile):
     assert row["Type"] == "'=1+1"
     assert row["Tags"] == "'@SUM(A1)"
     assert row["Net spend (CAD)"] == "0.00"  # numbers are not text: untouched
+
+
+def test_exports_keep_phone_numbers_in_e164_form(staff_client, merchant):
+    CustomerFactory(merchant=merchant, external_id="SMS-1", phone="+16472000037")
+
+    csv_row = dict(zip(*export_csv(staff_client), strict=True))
+    response = staff_client.get(LIST_URL, {"_export": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    header, row = sheet.iter_rows(min_row=1, max_row=2)
+    xlsx_row = {h.value: cell for h, cell in zip(header, row, strict=True)}
+
+    assert csv_row["Phone"] == "+16472000037"
+    assert (xlsx_row["Phone"].value, xlsx_row["Phone"].data_type) == ("+16472000037", "s")
 
 
 def test_xlsx_export_rows_types_and_escaping(staff_client, people, hostile):
@@ -808,7 +837,9 @@ def test_detail_lists_transactions_newest_first_with_line_items(staff_client, de
     assert "Blue Dream 1g" in html
     assert "SKU-PR" in html
     assert "Phat Panda" in html
-    assert "\N{MULTIPLICATION SIGN} 2" in html
+    # two units at 12.50 each, 25.00 for the line: both said, and which is which
+    assert "Line total" in html
+    assert "\N{MULTIPLICATION SIGN} 12.50 CAD" in html
     assert "25.00 CAD" in html
     assert 'text-bg-danger">Refund' in html
     assert 'text-bg-success">Purchase' in html

@@ -198,6 +198,29 @@ def test_detail_of_another_merchants_customer_is_404(staff_client, world):
     assert staff_client.get(url).status_code == 404
 
 
+def test_the_404_page_is_the_portals_with_a_way_back(staff_client, world, settings):
+    settings.DEBUG = False
+    url = reverse("customers:detail", args=[world["foreign_customer"].pk])
+
+    response = staff_client.get(url)
+
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert 'id="not-found"' in body and "Page not found" in body
+    assert 'class="navbar' in body  # in the portal's layout, with its navigation
+    assert f'href="{reverse("segments:list")}"' in body
+    assert "Traceback" not in body and "URLconf" not in body  # not Django's debug page
+
+
+def test_a_404_for_someone_signed_out_links_to_the_portal(client, world, settings):
+    settings.DEBUG = False
+
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "Back to the portal" in response.content.decode()
+
+
 def test_detail_of_a_missing_customer_is_404(staff_client, world):
     assert staff_client.get(reverse("customers:detail", args=[999_999])).status_code == 404
 

@@ -197,6 +197,21 @@ def test_history_lists_versions_and_shows_the_latest_change(staff_client, edited
     assert ("removed", '-      "value": 100') in diff
     assert ("added", '+      "value": 500') in diff
     assert "Total spend ≥ 500" in body  # each version in words
+    # the change reads as the two sentences, before and after
+    assert response.context["old_sentence"] == "Total spend ≥ 100"
+    assert response.context["new_sentence"] == "Total spend ≥ 500"
+    assert 'id="old-sentence"' in body and 'id="new-sentence"' in body
+
+
+def test_history_of_one_version_offers_no_comparison(staff_client, merchant):
+    segment = services.segment_create(
+        merchant=merchant, name="Fresh", kind=SegmentKind.DYNAMIC, rules=spend_at_least(1)
+    )
+
+    body = staff_client.get(reverse("segments:history", args=[segment.pk])).content.decode()
+
+    assert 'id="compare-form"' not in body
+    assert "This is the first version" in body
 
 
 def test_history_compares_any_two_versions(staff_client, edited):

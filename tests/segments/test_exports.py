@@ -14,6 +14,7 @@ from decimal import Decimal
 import openpyxl
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from customers.models import Customer
 from segments import exports
@@ -76,7 +77,7 @@ def ann(merchant):
         merchant=merchant,
         external_id="C001",
         first_name="=SUM(1)",
-        last_name="+1",
+        last_name="+A1",
         email="@x.example",
         phone="-2",
         gender="female",
@@ -132,7 +133,7 @@ def test_every_column_is_written_the_same_way_by_both_databases(merchant, ann):
     assert dict(zip(header, row, strict=True)) == {
         "External id": "C001",
         "First name": "'=SUM(1)",
-        "Last name": "'+1",
+        "Last name": "'+A1",
         "Email": "'@x.example",
         "Phone": "'-2",
         "Gender": "female",
@@ -299,7 +300,7 @@ def test_numbers_are_never_neutralised(merchant):
     assert rows[1] == ["-50.00", "0"]
 
 
-@pytest.mark.parametrize("value", ["=SUM(1)", "+1", "-2", "@x", "\tcmd", "\rcmd"])
+@pytest.mark.parametrize("value", ["=SUM(1)", "+A1", "-2", "@x", "\tcmd", "\rcmd"])
 def test_formula_like_text_is_neutralised_in_csv_and_xlsx(merchant, value):
     # given
     customer = CustomerFactory(merchant=merchant, first_name=value, last_name="Smith-" + value)
@@ -414,3 +415,94 @@ def test_on_postgresql_the_csv_is_one_copy_and_agrees_with_the_python_writer(
     # then
     assert copy_rows == python_rows
     assert len(copy_rows) == 7
+
+
+@pytest.mark.parametrize(
+    ("phone", "cell"),
+    [
+        ("+16472000037", "+16472000037"),  # E.164: data, kept for SMS tools
+        ("+1 647 200 0037", "'+1 647 200 0037"),  # not digits only: guarded
+        ("+1+1", "'+1+1"),
+        ("+1\n", "'+1\n"),
+    ],
+)
+def test_phone_numbers_in_e164_form_are_not_neutralised(merchant, phone, cell):
+    # given
+    customer = CustomerFactory(merchant=merchant, phone=phone)
+    segment = make_segment(merchant, "sms", customer)
+
+    # when
+    csv_row = csv_rows(segment, columns=["phone"])[1]
+    xlsx_row = xlsx_rows(segment, columns=["phone"])[1]
+
+    # then
+    assert csv_row == [cell]
+    assert list(xlsx_row) == [cell]
+
+
+@pytest.fixture
+def audience(merchant):
+    """Members with and without each channel: opted in with and without a contact."""
+    people = {
+        "mail": CustomerFactory(merchant=merchant, email="m@example.com", email_opt_in=True),
+        "mail-no-address": CustomerFactory(merchant=merchant, email="", email_opt_in=True),
+        "mail-not-opted": CustomerFactory(merchant=merchant, email="n@example.com"),
+        "text": CustomerFactory(merchant=merchant, phone="+16475550100", sms_opt_in=True),
+        "text-no-number": CustomerFactory(merchant=merchant, phone="", sms_opt_in=True),
+        "push": CustomerFactory(merchant=merchant, push_opt_in=True),
+    }
+    for key, customer in people.items():
+        customer.external_id = key
+        customer.save()
+    return make_segment(merchant, "all", *people.values())
+
+
+@pytest.mark.parametrize(
+    ("reachable", "expected"),
+    [
+        (None, ["mail", "mail-no-address", "mail-not-opted", "push", "text", "text-no-number"]),
+        ("email", ["mail"]),
+        ("sms", ["text"]),
+        ("push", ["push"]),
+    ],
+)
+def test_a_download_can_keep_only_the_members_a_channel_reaches(audience, reachable, expected):
+    csv_ids = [
+        row[0] for row in csv_rows(audience, columns=["external_id"], reachable=reachable)[1:]
+    ]
+    python_ids = [
+        row[0]
+        for row in csv_rows(audience, columns=["external_id"], reachable=reachable, use_copy=False)[
+            1:
+        ]
+    ]
+    xlsx = b"".join(
+        exports.stream_members_xlsx(segment=audience, columns=["external_id"], reachable=reachable)
+    )
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx), read_only=True)["Members"]
+    xlsx_ids = [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
+
+    assert csv_ids == python_ids == xlsx_ids == expected
+
+
+def test_a_narrowed_download_says_so_in_its_name_and_an_unknown_channel_is_refused(audience):
+    response = exports.members_download_response(segment=audience, fmt="csv", reachable="sms")
+    today = audience.merchant.today().isoformat()
+
+    assert f'filename="acme-all-members-sms-{today}.csv"' in response["Content-Disposition"]
+    with pytest.raises(ValueError, match='Unknown channel "fax"'):
+        exports.members_download_response(segment=audience, fmt="csv", reachable="fax")
+
+
+def test_the_download_page_passes_the_channel_and_explains_a_bad_one(staff_client, audience):
+    url = reverse("segments:download", args=[audience.pk, "csv"])
+
+    response = staff_client.get(url, {"columns": "external_id", "reachable": "email"})
+    refused = staff_client.get(url, {"reachable": "fax"})
+    everyone = staff_client.get(url, {"columns": "external_id", "reachable": ""})
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows == [["External id"], ["mail"]]
+    assert refused.status_code == 400
+    assert 'Unknown channel "fax"' in refused.content.decode()
+    assert len(b"".join(everyone.streaming_content).decode().splitlines()) == 7

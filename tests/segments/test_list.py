@@ -179,6 +179,7 @@ def test_the_list_exports_to_csv_and_xlsx_with_formulas_neutralised(
     catalogue["alpha"].name = "=HYPERLINK(evil)"
     catalogue["alpha"].save()
     catalogue["beta"].member_count = 1234
+    catalogue["beta"].last_refreshed_at = dt.datetime(2026, 7, 1, 16, 5, 30, 123456, tzinfo=dt.UTC)
     catalogue["beta"].save()
     page = staff_client.get(reverse("segments:list")).content.decode()
     assert '<td class="num">1,234</td>' in page
@@ -193,6 +194,8 @@ def test_the_list_exports_to_csv_and_xlsx_with_formulas_neutralised(
     assert len(rows) == 1 + 4
     assert rows[1][0] == "'=HYPERLINK(evil)"
     assert rows[2][:3] == ["Beta", "1234", "55.00"]
+    refreshed = rows[0].index("Last refreshed")
+    assert rows[2][refreshed] == "2026-07-01 12:05:30"  # Toronto wall time, no microseconds
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx_response.content)).active
     assert [row[0] for row in sheet.iter_rows(values_only=True)] == ["Name", "Gamma"]
 
