@@ -14,6 +14,10 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
+admin.site.site_header = "Segment Portal support"
+admin.site.site_title = "Segment Portal admin"
+admin.site.index_title = "Every merchant's data"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="customers:list", permanent=False), name="home"),
     path("favicon.ico", favicon),

@@ -39,15 +39,22 @@ class SegmentAdmin(admin.ModelAdmin):
         "kind",
         "is_active",
         "member_count",
+        "schedule",
         "refresh_status",
         "last_refreshed_at",
         "next_refresh_at",
     ]
-    list_filter = ["merchant", "kind", "is_active", "refresh_status"]
+    list_filter = ["merchant", "kind", "is_active", "refresh_cadence", "refresh_status"]
     search_fields = ["name", "slug", "merchant__name", "merchant__slug"]
     list_select_related = ["merchant"]
     autocomplete_fields = ["merchant", "created_by"]
-    readonly_fields = [*FRESHNESS_FIELDS, "definition_version", "created_at", "updated_at"]
+    readonly_fields = [
+        *FRESHNESS_FIELDS,
+        "schedule",
+        "definition_version",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["refresh_now"]
     #: The definition's rules are edited in the portal's builder, where they are validated.
     definition_readonly = [
@@ -61,7 +68,10 @@ class SegmentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["merchant", "name", "slug", "description", "kind", "is_active"]}),
         ("Rules", {"fields": ["rules", "rules_schema_version", "definition_version"]}),
-        ("Schedule", {"fields": ["refresh_cadence", "refresh_weekday", "refresh_hour"]}),
+        (
+            "Schedule (in the merchant's time zone)",
+            {"fields": ["schedule", "refresh_cadence", "refresh_weekday", "refresh_hour"]},
+        ),
         ("Freshness (written by the refresh)", {"fields": FRESHNESS_FIELDS}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
@@ -69,6 +79,13 @@ class SegmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Segments are created in the portal's builder, which validates their rules.
         return False
+
+    @admin.display(description="Schedule", ordering="refresh_cadence")
+    def schedule(self, obj: Segment) -> str:
+        """ "Weekly on Sunday at 03:00 (America/Toronto)": the hour is the merchant's."""
+        if obj.is_dynamic and obj.refresh_cadence != "hourly":
+            return f"{obj.schedule_text} ({obj.merchant.time_zone})"
+        return obj.schedule_text
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return support_may(request.user, Action.REMOVE_SEGMENTS)

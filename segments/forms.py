@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from segments.models import RefreshCadence, Segment
+from segments.models import REFRESH_HOURS, RefreshCadence, Segment, Weekday
 
-WEEKDAYS = [
-    (0, "Monday"),
-    (1, "Tuesday"),
-    (2, "Wednesday"),
-    (3, "Thursday"),
-    (4, "Friday"),
-    (5, "Saturday"),
-    (6, "Sunday"),
-]
+WEEKDAYS = Weekday.choices
 
 
 class SegmentSettingsForm(forms.Form):
@@ -38,7 +30,7 @@ class SegmentSettingsForm(forms.Form):
         help_text="For a weekly refresh.",
     )
     refresh_hour = forms.TypedChoiceField(
-        choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, initial=3, label="Hour"
+        choices=REFRESH_HOURS, coerce=int, initial=3, label="Hour"
     )
 
     def clean_refresh_weekday(self) -> int:

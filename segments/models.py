@@ -30,6 +30,20 @@ class RefreshCadence(models.TextChoices):
     WEEKLY = "weekly", "Weekly"
 
 
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+#: The hour of a daily or weekly refresh, as a clock shows it.
+REFRESH_HOURS = [(hour, f"{hour:02d}:00") for hour in range(24)]
+
+
 class RefreshStatus(models.TextChoices):
     NEVER = "never", "Never refreshed"
     QUEUED = "queued", "Queued"
@@ -63,9 +77,17 @@ class Segment(models.Model):
         max_length=16, choices=RefreshCadence.choices, default=RefreshCadence.DAILY
     )
     refresh_weekday = models.PositiveSmallIntegerField(
-        default=6, validators=[MaxValueValidator(6)], help_text="0 = Monday ... 6 = Sunday"
+        default=Weekday.SUNDAY,
+        choices=Weekday.choices,
+        validators=[MaxValueValidator(6)],
+        help_text="For a weekly refresh.",
     )
-    refresh_hour = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(23)])
+    refresh_hour = models.PositiveSmallIntegerField(
+        default=3,
+        choices=REFRESH_HOURS,
+        validators=[MaxValueValidator(23)],
+        help_text="In the merchant's time zone, for a daily or weekly refresh.",
+    )
 
     # Freshness, written by the refresh service.
     refresh_status = models.CharField(
@@ -114,6 +136,19 @@ class Segment(models.Model):
     @property
     def is_dynamic(self) -> bool:
         return self.kind == SegmentKind.DYNAMIC
+
+    @property
+    def schedule_text(self) -> str:
+        """The refresh schedule in words: "Hourly", "Daily at 03:00", "Weekly on Sunday at
+        03:00" (merchant-local), "Manual: changed by hand" for a manual segment."""
+        if not self.is_dynamic:
+            return "Manual: changed by hand"
+        if self.refresh_cadence == RefreshCadence.HOURLY:
+            return "Hourly"
+        at = f"at {self.refresh_hour:02d}:00"
+        if self.refresh_cadence == RefreshCadence.WEEKLY:
+            return f"Weekly on {Weekday(self.refresh_weekday).label} {at}"
+        return f"Daily {at}"
 
 
 class SegmentSizeSnapshot(models.Model):

@@ -70,6 +70,22 @@ def test_segment_list_shows_freshness(support_client, refreshed):
     assert "Up to date" in response.content.decode()
 
 
+def test_the_admin_says_its_time_zone_and_the_schedule_in_words(support_client, refreshed):
+    refreshed.refresh_cadence, refreshed.refresh_weekday, refreshed.refresh_hour = "weekly", 2, 5
+    refreshed.save()
+
+    listing = support_client.get(reverse("admin:segments_segment_changelist")).content.decode()
+    page = support_client.get(
+        reverse("admin:segments_segment_change", args=[refreshed.pk])
+    ).content.decode()
+
+    assert "All times in UTC" in listing
+    assert "Weekly on Wednesday at 05:00 (America/Toronto)" in listing
+    # the weekday and hour are chosen by name and clock time, not typed as numbers
+    assert '<option value="2" selected>Wednesday</option>' in page
+    assert '<option value="5" selected>05:00</option>' in page
+
+
 def test_membership_rows_are_read_only(support_client, refreshed):
     membership = SegmentMembership.objects.get()
     url = reverse("admin:segments_segmentmembership_change", args=[membership.pk])
