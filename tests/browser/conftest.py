@@ -10,7 +10,26 @@ from playwright.sync_api import Page, expect
 # from it, which Django refuses without this.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; CI installs it with apt
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))  # Debian's, apt-installed
+NO_CHROMIUM = (
+    f"Debian's chromium is not at {CHROMIUM} "
+    "(install it with `sudo apt-get install chromium`; .ci/run does)"
+)
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without chromium, skip the browser tests with a message that says how to get it;
+    with BROWSER_TESTS=required (CI), fail instead, so they are never skipped unseen."""
+    if CHROMIUM.exists():
+        return
+    ours = [item for item in items if HERE in Path(item.fspath).parents]
+    if not ours:
+        return
+    if os.environ.get("BROWSER_TESTS") == "required":
+        raise pytest.UsageError(f"BROWSER_TESTS=required, but {NO_CHROMIUM}")
+    for item in ours:
+        item.add_marker(pytest.mark.skip(reason=f"browser test skipped: {NO_CHROMIUM}"))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from customers.models import Merchant
 from segments import engine
-from tests.browser.conftest import CHROMIUM, settle
+from tests.browser.conftest import settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -26,9 +26,6 @@ from tests.factories import (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
-    ),
 ]
 
 

@@ -13,7 +13,7 @@ from playwright.sync_api import ConsoleMessage, expect
 
 from segments import services
 from segments.models import SegmentKind, SegmentSizeSnapshot
-from tests.browser.conftest import CHROMIUM, settle
+from tests.browser.conftest import settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -25,9 +25,6 @@ from tests.factories import (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
-    ),
 ]
 
 

@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import CHROMIUM
 from tests.factories import (
     DEMO_PASSWORD,
     BranchFactory,
@@ -25,9 +24,6 @@ from tests.factories import (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
-    ),
 ]
 
 

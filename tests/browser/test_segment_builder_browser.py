@@ -13,7 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from segments.models import Segment
-from tests.browser.conftest import CHROMIUM, settle
+from tests.browser.conftest import settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -27,9 +27,6 @@ from tests.factories import (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
-    ),
 ]
 
 

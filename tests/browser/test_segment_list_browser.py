@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from segments.models import Segment, SegmentKind, SegmentMembership
-from tests.browser.conftest import CHROMIUM, settle
+from tests.browser.conftest import settle
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -23,9 +23,6 @@ from tests.factories import (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt install chromium)"
-    ),
 ]
 
 
