@@ -49,8 +49,13 @@ class CustomerFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",
+        help_text="Name, email, phone or external id, as you type.",
         widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Name, email, phone or id", "autofocus": True}
+            attrs={
+                "type": "search",
+                "title": "Searches names, emails, phone numbers and external ids",
+                "autofocus": True,
+            }
         ),
     )
     tier = django_filters.ModelMultipleChoiceFilter(
@@ -63,13 +68,13 @@ class CustomerFilter(django_filters.FilterSet):
         queryset=_tags,
         method="filter_tags",
         label="Tags (any of)",
-        widget=forms.SelectMultiple(attrs={"size": 4}),
+        widget=forms.SelectMultiple(attrs={"data-searchable": "", "data-placeholder": "Any tag"}),
     )
     home_branch = django_filters.ModelMultipleChoiceFilter(
         queryset=_branches,
         label="Home branch",
         distinct=False,
-        widget=forms.SelectMultiple(attrs={"size": 3}),
+        widget=forms.CheckboxSelectMultiple,
     )
     email_opt_in = django_filters.ChoiceFilter(
         choices=YES_NO_CHOICES, method="filter_yes_no", label="Email opt-in", empty_label="Any"
@@ -92,6 +97,9 @@ class CustomerFilter(django_filters.FilterSet):
     spend_max = django_filters.NumberFilter(
         field_name="metrics__net_spend", lookup_expr="lte", label="Net spend at most"
     )
+
+    #: Shown open in the filter panel; the others are under "More filters".
+    primary_fields = ("q", "tier", "customer_type", "tags")
 
     class Meta:
         model = Customer

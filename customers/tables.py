@@ -46,10 +46,16 @@ class CustomerTable(tables.Table):
         verbose_name="Name",
         order_by=("last_name", "first_name"),
         empty_values=(),
+        attrs={"td": {"class": "cell-wrap"}},
     )
-    email = SortColumn(verbose_name="Email")
+    email = SortColumn(verbose_name="Email", attrs={"td": {"class": "cell-clip"}})
     phone = SortColumn(verbose_name="Phone")
-    tier = SortColumn(accessor="tier__name", verbose_name="Tier", order_by=("tier__rank",))
+    tier = SortColumn(
+        accessor="tier__name",
+        verbose_name="Tier",
+        order_by=("tier__rank",),
+        attrs={"td": {"class": "cell-clip cell-narrow"}},
+    )
     customer_type = SortColumn(verbose_name="Type")
     home_branch = SortColumn(
         accessor="home_branch__name", verbose_name="Home branch", order_by=("home_branch__name",)
@@ -64,7 +70,9 @@ class CustomerTable(tables.Table):
         verbose_name="Opt-ins",
         order_by=("email_opt_in", "sms_opt_in", "push_opt_in"),
     )
-    tags = TagsColumn(accessor="pk", verbose_name="Tags")
+    # An order_by of its own: with the accessor's "pk", django-tables2 took the queryset's
+    # "pk" tie-breaker for a sort by tags and marked the column sorted on the first view.
+    tags = TagsColumn(accessor="pk", verbose_name="Tags", order_by=("_first_tag",))
 
     class Meta:
         model = Customer
@@ -73,6 +81,7 @@ class CustomerTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle text-nowrap"}
         empty_text = "No customers match."
         order_by_field = "sort"
+        order_by = ("external_id",)  # the first view says how it is sorted
         default = EMPTY
 
     def __init__(self, *args: Any, merchant: Merchant, **kwargs: Any) -> None:
@@ -81,7 +90,8 @@ class CustomerTable(tables.Table):
         self.tz = merchant.tzinfo
         # The currency goes in the money headers, so exported numbers stay plain numbers.
         for name, label in (("net_spend", "Net spend"), ("avg_order_value", "Avg order")):
-            self.columns[name].column.verbose_name = f"{label} ({merchant.currency})"
+            if name in self.columns:  # (not when hidden)
+                self.columns[name].column.verbose_name = f"{label} ({merchant.currency})"
 
     def paginate(self, *args: Any, per_page: Any = None, **kwargs: Any) -> None:
         # Only the offered page sizes: `?per_page=1000000` must not load the whole list.
@@ -98,6 +108,13 @@ class CustomerTable(tables.Table):
             reverse("customers:detail", args=[record.pk]),
             record.full_name or "(no name)",
         )
+
+    def render_email(self, value: str) -> str:
+        # Cut to the column's width on screen, whole on hover.
+        return format_html('<span title="{}">{}</span>', value, value)
+
+    def render_tier(self, value: str) -> str:
+        return format_html('<span title="{}">{}</span>', value, value)
 
     def render_joined(self, value: dt.datetime) -> str:
         return timezone.localtime(value, self.tz).date().isoformat()
@@ -131,6 +148,12 @@ class CustomerTable(tables.Table):
 
     def value_name(self, record: Customer) -> str:
         return record.full_name
+
+    def value_email(self, value: str) -> str:
+        return value
+
+    def value_tier(self, value: str) -> str:
+        return value
 
     def value_joined(self, value: dt.datetime) -> dt.date:
         return timezone.localtime(value, self.tz).date()

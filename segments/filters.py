@@ -11,7 +11,7 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from customers import selectors as customer_selectors
@@ -46,13 +46,16 @@ class SegmentFilter(django_filters.FilterSet):
     """Filters of the segment list, usable together (each narrows the others)."""
 
     q = django_filters.CharFilter(
-        field_name="name",
-        lookup_expr="icontains",
+        method="filter_search",
         label="Search",
-        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Segment name"}),
+        help_text="Name or description, as you type.",
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "title": "Searches names and descriptions",
+            }
+        ),
     )
-    name = django_filters.CharFilter(lookup_expr="icontains", label="Name contains")
-    description = django_filters.CharFilter(lookup_expr="icontains", label="Description contains")
     active = django_filters.ChoiceFilter(
         choices=YES_NO_CHOICES, method="filter_active", label="Active", empty_label="Any"
     )
@@ -68,6 +71,9 @@ class SegmentFilter(django_filters.FilterSet):
         method="filter_created_to", label="Created to (inclusive)", widget=DateInput
     )
 
+    #: Shown open in the filter panel; the others are under "More filters".
+    primary_fields = ("q", "active", "kind")
+
     class Meta:
         model = Segment
         fields: list[str] = []
@@ -77,6 +83,12 @@ class SegmentFilter(django_filters.FilterSet):
         if request is None:
             raise LookupError("SegmentFilter needs the request: dates are the merchant's.")
         self.merchant: Merchant = current_merchant(request)
+
+    def filter_search(self, queryset: QuerySet[Segment], name: str, value: str) -> Any:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
     def filter_active(self, queryset: QuerySet[Segment], name: str, value: str) -> Any:
         if value not in {"yes", "no"}:

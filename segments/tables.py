@@ -158,7 +158,7 @@ class SegmentTable(tables.Table):
     (the entries of the actions menu the user may use, see `RowActions`)."""
 
     select = SelectColumn(accessor="pk", verbose_name="")
-    name = SortColumn(verbose_name="Name")
+    name = SortColumn(verbose_name="Name", attrs={"td": {"class": "cell-wrap"}})
     members = NumColumn(accessor="member_count", verbose_name="Members")
     avg_transaction_value = NumColumn(verbose_name="Avg. transaction value")
     avg_transactions = NumColumn(verbose_name="Avg. number of transactions")
@@ -170,7 +170,8 @@ class SegmentTable(tables.Table):
     created = SortColumn(accessor="created_at", verbose_name="Created on")
     actions = tables.Column(
         accessor="pk",
-        verbose_name="",
+        # Named for screen readers; the menu buttons say "Actions" on screen.
+        verbose_name=mark_safe('<span class="visually-hidden">Actions</span>'),
         orderable=False,
         exclude_from_export=True,
         empty_values=(),
@@ -195,8 +196,9 @@ class SegmentTable(tables.Table):
         self.allowed = allowed
         # The currency goes in the money headers, so exported numbers stay plain numbers.
         for name in ("avg_transaction_value", "avg_spending", "avg_clv"):
-            column = self.columns[name].column
-            column.verbose_name = f"{column.verbose_name} ({merchant.currency})"
+            if name in self.columns:  # (not when hidden)
+                column = self.columns[name].column
+                column.verbose_name = f"{column.verbose_name} ({merchant.currency})"
 
     # Display -------------------------------------------------------------------------------
 

@@ -122,6 +122,7 @@ ROW_MENU_PERMISSION = {
     "download": Action.EXPORT_DATA,
 }
 NOTHING_SELECTED = "Select at least one segment, or apply the action to every match."
+CHOOSE_AN_ACTION = "Choose an action first, then apply it."
 
 
 def _action_permission(request: HttpRequest) -> Action:
@@ -138,6 +139,17 @@ class SegmentListView(MerchantTableListView):
     filterset_class = SegmentFilter
     table_class = SegmentTable
     export_name = "segments"
+    optional_columns = {
+        "members": True,
+        "avg_transaction_value": True,
+        "avg_transactions": False,
+        "avg_spending": True,
+        "avg_clv": False,
+        "active": True,
+        "kind": True,
+        "last_refreshed": True,
+        "created": False,
+    }
     dataset_kwargs = {"title": "Segments"}
 
     def get_queryset(self) -> QuerySet[Segment]:
@@ -312,6 +324,9 @@ class SegmentBulkView(MerchantRequiredMixin, View):
         merchant = current_merchant(request)
         action = request.POST.get("action", "")
         query = request.POST.get("next_query", "")
+        if not action:
+            messages.error(request, CHOOSE_AN_ACTION)
+            return redirect(_list_url(query))
         if action not in BULK_ACTIONS:
             messages.error(request, f'"{action}" is not an action.')
             return redirect(_list_url(query))

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 from django_filters.views import FilterView
@@ -26,6 +27,10 @@ from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 
 #: The longest filter description an export's file name carries.
 FILTER_NAME_MAX = 60
+#: How long a list remembers the columns the user chose to show (a cookie per list).
+COLUMNS_COOKIE_AGE = 365 * 24 * 60 * 60
+#: The column chooser's parameters: `columns=set&show=a&show=b`.
+COLUMNS_PARAM, SHOW_PARAM = "columns", "show"
 
 
 def _filter_value_text(value: Any) -> str:
@@ -62,10 +67,17 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
     """Set `template_name`, `partial_template_name`, `filterset_class`, `table_class`,
     `export_name` (the exported file is `<export_name>-<merchant>-<local date>.<format>`,
     or `<export_name>-<filters>-<merchant>-<local date>.<format>` when filters narrow it)
-    and `get_queryset` (the current merchant's rows)."""
+    and `get_queryset` (the current merchant's rows).
+
+    `optional_columns` (column name: shown by default) are the columns the user may show or
+    hide with the list's column chooser; the choice is remembered in a cookie per list. The
+    other columns are always shown, and exports have every column.
+    """
 
     partial_template_name: str
     export_name: str
+    optional_columns: dict[str, bool] = {}
+    _remember_columns: list[str] | None = None
     table_pagination = {"per_page": DEFAULT_PAGE_SIZE}
     export_class = SafeTableExport
     export_formats = EXPORT_FORMATS
@@ -75,6 +87,51 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
         if self.export_trigger_param in request.GET:
             return Action.EXPORT_DATA
         return self.permission
+
+    # Columns ------------------------------------------------------------------------------
+
+    @property
+    def columns_cookie(self) -> str:
+        return f"{self.export_name}_columns"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.GET.get(COLUMNS_PARAM) == "set":
+            # The chooser sent the columns to show: remember them, and take its parameters
+            # out of the query, so the table's sort and page links do not carry them.
+            shown = set(request.GET.getlist(SHOW_PARAM))
+            self._remember_columns = [name for name in self.optional_columns if name in shown]
+            query = request.GET.copy()
+            for param in (COLUMNS_PARAM, SHOW_PARAM):
+                query.pop(param, None)
+            request.GET = QueryDict(query.urlencode())
+        response: HttpResponse = super().get(request, *args, **kwargs)
+        if self._remember_columns is not None:
+            response.set_cookie(
+                self.columns_cookie,
+                ".".join(self._remember_columns) or "-",
+                max_age=COLUMNS_COOKIE_AGE,
+                samesite="Lax",
+                httponly=True,
+                secure=settings.SESSION_COOKIE_SECURE,
+            )
+        return response
+
+    def shown_columns(self) -> list[str]:
+        """The optional columns to show: as just chosen, else as remembered, else defaults."""
+        if self._remember_columns is not None:
+            return self._remember_columns
+        remembered = self.request.COOKIES.get(self.columns_cookie)
+        if remembered is None:
+            return [name for name, shown in self.optional_columns.items() if shown]
+        chosen = set(remembered.split("."))
+        return [name for name in self.optional_columns if name in chosen]
+
+    def get_table(self, **kwargs: Any) -> Any:
+        if self.export_trigger_param not in self.request.GET:
+            shown = set(self.shown_columns())
+            hidden = [name for name in self.optional_columns if name not in shown]
+            kwargs["exclude"] = (*kwargs.get("exclude", ()), *hidden)
+        return super().get_table(**kwargs)
 
     def get_export_filename(self, export_format: str) -> str:
         merchant = current_merchant(self.request)
@@ -105,6 +162,23 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
         context["per_page"] = context["table"].paginator.per_page
         context["export_formats"] = EXPORT_FORMATS
         context["is_partial"] = self.is_partial()
+        shown = set(self.shown_columns())
+        columns = self.table_class.base_columns
+        context["column_choices"] = [
+            (name, columns[name].header, name in shown) for name in self.optional_columns
+        ]
+        filterset = context.get("filter")
+        primary = getattr(filterset, "primary_fields", ())
+        context["filters_in_use"] = any(
+            v.strip()
+            for name in getattr(filterset, "filters", {})
+            for v in self.request.GET.getlist(name)
+        )
+        context["more_filters_in_use"] = sum(
+            1
+            for name in getattr(filterset, "filters", {})
+            if name not in primary and any(v.strip() for v in self.request.GET.getlist(name))
+        )
         return context
 
     def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:

@@ -57,6 +57,22 @@ class CustomerListView(MerchantTableListView):
     filterset_class = CustomerFilter
     table_class = CustomerTable
     export_name = "customers"
+    # What a merchant looks for first fits a laptop screen; the rest can be shown.
+    optional_columns = {
+        "external_id": True,
+        "email": True,
+        "phone": False,
+        "tier": True,
+        "customer_type": False,
+        "home_branch": False,
+        "joined": False,
+        "orders": True,
+        "net_spend": True,
+        "avg_order_value": False,
+        "last_purchase": True,
+        "opt_ins": False,
+        "tags": False,
+    }
 
     def get_queryset(self) -> QuerySet[Customer]:
         return selectors.customer_list(merchant=current_merchant(self.request))

@@ -79,6 +79,12 @@
     if (!window.TomSelect) return;
     (root || document).querySelectorAll("select[data-searchable]").forEach(function (select) {
       if (select.tomselect) return;
+      // Tom Select points the <label> at its own input: the select keeps its name for
+      // assistive technology through aria-label.
+      const label = select.id && document.querySelector('label[for="' + select.id + '"]');
+      if (label && !select.hasAttribute("aria-label")) {
+        select.setAttribute("aria-label", label.textContent.trim());
+      }
       new window.TomSelect(select, {
         plugins: ["remove_button"],
         placeholder: select.dataset.placeholder || "",

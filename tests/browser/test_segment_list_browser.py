@@ -64,7 +64,9 @@ def test_search_filter_bulk_deactivate_and_download(live_server, page):
     expect(page.locator("#segment-count")).to_contain_text("of 2 segments")
     assert sorted(names(page)) == ["Spend 1000", "Spend 500"]
 
-    # a filter on top of the search
+    # a filter on top of the search (under "More filters", folded at first)
+    expect(page.locator("#id_members_min")).to_be_hidden()
+    page.get_by_text("More filters").click()
     page.fill("#id_members_min", "100")
     page.locator("#id_members_min").dispatch_event("change")
     settle(page)

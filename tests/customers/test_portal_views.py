@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from customers.models import CustomerMetrics
+from customers.views.portal import CustomerListView
 from tests.factories import (
     DEMO_PASSWORD,
     BranchFactory,
@@ -51,6 +52,15 @@ def get_list(client, **params):
     response = client.get(LIST_URL, params)
     assert response.status_code == 200
     return response
+
+
+def show_every_column(client):
+    """As a user who ticked every column in the column chooser."""
+    client.cookies["customers_columns"] = ".".join(CustomerListView.optional_columns)
+
+
+def headers(response) -> list[str]:
+    return [column.header for column in response.context["table"].columns]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,6 +172,7 @@ def people(merchant):
 
 
 def test_list_shows_every_column_formatted_for_the_merchant(staff_client, people):
+    show_every_column(staff_client)
     response = get_list(staff_client, sort="external_id")
     html = response.content.decode()
 
@@ -464,6 +475,55 @@ SORT_CASES = {
 }
 
 
+def test_the_first_view_fits_a_laptop_and_says_how_it_is_sorted(staff_client, people):
+    response = get_list(staff_client)
+    html = response.content.decode()
+
+    assert headers(response) == [
+        "External id",
+        "Name",
+        "Email",
+        "Tier",
+        "Orders",
+        "Net spend (CAD)",
+        "Last purchase",
+    ]
+    assert listed(response) == ["C-001", "C-002", "C-003", "C-004"]
+    assert html.count("\N{BLACK UP-POINTING TRIANGLE}") == 1
+    assert "External id&nbsp;\N{BLACK UP-POINTING TRIANGLE}" in html
+
+
+def test_chosen_columns_are_shown_and_remembered_but_not_carried_in_links(staff_client, people):
+    chosen = get_list(staff_client, columns="set", show=["external_id", "phone", "tags"], q="Ann")
+    later = get_list(staff_client)
+
+    assert headers(chosen) == ["External id", "Name", "Phone", "Tags"]
+    assert listed(chosen) == ["C-001"]  # the filters sent with the choice still apply
+    assert chosen.cookies["customers_columns"].value == "external_id.phone.tags"
+    assert "show=" not in chosen.content.decode()  # sort links carry no chooser parameters
+    assert headers(later) == ["External id", "Name", "Phone", "Tags"]
+    assert 'id="show-phone" checked' in later.content.decode()
+    # ticking nothing leaves the name, which is always shown
+    assert headers(get_list(staff_client, columns="set")) == ["Name"]
+
+
+def test_exports_have_every_column_whatever_is_shown(staff_client, people):
+    get_list(staff_client, columns="set", show=["email"])
+
+    rows = export_csv(staff_client)
+
+    assert rows[0] == EXPORT_HEADERS
+
+
+def test_an_empty_list_says_what_to_do(staff_client, merchant):
+    empty = get_list(staff_client).content.decode()
+    CustomerFactory(merchant=merchant, first_name="Ann")
+    unmatched = get_list(staff_client, q="nobody like this").content.decode()
+
+    assert "No customers yet" in empty and "Export CSV" not in empty
+    assert "No customers match" in unmatched and "Clear the search and filters" in unmatched
+
+
 def test_every_column_is_sortable():
     from customers.tables import CustomerTable
 
@@ -472,6 +532,7 @@ def test_every_column_is_sortable():
 
 @pytest.mark.parametrize("column", sorted(SORT_CASES))
 def test_sorting_ascending_and_descending(staff_client, people, column):
+    show_every_column(staff_client)
     ascending, descending = SORT_CASES[column]
     if descending is None:
         descending = list(reversed(ascending))

@@ -22,6 +22,7 @@ from django_tables2 import RequestConfig
 from customers.models import Role
 from segments.models import RefreshStatus, Segment, SegmentKind, SegmentMembership
 from segments.tables import SegmentTable
+from segments.views import SegmentListView
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -90,6 +91,11 @@ def listed(client, **params) -> list[str]:
     return [row.record.name for row in response.context["table"].page.object_list]
 
 
+def show_every_column(client):
+    """As a user who ticked every column in the column chooser."""
+    client.cookies["segments_columns"] = ".".join(SegmentListView.optional_columns)
+
+
 def role_client(merchant, role) -> Client:
     user = UserFactory()
     StaffMembershipFactory(user=user, merchant=merchant, role=role)
@@ -102,8 +108,9 @@ def role_client(merchant, role) -> Client:
     ("params", "expected"),
     [
         ({"q": "ta"}, ["Beta", "Delta vip"]),
-        ({"name": "ALPHA"}, ["Alpha"]),
-        ({"description": "vip"}, ["Delta vip"]),
+        ({"q": "ALPHA"}, ["Alpha"]),
+        ({"q": "coffee"}, ["Alpha"]),  # the search reads descriptions too
+        ({"q": " vip "}, ["Delta vip"]),
         ({"active": "no"}, ["Gamma"]),
         ({"active": "yes"}, ["Alpha", "Beta", "Delta vip"]),
         ({"kind": "manual"}, ["Gamma"]),
@@ -153,6 +160,7 @@ def test_an_invalid_filter_value_shows_an_error_and_no_rows(staff_client, catalo
     ],
 )
 def test_sorting(staff_client, catalogue, sort, expected):
+    show_every_column(staff_client)
     assert listed(staff_client, sort=sort) == expected
 
 
@@ -417,6 +425,7 @@ def test_restore_of_another_merchants_segment_is_not_found(staff_client, other_m
 
 
 def test_created_on_is_shown_in_the_merchants_time_zone(staff_client, catalogue):
+    show_every_column(staff_client)
     body = staff_client.get(reverse("segments:list"), {"kind": "manual"}).content.decode()
 
     assert "2026-01-31" in body
@@ -502,3 +511,43 @@ def test_the_removal_plan_is_computed_once_for_page_and_service(merchant, staff_
     with pytest.raises(services.SegmentInUseError):
         services.segments_remove(segments=[base, lonely])
     assert Segment.objects.filter(pk=lonely.pk).exists()
+
+
+def test_the_filter_panel_keeps_the_usual_filters_open_and_folds_the_rest(staff_client, catalogue):
+    def panel(**params):
+        body = staff_client.get(reverse("segments:list"), params).content.decode()
+        form = body.split('id="segment-filter"')[1].split("</form>")[0]
+        return form.split("<details", 1)
+
+    open_part, folded = panel()
+    assert 'name="q"' in open_part and 'name="active"' in open_part
+    assert 'name="members_min"' in folded and 'name="members_min"' not in open_part
+    assert folded.startswith(' class="mb-3 more-filters">')  # closed
+
+    _, folded = panel(members_min="1", clv_max="5")
+    assert folded.startswith(' class="mb-3 more-filters" open>')  # a filter in it is in use
+    assert "2 in use" in folded
+
+
+def test_an_empty_list_says_what_to_do_without_bulk_actions_or_exports(staff_client, merchant):
+    empty = staff_client.get(reverse("segments:list")).content.decode()
+
+    assert "No segments yet" in empty and "Build your first segment" in empty
+    assert 'id="bulk-form"' not in empty and "Export CSV" not in empty
+
+    make(merchant, "Alpha")
+    filtered = staff_client.get(reverse("segments:list"), {"q": "nothing like it"})
+    body = filtered.content.decode()
+    assert "No segments match these filters" in body and "Clear the filters" in body
+    assert 'id="bulk-form"' not in body
+
+
+def test_the_bulk_action_must_be_chosen(staff_client, catalogue):
+    page = staff_client.get(reverse("segments:list")).content.decode()
+    response = staff_client.post(
+        reverse("segments:bulk"), {"action": "", "ids": [catalogue["alpha"].pk]}, follow=True
+    )
+
+    assert '<option value="" selected>Choose an action…</option>' in page
+    assert "Choose an action first" in response.content.decode()
+    assert Segment.objects.get(pk=catalogue["alpha"].pk).is_active  # nothing was done
