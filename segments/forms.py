@@ -59,9 +59,5 @@ class ManualSettingsForm(forms.Form):
     is_active = forms.BooleanField(required=False, label="Active")
 
 
-class MemberAddForm(forms.Form):
-    external_id = forms.CharField(max_length=100, label="Customer external id")
-
-
 class MemberUploadForm(forms.Form):
     file = forms.FileField(label="CSV file (header: external_id)")

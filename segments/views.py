@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -33,7 +34,6 @@ from segments import builder, engine, exports, selectors, services
 from segments.filters import SegmentFilter
 from segments.forms import (
     ManualSettingsForm,
-    MemberAddForm,
     MemberUploadForm,
     SegmentSettingsForm,
 )
@@ -49,7 +49,7 @@ EVENTS_PER_PAGE = 25
 SAVED_MESSAGE = 'Segment "{name}" saved.'
 REFRESH_QUEUED_MESSAGE = "Refresh queued."
 NOT_REFRESHED_MESSAGE = "Manual and inactive segments are not refreshed from rules."
-NO_SUCH_CUSTOMER_ERROR = 'No customer with external id "{external_id}".'
+ENTER_A_CUSTOMER = "Enter a name, email, phone number or external id to add."
 ALREADY_MEMBER = '{who} is already in "{segment}": nothing changed.'
 ADDED_TO = 'Added {who} to "{segment}".'
 NO_MATCHING_CUSTOMER = 'No customer\'s id, name, email or phone matches "{query}".'
@@ -666,6 +666,13 @@ class SegmentDetailView(MerchantRequiredMixin, View):
         )
         RequestConfig(request, paginate={"per_page": MEMBERS_PER_PAGE}).configure(members)
         versions = list(selectors.segment_versions(segment=segment))
+        # "Add a member" matched several customers: the list to pick one from.
+        add_query = request.GET.get("add", "").strip()
+        add_choices = (
+            selectors.find_customers(merchant=merchant, query=add_query)
+            if add_query and not segment.is_dynamic and may(request, Action.EDIT_MEMBERS)
+            else []
+        )
         context: dict[str, Any] = {
             "segment": segment,
             "members": members,
@@ -679,7 +686,9 @@ class SegmentDetailView(MerchantRequiredMixin, View):
             ],
             "versions": versions,
             "download_columns": exports_columns(),
-            "add_form": MemberAddForm(),
+            "add_query": add_query,
+            "add_choices": add_choices,
+            "find_limit": selectors.FIND_CUSTOMERS_LIMIT,
             "upload_form": MemberUploadForm(),
         }
         if segment.is_dynamic and segment.rules:
@@ -795,24 +804,29 @@ class SegmentRefreshView(MerchantRequiredMixin, View):
 
 
 class MemberAddView(MerchantRequiredMixin, View):
-    permission = Action.EDIT_MEMBERS
+    """POST `customer` (an external id, or part of a name, email or phone; `external_id`
+    is read too): add that customer to a manual segment. When several customers match, the
+    segment's page lists them to pick one (`?add=<query>`)."""
 
-    """POST `external_id`: add that customer to a manual segment."""
+    permission = Action.EDIT_MEMBERS
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         merchant = current_merchant(request)
         segment = _segment(request, pk)
-        form = MemberAddForm(request.POST)
-        if form.is_valid():
-            external_id = form.cleaned_data["external_id"]
-            customer = selectors.merchant_customer(merchant=merchant, external_id=external_id)
-            if customer is None:
-                messages.error(request, NO_SUCH_CUSTOMER_ERROR.format(external_id=external_id))
-            elif segment.memberships.filter(customer=customer).exists():
-                messages.info(request, ALREADY_MEMBER.format(who=customer, segment=segment.name))
-            else:
-                _member_write(request, services.segment_members_add, segment, [customer.pk])
-        return redirect("segments:detail", pk=segment.pk)
+        query = (request.POST.get("customer") or request.POST.get("external_id") or "").strip()
+        detail = reverse("segments:detail", args=[segment.pk])
+        found = selectors.find_customers(merchant=merchant, query=query) if query else []
+        if not query:
+            messages.error(request, ENTER_A_CUSTOMER)
+        elif not found:
+            messages.error(request, NO_MATCHING_CUSTOMER.format(query=query))
+        elif len(found) > 1:
+            return redirect(f"{detail}?{urlencode({'add': query})}#add-member")
+        elif segment.memberships.filter(customer=found[0]).exists():
+            messages.info(request, ALREADY_MEMBER.format(who=found[0], segment=segment.name))
+        else:
+            _member_write(request, services.segment_members_add, segment, [found[0].pk])
+        return redirect(detail)
 
 
 class CustomerAddToSegmentView(MerchantRequiredMixin, View):

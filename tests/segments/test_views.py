@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -141,7 +143,27 @@ def test_manual_add_of_an_unknown_customer_says_so(staff_client, manual):
         reverse("segments:member_add", args=[manual.pk]), {"external_id": "NOPE"}, follow=True
     )
 
-    assert "No customer with external id &quot;NOPE&quot;" in response.content.decode()
+    assert "No customer&#x27;s id, name, email or phone matches &quot;NOPE&quot;" in (
+        response.content.decode()
+    )
+
+
+def test_manual_add_by_name_adds_the_one_match_and_lists_several(staff_client, manual, merchant):
+    ann = CustomerFactory(merchant=merchant, external_id="A-1", first_name="Ann", last_name="Zhang")
+    CustomerFactory(merchant=merchant, external_id="B-1", first_name="Bo", last_name="Zhang")
+    add = reverse("segments:member_add", args=[manual.pk])
+
+    one = staff_client.post(add, {"customer": "ann zh"}, follow=True)
+    several = staff_client.post(add, {"customer": "zhang"})
+    page = staff_client.get(several["Location"]).content.decode()
+
+    assert list(manual.memberships.values_list("customer_id", flat=True)) == [ann.pk]
+    assert "Added" in one.content.decode()
+    assert several["Location"].endswith("?add=zhang#add-member")
+    assert 'id="add-choices"' in page and "2 customers match" in page
+    assert page.index("Ann Zhang") < page.index("Bo Zhang")
+    assert manual.memberships.count() == 1  # listing the choices added no one
+    assert re.search(r'id="last-change">\d{4}-\d\d-\d\d \d\d:\d\d<', page)
 
 
 def test_upload_with_unknown_ids_changes_nothing(staff_client, manual, people):
