@@ -27,6 +27,7 @@ from django.views import View
 from django_tables2 import RequestConfig
 
 from customers.models import Merchant
+from customers.portal.formatting import format_count
 from customers.portal.lists import MerchantTableListView
 from customers.portal.permissions import Action, denied_message, may
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
@@ -187,7 +188,7 @@ def _list_url(query: str) -> str:
 
 
 def _segments_text(count: int) -> str:
-    return f"{count} segment" if count == 1 else f"{count} segments"
+    return f"{count} segment" if count == 1 else f"{format_count(count)} segments"
 
 
 def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> None:
@@ -202,9 +203,9 @@ def _run_action(request: HttpRequest, action: str, segments: list[Segment]) -> N
     elif action == "refresh":
         queued = services.segments_queue_refresh(segments=segments)
         skipped = len(segments) - len(queued)
-        note = f" ({skipped} manual or inactive, not refreshed)" if skipped else ""
+        note = f" ({format_count(skipped)} manual or inactive, not refreshed)" if skipped else ""
         refreshes = "refresh" if len(queued) == 1 else "refreshes"
-        messages.info(request, f"{len(queued)} {refreshes} queued{note}.")
+        messages.info(request, f"{format_count(len(queued))} {refreshes} queued{note}.")
     elif action == "duplicate":
         for segment in segments:
             copy = services.segment_duplicate(segment=segment, user=user)
@@ -873,7 +874,12 @@ def _member_write(request: HttpRequest, service: Any, segment: Segment, ids: lis
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return
-    messages.success(request, f"{len(change.entered)} added, {len(change.exited)} removed.")
+    messages.success(request, _change_text(change))
+
+
+def _change_text(change: Any) -> str:
+    """ "1,204 added, 3 removed." """
+    return f"{format_count(len(change.entered))} added, {format_count(len(change.exited))} removed."
 
 
 class MemberUploadView(MerchantRequiredMixin, View):
@@ -895,9 +901,7 @@ class MemberUploadView(MerchantRequiredMixin, View):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
-            messages.success(
-                request, f"Uploaded: {len(change.entered)} added, {len(change.exited)} removed."
-            )
+            messages.success(request, f"Uploaded: {_change_text(change)}")
         return redirect("segments:detail", pk=segment.pk)
 
 
