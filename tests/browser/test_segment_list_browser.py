@@ -57,6 +57,7 @@ def test_search_filter_bulk_deactivate_and_download(live_server, page):
     page.fill("#id_password", DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#segment-count")).to_contain_text("of 4 segments")
+    page.wait_for_load_state("load")  # htmx has set the filter form up
 
     # search as you type
     page.locator("#id_q").press_sequentially("spend", delay=40)
