@@ -5,6 +5,7 @@ and no main page has a serious accessibility violation (axe-core, vendored, run 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -168,6 +169,10 @@ def test_another_merchants_page_is_a_friendly_404(live_server, page, shop, setti
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     expect(page.locator("nav.navbar")).to_contain_text("Segments")  # the portal's layout
+    if shots := os.environ.get("SCREENSHOT_DIR"):
+        for width in (1280, 1400):
+            page.set_viewport_size({"width": width, "height": 600})
+            page.screenshot(path=f"{shots}/not-found-{width}.png")
     page.get_by_role("link", name="Go to segments").click()
     expect(page).to_have_url(re.compile(r"/segments/$"))
 
