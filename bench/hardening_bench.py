@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -27,30 +26,20 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-ROOT = Path(__file__).resolve().parent.parent
+from portal_setup import ROOT, owner_client, use_plain_static_files  # sets Django up
+
+# isort: split
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from customers.models import Merchant, Tag
+from segments.criteria.base import MAX_NAMES
+from segments.models import Segment
+from segments.rules import MAX_CONDITIONS, MAX_RULES_BYTES
+
 OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DJANGO_DEBUG", "0")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")
-os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
-os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.core.management.base import CommandError  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-
-from customers.models import Merchant, Role, StaffMembership, Tag  # noqa: E402
-from segments.criteria.base import MAX_NAMES  # noqa: E402
-from segments.models import Segment  # noqa: E402
-from segments.rules import MAX_CONDITIONS, MAX_RULES_BYTES  # noqa: E402
-
 TARGET_MS = 1000.0
 USERNAME = "bench-hardening-user"
 SEGMENT_NAME = "bench hardening"
@@ -148,20 +137,10 @@ def main() -> None:
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("The hardening benchmark runs on PostgreSQL (set DATABASE_URL).")
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    from django.contrib.auth import get_user_model
-
+    use_plain_static_files()
     merchant = Merchant.objects.get(slug=args.merchant)
     customers = merchant.customers.count()
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    StaffMembership.objects.get_or_create(
-        user=user, merchant=merchant, defaults={"role": Role.OWNER}
-    )
-    client = Client()
-    client.force_login(user)
+    client = owner_client(merchant, USERNAME)
     tag_names = list(Tag.objects.filter(merchant=merchant).values_list("name", flat=True))
     results: dict[str, dict[str, Any]] = {}
     rules_file = Path(tempfile.mkdtemp()) / "rules.json"

@@ -18,46 +18,31 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import statistics
 import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from portal_setup import ROOT, owner_client, use_plain_static_files  # sets Django up
+
+# isort: split
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from customers.models import Merchant
+from segments.models import Segment, SegmentKind
+
 OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Production mode: the page as a deployment serves it.
-os.environ.setdefault("DJANGO_DEBUG", "0")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")
-os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
-os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from customers.models import Merchant, Role, StaffMembership  # noqa: E402
-from segments.models import Segment, SegmentKind  # noqa: E402
-
 PREFIX = "bench list: "
 TARGET_MS = 100.0
 USERNAME = "bench-list-user"
-PASSWORD = "bench-list-password"  # noqa: S105 - a throwaway user on the bench database
 
 
 def setup(merchant: Merchant, count: int) -> Client:
-    from django.contrib.auth import get_user_model
 
     teardown(merchant)
     rnd = random.Random(4)
@@ -82,16 +67,7 @@ def setup(merchant: Merchant, count: int) -> Client:
             for i in range(count)
         ]
     )
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    user.set_password(PASSWORD)
-    user.save()
-    StaffMembership.objects.get_or_create(
-        user=user, merchant=merchant, defaults={"role": Role.OWNER}
-    )
-    client = Client()
-    # force_login: sign-in throttling (django-axes) needs a request, which login() lacks.
-    client.force_login(user)
-    return client
+    return owner_client(merchant, USERNAME)
 
 
 def teardown(merchant: Merchant) -> None:
@@ -127,11 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("The list benchmark runs on PostgreSQL (set DATABASE_URL).")
-    # Tests and benchmarks render {% static %} without a collectstatic manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+    use_plain_static_files()
     merchant = Merchant.objects.get(slug=args.merchant)
     client = setup(merchant, args.segments)
     try:

@@ -20,7 +20,13 @@ from django.utils.html import format_html, format_html_join
 from customers import selectors
 from customers.models import Customer, Merchant
 from customers.portal.formatting import EMPTY, format_money
-from customers.portal.tables import DEFAULT_PAGE_SIZE, PAGE_SIZES, NumColumn, SortColumn
+from customers.portal.tables import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_SIZES,
+    ClippedColumn,
+    NumColumn,
+    SortColumn,
+)
 
 
 class TagsColumn(SortColumn):
@@ -48,9 +54,9 @@ class CustomerTable(tables.Table):
         empty_values=(),
         attrs={"td": {"class": "cell-wrap"}},
     )
-    email = SortColumn(verbose_name="Email", attrs={"td": {"class": "cell-clip"}})
+    email = ClippedColumn(verbose_name="Email")
     phone = SortColumn(verbose_name="Phone")
-    tier = SortColumn(
+    tier = ClippedColumn(
         accessor="tier__name",
         verbose_name="Tier",
         order_by=("tier__rank",),
@@ -109,13 +115,6 @@ class CustomerTable(tables.Table):
             record.full_name or "(no name)",
         )
 
-    def render_email(self, value: str) -> str:
-        # Cut to the column's width on screen, whole on hover.
-        return format_html('<span title="{}">{}</span>', value, value)
-
-    def render_tier(self, value: str) -> str:
-        return format_html('<span title="{}">{}</span>', value, value)
-
     def render_joined(self, value: dt.datetime) -> str:
         return timezone.localtime(value, self.tz).date().isoformat()
 
@@ -148,12 +147,6 @@ class CustomerTable(tables.Table):
 
     def value_name(self, record: Customer) -> str:
         return record.full_name
-
-    def value_email(self, value: str) -> str:
-        return value
-
-    def value_tier(self, value: str) -> str:
-        return value
 
     def value_joined(self, value: dt.datetime) -> dt.date:
         return timezone.localtime(value, self.tz).date()

@@ -498,20 +498,10 @@ def feedback_nodes(tree: dict[str, Any], errors: list[str]) -> list[EditorNode]:
     """Every node of `tree` with only its feedback (prompt, problems), for out-of-band
     updates of the editor's feedback areas; nodes without any get empty ones (cleared)."""
     feedback, _ = node_feedback(tree, errors)
-    nodes = []
-    for node_id, node, depth in _walk(tree, ROOT_ID, 1):
-        said = feedback.get(node_id, Feedback())
-        nodes.append(
-            EditorNode(
-                id=node_id,
-                path=contract_path(node_id),
-                depth=depth,
-                is_group=is_group(node),
-                errors=list(said.errors),
-                prompt=said.prompt,
-            )
-        )
-    return nodes
+    return [
+        _editor_node(node, node_id, depth, feedback)
+        for node_id, node, depth in _walk(tree, ROOT_ID, 1)
+    ]
 
 
 def condition_number(node_id: str) -> str:
@@ -589,6 +579,21 @@ def _shown(value: Any) -> str:
     return "" if value is None or isinstance(value, (list, dict)) else str(value)
 
 
+def _editor_node(
+    node: dict[str, Any], node_id: str, depth: int, feedback: Mapping[str, Feedback]
+) -> EditorNode:
+    """A node's place in the tree and its feedback: what every editor node has."""
+    said = feedback.get(node_id, Feedback())
+    return EditorNode(
+        id=node_id,
+        path=contract_path(node_id),
+        depth=depth,
+        is_group=is_group(node),
+        errors=list(said.errors),
+        prompt=said.prompt,
+    )
+
+
 def editor_nodes(
     tree: dict[str, Any],
     *,
@@ -602,15 +607,7 @@ def editor_nodes(
     feedback = feedback or {}
 
     def build(node: dict[str, Any], node_id: str, depth: int) -> EditorNode:
-        said = feedback.get(node_id, Feedback())
-        item = EditorNode(
-            id=node_id,
-            path=contract_path(node_id),
-            depth=depth,
-            is_group=is_group(node),
-            errors=list(said.errors),
-            prompt=said.prompt,
-        )
+        item = _editor_node(node, node_id, depth, feedback)
         if item.is_group:
             item.match = "any" if node.get("match") == "any" else "all"
             item.negate = node.get("negate") is True

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.views import View
 from django_tables2 import RequestConfig
 
-from customers.models import Merchant
+from customers.models import Customer, Merchant
 from customers.portal.formatting import format_count
 from customers.portal.lists import MerchantTableListView
 from customers.portal.permissions import Action, denied_message, may
@@ -823,11 +823,27 @@ class MemberAddView(MerchantRequiredMixin, View):
             messages.error(request, NO_MATCHING_CUSTOMER.format(query=query))
         elif len(found) > 1:
             return redirect(f"{detail}?{urlencode({'add': query})}#add-member")
-        elif segment.memberships.filter(customer=found[0]).exists():
-            messages.info(request, ALREADY_MEMBER.format(who=found[0], segment=segment.name))
-        else:
-            _member_write(request, services.segment_members_add, segment, [found[0].pk])
+        elif change := _add_member(request, segment, found[0]):
+            messages.success(request, _change_text(change))
         return redirect(detail)
+
+
+def _add_member(
+    request: HttpRequest, segment: Segment, customer: Customer
+) -> services.MembershipChange | None:
+    """Add one customer to a manual segment; None, with a message saying why, when the
+    customer was a member already or the segment refused."""
+    try:
+        change = services.segment_members_add(
+            segment=segment, customers=[customer.pk], user=request.user
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return None
+    if not change.entered:
+        messages.info(request, ALREADY_MEMBER.format(who=customer, segment=segment.name))
+        return None
+    return change
 
 
 class CustomerAddToSegmentView(MerchantRequiredMixin, View):
@@ -843,17 +859,8 @@ class CustomerAddToSegmentView(MerchantRequiredMixin, View):
             selectors.segment_queryset(merchant=merchant).filter(kind=SegmentKind.MANUAL),
             pk=int(pk) if pk.isdigit() else 0,
         )
-        if segment.memberships.filter(customer=customer).exists():
-            messages.info(request, ALREADY_MEMBER.format(who=customer, segment=segment.name))
-        else:
-            try:
-                services.segment_members_add(
-                    segment=segment, customers=[customer.pk], user=request.user
-                )
-            except ValidationError as exc:
-                messages.error(request, " ".join(exc.messages))
-            else:
-                messages.success(request, ADDED_TO.format(who=customer, segment=segment.name))
+        if _add_member(request, segment, customer):
+            messages.success(request, ADDED_TO.format(who=customer, segment=segment.name))
         return redirect("customers:detail", pk=customer.pk)
 
 

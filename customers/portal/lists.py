@@ -168,17 +168,14 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
             (name, columns[name].header, name in shown) for name in self.optional_columns
         ]
         filterset = context.get("filter")
+        in_use = [
+            name
+            for name in getattr(filterset, "filters", {})
+            if any(value.strip() for value in self.request.GET.getlist(name))
+        ]
         primary = getattr(filterset, "primary_fields", ())
-        context["filters_in_use"] = any(
-            v.strip()
-            for name in getattr(filterset, "filters", {})
-            for v in self.request.GET.getlist(name)
-        )
-        context["more_filters_in_use"] = sum(
-            1
-            for name in getattr(filterset, "filters", {})
-            if name not in primary and any(v.strip() for v in self.request.GET.getlist(name))
-        )
+        context["filters_in_use"] = bool(in_use)
+        context["more_filters_in_use"] = sum(1 for name in in_use if name not in primary)
         return context
 
     def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 import django_tables2 as tables
 from django.db.models import F, OrderBy, QuerySet
+from django.utils.html import format_html
 from django_tables2.export import TableExport
 from django_tables2.utils import OrderByTuple
 from tablib import Dataset
@@ -49,6 +50,21 @@ class SortColumn(tables.Column):
             queryset.order_by(*_nulls_last(keys, is_descending), "-pk" if is_descending else "pk"),
             True,
         )
+
+
+class ClippedColumn(SortColumn):
+    """Text cut to its column's width on screen (CSS `cell-clip`), whole in the cell's title
+    on hover; exported as it is. `attrs` may add classes (`cell-narrow`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("attrs", {"td": {"class": "cell-clip"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value: Any) -> str:
+        return format_html('<span title="{}">{}</span>', value, value)
+
+    def value(self, value: Any) -> Any:
+        return value
 
 
 class NumColumn(SortColumn):

@@ -83,14 +83,16 @@ def segment_members_add(
     user: Actor = None,
 ) -> MembershipChange:
     """Add customers (objects or ids, of the segment's merchant) to a manual segment.
-    Customers already in it are left as they are. `user` is who did it (for the log)."""
+    Customers already in it are left as they are (the change's `entered` leaves them out).
+    `user` is who did it (for the log)."""
     locked = _manual_locked(segment)
     ids = _own_customer_ids(locked, customers)
     entered = ids - current_members(locked, ids)
-    membership_write(
-        locked, entered=entered, exited=(), reason=MembershipReason.MANUAL, now=timezone.now()
-    )
-    segment_stats_refresh(segment=locked)
+    if entered:  # (adding only members changes nothing, statistics included)
+        membership_write(
+            locked, entered=entered, exited=(), reason=MembershipReason.MANUAL, now=timezone.now()
+        )
+        segment_stats_refresh(segment=locked)
     logger.info("User %s added %s customers to segment %s", user, len(entered), locked.pk)
     return MembershipChange(segment_id=locked.pk, entered=entered)
 
