@@ -49,6 +49,15 @@ def _in_use(value: Any) -> bool:
     return True
 
 
+def _no_choices(field: Any) -> bool:
+    """Whether a form field offers choices and has none (a model list asks the database
+    whether any row exists; the panel reads the rows themselves once, when it renders)."""
+    queryset = getattr(field, "queryset", None)
+    if queryset is not None:
+        return not queryset.exists()
+    return hasattr(field, "choices") and not list(field.choices)
+
+
 def filter_description(cleaned: dict[str, Any]) -> str:
     """A slug of the filters in use (by label), for a file name: `search-zhang-tier-gold`
     (empty when nothing filters), cut at FILTER_NAME_MAX characters on a whole word."""
@@ -175,6 +184,13 @@ class MerchantTableListView(MerchantRequiredMixin, ExportMixin, SingleTableMixin
         ]
         primary = getattr(filterset, "primary_fields", ())
         context["filters_in_use"] = bool(in_use)
+        # A list of choices with nothing in it (no tiers yet) is left out of the panel. Only
+        # the whole page shows the panel: an htmx request does not read the choices.
+        context["filters_without_choices"] = (
+            set()
+            if self.is_partial() or filterset is None
+            else {name for name, field in filterset.form.fields.items() if _no_choices(field)}
+        )
         context["more_filters_in_use"] = sum(1 for name in in_use if name not in primary)
         return context
 

@@ -755,8 +755,9 @@ def _populate(merchant, n):
 
 
 # session, user, membership (middleware), switcher memberships (context processor), customer
-# types, tiers, tags, branches (filter form), count, page rows (joined), page tags (prefetch).
-LIST_PAGE_QUERIES = 10
+# types, whether there are tiers, tags and branches (the panel leaves out empty lists), tiers,
+# tags, branches (filter form), count, page rows (joined), page tags (prefetch).
+LIST_PAGE_QUERIES = 13
 
 
 @pytest.mark.parametrize("rows", [2, 25])
@@ -967,3 +968,16 @@ def test_money_uses_the_merchants_currency(client, db):
 
     assert "1,234.50 EUR" in html
     assert "Net spend (EUR)" in html
+
+
+def test_a_filter_with_nothing_to_choose_is_left_out_of_the_panel(staff_client, merchant):
+    CustomerFactory(merchant=merchant, customer_type="")  # no tiers, tags, branches or types
+
+    bare = get_list(staff_client).content.decode()
+    TierFactory(merchant=merchant, name="Gold")
+    with_tier = get_list(staff_client).content.decode()
+
+    assert 'name="q"' in bare and 'name="email_opt_in"' in bare  # the filters that always apply
+    for name in ("tier", "customer_type", "tags", "home_branch"):
+        assert f'name="{name}"' not in bare, name
+    assert 'name="tier"' in with_tier
