@@ -28,8 +28,16 @@ def spend_at_least(amount):
 def shoppers(merchant):
     """ann: orders of 100 and 50 (net 150); bob: one order of 300 and a refund of 60 (net
     240); cy: one order of 20; dee: nothing."""
+    # Names, emails and phones fixed: the member search must not find "bo" in a random one.
     people = {
-        name: CustomerFactory(merchant=merchant, external_id=name)
+        name: CustomerFactory(
+            merchant=merchant,
+            external_id=name,
+            first_name=name.title(),
+            last_name="Shopper",
+            email=f"{name}@example.com",
+            phone="",
+        )
         for name in ["ann", "bob", "cy", "dee"]
     }
     TransactionFactory(customer=people["ann"], total=Decimal("100"))
