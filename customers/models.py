@@ -564,6 +564,17 @@ class CustomerMetrics(models.Model):
     last_contacted_at = models.DateTimeField(null=True, blank=True)
     tag_ids = IdListField(default=list, blank=True)
 
+    # Scores (`customers.scores`): written by the score service only, never by the metrics
+    # upsert, which leaves these columns alone. The lifecycle stage follows every purchase;
+    # RFM moves with each scheduled computation. NULL: no order (no stage, no RFM scores).
+    lifecycle_stage = models.CharField(max_length=16, null=True, blank=True)
+    rfm_recency = models.PositiveSmallIntegerField(null=True, blank=True)
+    rfm_frequency = models.PositiveSmallIntegerField(null=True, blank=True)
+    rfm_monetary = models.PositiveSmallIntegerField(null=True, blank=True)
+    rfm_group = models.CharField(max_length=20, default="prospects", db_default="prospects")
+    #: The merchant-local day the tier rules first gave a lower tier (the grace period).
+    tier_below_since = models.DateField(null=True, blank=True)
+
     class Meta:
         verbose_name_plural = "customer metrics"
         # Every index here is written on every purchase (the row's aggregates change, so the
@@ -632,3 +643,152 @@ class CustomerProductStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} bought {self.units} of {self.product_id}"
+
+
+# -- customer scores (`customers.scores`, `shared/spec/customer-scores.md`) -------------------
+
+
+class ScoreCadence(models.TextChoices):
+    DAILY = "daily", "Every night"
+    WEEKLY = "weekly", "Once a week"
+
+
+class ScoreRunStatus(models.TextChoices):
+    NEVER = "never", "Never computed"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    OK = "ok", "Up to date"
+    FAILED = "failed", "Failed"
+
+
+def default_rfm_grid() -> list[list[str]]:
+    from customers.scores.definitions import DEFAULT_RFM_GRID
+
+    return [list(row) for row in DEFAULT_RFM_GRID]
+
+
+class ScoreSettings(models.Model):
+    """A merchant's score definitions (the contract's thresholds, the RFM grid, the tier
+    grace period and the cadence) and the state of its last computation.
+
+    Created with the contract's defaults the first time anything reads it
+    (`customers.scores.service.score_settings_for`)."""
+
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, primary_key=True, related_name="score_settings"
+    )
+    dormant_days = models.PositiveIntegerField(default=180)
+    at_risk_days = models.PositiveIntegerField(default=90)
+    window_days = models.PositiveIntegerField(default=365)
+    loyal_orders = models.PositiveIntegerField(default=8)
+    regular_orders = models.PositiveIntegerField(default=4)
+    rfm_grid = models.JSONField(default=default_rfm_grid)
+    tier_grace_days = models.PositiveIntegerField(default=30)
+    cadence = models.CharField(max_length=8, choices=ScoreCadence.choices, default="daily")
+    #: For a weekly cadence: Monday = 0 ... Sunday = 6 (Python's `weekday()`).
+    weekday = models.PositiveSmallIntegerField(default=6)
+
+    status = models.CharField(max_length=8, choices=ScoreRunStatus.choices, default="never")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: The `as_of` of the last successful computation.
+    computed_as_of = models.DateTimeField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    #: The last successful computation's summary (what `compute_scores --json` prints).
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "score settings"
+
+    def __str__(self) -> str:
+        return f"score settings of {self.merchant_id}"
+
+
+class TierRule(models.Model):
+    """Hold `tier` from `threshold` of `metric` counted over `period` (the tier's rank
+    orders the rules). A merchant without rules keeps the imported tiers."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="tier_rules")
+    tier = models.OneToOneField(Tier, on_delete=models.CASCADE, related_name="rule")
+    metric = models.CharField(
+        max_length=8,
+        choices=[("spend", "Spend"), ("orders", "Orders"), ("points", "Lifetime points")],
+    )
+    period = models.CharField(
+        max_length=16,
+        choices=[
+            ("lifetime", "Lifetime"),
+            ("calendar_year", "This calendar year"),
+            ("last_12_months", "The last 12 months"),
+        ],
+        default="lifetime",
+    )
+    threshold = models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+
+    class Meta:
+        ordering = ["merchant", "tier__rank"]
+
+    def __str__(self) -> str:
+        return f"{self.tier} from {self.threshold} {self.metric} ({self.period})"
+
+    def clean(self) -> None:
+        if self.tier_id and self.merchant_id and self.tier.merchant_id != self.merchant_id:
+            raise ValidationError({"tier": "This tier belongs to another merchant."})
+
+
+class ScoreSettingsChange(models.Model):
+    """One saved change of a merchant's score settings: who, when, old and new values."""
+
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="score_settings_changes"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+    old = models.JSONField(default=dict)
+    new = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+        indexes = [models.Index(fields=["merchant", "-changed_at"], name="score_change_log_idx")]
+
+    def __str__(self) -> str:
+        return f"score settings of {self.merchant_id} changed at {self.changed_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def changed_keys(self) -> list[str]:
+        return sorted(k for k in {*self.old, *self.new} if self.old.get(k) != self.new.get(k))
+
+
+class ScoreChangeKind(models.TextChoices):
+    LIFECYCLE = "lifecycle", "Lifecycle stage"
+    TIER = "tier", "Tier"
+
+
+class ScoreChange(models.Model):
+    """A customer's lifecycle stage or tier changed: from, to, when and why. Written by
+    the score service only (a computation, or a purchase that moved the customer)."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="score_changes")
+    kind = models.CharField(max_length=12, choices=ScoreChangeKind.choices)
+    #: Stage names, or tier names as they were; blank for none.
+    from_value = models.CharField(max_length=100, blank=True)
+    to_value = models.CharField(max_length=100, blank=True)
+    changed_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+        indexes = [
+            models.Index(fields=["merchant", "kind", "changed_at"], name="score_change_time_idx"),
+            models.Index(fields=["customer", "changed_at"], name="score_change_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_value or '-'} -> {self.to_value or '-'}"

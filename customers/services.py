@@ -3,7 +3,8 @@
 The write chain, explicit: whatever writes customers, purchases, line items, redemptions or
 tags (a single `save()` in the admin, the import, the generator, a bulk update by a campaign)
 ends in `customer_metrics_refresh()` or `merchant_metrics_refresh()`, inside its transaction:
-the per-customer rows are recomputed (`customers.metrics`) and the change is announced once
+the per-customer rows are recomputed (`customers.metrics`), the lifecycle stage and tier
+follow (`customers.scores.service.customer_scores_follow`), and the change is announced once
 (`customers_changed`), per customer when few changed, as one merchant-level change when many
 (`CHANGE_BATCH_MAX`), so the segments follow (an incremental update, or a full refresh).
 """
@@ -20,6 +21,7 @@ from django.db import models, transaction
 
 from customers.metrics import PROFILE_COLUMNS, refresh_merchant_metrics, refresh_metrics
 from customers.models import Customer, CustomerMetrics, Merchant
+from customers.scores.service import customer_scores_follow
 from customers.signals import customers_changed
 
 #: A change of more customers than this (of one merchant) is announced as a merchant-level
@@ -92,13 +94,16 @@ def customer_metrics_refresh(*, customer_ids: Iterable[int]) -> None:
         return
     refresh_metrics(ids)
     for merchant_id, changed in sorted(_by_merchant(ids).items()):
-        _announce(merchant_id, changed if len(changed) <= CHANGE_BATCH_MAX else None)
+        many = len(changed) > CHANGE_BATCH_MAX
+        customer_scores_follow(merchant_id=merchant_id, customer_ids=None if many else changed)
+        _announce(merchant_id, None if many else changed)
 
 
 def merchant_metrics_refresh(*, merchant_id: int) -> None:
     """Recompute every customer's metrics of a merchant (set-based, in the caller's
     transaction) and announce one merchant-level change."""
     refresh_merchant_metrics(merchant_id)
+    customer_scores_follow(merchant_id=merchant_id, customer_ids=None)
     _announce(merchant_id, None)
 
 

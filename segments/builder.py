@@ -556,6 +556,8 @@ class EditorNode:
     lo: Any = None
     hi: Any = None
     options: list[str] = dataclasses.field(default_factory=list)
+    #: What the names mean ("At risk: latest order more than 90 days ago"), for the field.
+    help: list[str] = dataclasses.field(default_factory=list)
     extras: list[str] = dataclasses.field(default_factory=list)
     window_days: Any = None
     last_within_days: Any = None
@@ -641,6 +643,7 @@ def editor_nodes(
             item.options = _with_selected(
                 list(options.get(item.field, {}).get("value", [])), item.value
             )
+            item.help = list(options.get(item.field, {}).get("help", []))
         elif item.kind == "bool":
             item.value = value is not False
         else:

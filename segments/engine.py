@@ -403,6 +403,8 @@ class ConditionResult:
     matched: bool
     is_group: bool
     depth: int
+    #: The customer's own value, where the condition's field shows it ("this customer: 3").
+    actual: str = ""
 
 
 def _flatten(node: Node, path: str, depth: int) -> list[tuple[str, Node, int]]:
@@ -432,9 +434,13 @@ def explain(
     annotations = {
         f"n{i}": _as_bool(compile_node(node, ctx)) for i, (_, node, _) in enumerate(nodes)
     }
+    criteria = [
+        None if isinstance(node, Group) else REGISTRY.get(node.field) for _, node, _ in nodes
+    ]
+    columns = sorted({c for crit in criteria if crit for c in crit.explain_columns})
     rows = _merchant_rows(merchant).filter(pk=customer.pk).annotate(**annotations)
     with evaluation_settings():
-        row = rows.values(*annotations).first()
+        row = rows.values(*annotations, *columns).first()
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer.pk} is not one of {merchant.slug}'s")
     return [
@@ -444,8 +450,9 @@ def explain(
             matched=bool(row[f"n{i}"]),
             is_group=isinstance(node, Group),
             depth=depth,
+            actual=criterion.explain_value(row) if criterion and criterion.explain_columns else "",
         )
-        for i, (path, node, depth) in enumerate(nodes)
+        for i, ((path, node, depth), criterion) in enumerate(zip(nodes, criteria, strict=True))
     ]
 
 

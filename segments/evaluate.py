@@ -64,6 +64,12 @@ class Person:
     points_balance: int
     lifetime_points: int
     last_contacted_at: dt.datetime | None
+    # Stored scores (`customers.scores`): what the last computation or purchase left.
+    lifecycle_stage: str | None = None
+    rfm_recency: int | None = None
+    rfm_frequency: int | None = None
+    rfm_monetary: int | None = None
+    rfm_group: str | None = None
     transactions: list[Txn] = field(default_factory=list)
     redemptions: list[dt.datetime] = field(default_factory=list)
 
@@ -91,6 +97,11 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
         "points_balance",
         "lifetime_points",
         "last_contacted_at",
+        "metrics__lifecycle_stage",
+        "metrics__rfm_recency",
+        "metrics__rfm_frequency",
+        "metrics__rfm_monetary",
+        "metrics__rfm_group",
         "tags__name",
     ):
         person = people.get(row["pk"])
@@ -113,6 +124,11 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
                 points_balance=row["points_balance"],
                 lifetime_points=row["lifetime_points"],
                 last_contacted_at=row["last_contacted_at"],
+                lifecycle_stage=row["metrics__lifecycle_stage"],
+                rfm_recency=row["metrics__rfm_recency"],
+                rfm_frequency=row["metrics__rfm_frequency"],
+                rfm_monetary=row["metrics__rfm_monetary"],
+                rfm_group=row["metrics__rfm_group"],
             )
         if row["tags__name"] is not None:
             person.tags.add(row["tags__name"].lower())

@@ -14,7 +14,7 @@ from segments.criteria.base import (
     register,
 )
 
-from . import profile, purchases, segments  # noqa: F401 - importing registers them
+from . import profile, purchases, scores, segments  # noqa: F401 - importing registers them
 
 __all__ = [
     "MATCH_ALL",

@@ -79,7 +79,7 @@ WIDGET_KINDS = frozenset(
     | {"bool"}
 )
 #: The builder's field groups, in the order the field select shows them.
-FIELD_GROUPS = ("Profile", "Purchases", "Segments")
+FIELD_GROUPS = ("Profile", "Purchases", "Scores", "Segments")
 #: How many of a merchant's names a multi-select offers at most.
 MAX_OPTIONS = 1000
 
@@ -229,6 +229,14 @@ class Criterion:
     def describe(self, condition: Condition) -> str:
         return f"{self.label} {describe_op(condition.op, condition.value)}"
 
+    #: Columns of the customer's metrics row "why in, why out" reads to show the customer's
+    #: own value next to the condition (`explain_value`); none by default.
+    explain_columns: ClassVar[tuple[str, ...]] = ()
+
+    def explain_value(self, values: Mapping[str, Any]) -> str:
+        """The customer's value, in words, from `explain_columns` (shown by explain)."""
+        return ""
+
 
 def distinct_names(qs: QuerySet[Any], column: str) -> list[str]:
     """The distinct non-blank values of `column`, sorted, at most `MAX_OPTIONS` (for
@@ -246,11 +254,7 @@ _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: calling them unknown.
 NOT_YET_AVAILABLE = frozenset(
     {
-        "lifecycle_stage",
         "smart_segment",
-        "rfm_recency",
-        "rfm_frequency",
-        "rfm_monetary",
         "predicted_clv",
         "p_alive",
         "churn_risk",

@@ -43,8 +43,22 @@ def test_the_builder_reads_groups_widgets_and_options_from_the_criteria(merchant
     catalogue = dict(builder.field_catalogue())
     options = selectors.builder_options(merchant=merchant)
 
-    assert list(catalogue) == ["Profile", "Purchases", "Segments"]
+    assert list(catalogue) == ["Profile", "Purchases", "Scores", "Segments"]
     assert {f.key for f in catalogue["Purchases"]} >= {"purchased", "orders_count"}
+    assert {f.key for f in catalogue["Scores"]} == {
+        "lifecycle_stage",
+        "rfm_group",
+        "rfm_recency",
+        "rfm_frequency",
+        "rfm_monetary",
+    }
+    # the stage and group lists explain each name, with the merchant's thresholds
+    assert options["lifecycle_stage"]["value"][0] == "new"
+    assert (
+        "At risk: latest order more than 90 days ago (up to 180)"
+        in (options["lifecycle_stage"]["help"])
+    )
+    assert len(options["rfm_group"]["help"]) == 11
     assert options["tags"] == {"value": ["vip"]}
     assert options["gender"]["value"] == ["female", "male", "other", "unspecified"]
     assert set(options["purchased"]) == {

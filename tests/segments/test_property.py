@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from customers.metrics import refresh_merchant_metrics
 from customers.models import Gender, LineItem, Redemption, Transaction
+from customers.scores.definitions import RFM_GROUP_NAMES, STAGE_NAMES
+from customers.scores.service import scores_compute
 from segments import engine
 from segments.evaluate import Evaluator, load_people
 from segments.rules import RuleValidationError, parse_rules
@@ -131,6 +133,8 @@ def build_dataset(merchant):
     LineItem.objects.bulk_create([item for _, item in items])
     Redemption.objects.bulk_create(redemptions)
     refresh_merchant_metrics(merchant.pk)
+    # The stored scores the score criteria read (lifecycle stage, RFM), as of AS_OF.
+    scores_compute(merchant=merchant, as_of=AS_OF, announce=False)
 
 
 def _pair(values: list[Any]) -> st.SearchStrategy[list[Any]]:
@@ -190,6 +194,11 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
                 "visited_branch",
                 "rewards_redeemed",
                 "purchased",
+                "lifecycle_stage",
+                "rfm_group",
+                "rfm_recency",
+                "rfm_frequency",
+                "rfm_monetary",
             ]
         )
     )
@@ -204,6 +213,11 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
             "home_branch": BRANCHES,
         }[field]
         op, value = draw(st.sampled_from(["in", "not_in"])), draw(names(pool))
+    elif field in ("lifecycle_stage", "rfm_group"):
+        pool = list(STAGE_NAMES if field == "lifecycle_stage" else RFM_GROUP_NAMES)
+        op, value = draw(st.sampled_from(["in", "not_in"])), draw(names(pool))
+    elif field.startswith("rfm_"):
+        op, value = draw(numbers([1, 2, 3, 4, 5]))
     elif field == "tags":
         op, value = (
             draw(st.sampled_from(["has_any", "has_all", "has_none"])),

@@ -60,7 +60,7 @@ def test_unknown_operator_names_the_nested_path(merchant):
 def test_all_errors_are_collected(merchant):
     data = rules(
         cond("colour", "in", ["red"]),
-        cond("lifecycle_stage", "in", ["new"]),
+        cond("smart_segment", "in", ["lost"]),
         cond("orders_count", "gte", "many"),
         cond("gender", "in", ["female"], window_days=3),
         rules(),
@@ -68,7 +68,7 @@ def test_all_errors_are_collected(merchant):
     )
     assert errors_of(data, merchant) == [
         'conditions[0].field: "colour" is not a known field',
-        'conditions[1].field: "lifecycle_stage" is not available yet',
+        'conditions[1].field: "smart_segment" is not available yet',
         'conditions[2].value: expected a whole number, got "many"',
         'conditions[3].window_days: "window_days" is not a key of gender',
         "conditions[4].conditions: a group needs at least 1 condition",

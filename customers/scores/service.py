@@ -1,0 +1,662 @@
+"""Computing and storing a merchant's customer scores (lifecycle stage, RFM, tiers).
+
+Two ways in, one set of definitions (`customers.scores.definitions`):
+
+- `scores_compute()`: every customer of a merchant as of an instant, set-based. One SQL
+  statement aggregates the transactions, dates each customer's latest order in the
+  merchant's time zone, ranks R, F and M with `RANK()` (1 + the number strictly lower,
+  exactly the contract's rank) into a temporary table; a few statements then write the
+  history of what changed and update only the rows that changed. Tier downgrades happen
+  here only, after the grace period.
+- `customer_scores_follow()`: the customers a write just touched (a purchase, a refund, an
+  import), inside that write's transaction, before the segments hear of the change. The
+  lifecycle stage follows at once and a tier upgrade happens on the purchase that reaches
+  it; RFM percentiles wait for the next computation (they depend on everyone else).
+
+Both leave a row for every stage and tier change in `ScoreChange`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, models, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from customers.models import (
+    Customer,
+    CustomerMetrics,
+    Merchant,
+    ScoreChange,
+    ScoreSettings,
+    Tier,
+    TierRule,
+    Transaction,
+)
+from customers.scores.definitions import (
+    RFM_GROUP_NAMES,
+    STAGE_NAMES,
+    UNSCORED_GROUP,
+    LifecycleRules,
+    ScoreRules,
+    TierThreshold,
+    period_start,
+    tier_for,
+    tier_move,
+)
+from customers.signals import customers_changed
+
+#: Why predictions are empty: the models come with a later version of the portal.
+PREDICTION_PENDING = (
+    "Predictions (BG/NBD and Gamma-Gamma) and smart segments are not computed by this "
+    "version of the portal yet."
+)
+#: The history's reasons, by what moved the customer.
+REASON_COMPUTATION = "scheduled computation"
+REASON_PURCHASE = "purchase"
+
+
+def score_settings_for(merchant: Merchant | int) -> ScoreSettings:
+    """The merchant's score settings, created with the contract's defaults if missing."""
+    merchant_id = merchant if isinstance(merchant, int) else merchant.pk
+    settings_row, _ = ScoreSettings.objects.get_or_create(merchant_id=merchant_id)
+    return settings_row
+
+
+def score_rules(settings_row: ScoreSettings) -> ScoreRules:
+    """The definitions a computation applies, read from the merchant's settings."""
+    tiers = tuple(
+        TierThreshold(
+            tier_id=rule.tier_id,
+            name=rule.tier.name,
+            rank=rule.tier.rank,
+            metric=rule.metric,
+            period=rule.period,
+            threshold=rule.threshold,
+        )
+        for rule in TierRule.objects.filter(merchant_id=settings_row.merchant_id).select_related(
+            "tier"
+        )
+    )
+    return ScoreRules(
+        lifecycle=LifecycleRules(
+            dormant_days=settings_row.dormant_days,
+            at_risk_days=settings_row.at_risk_days,
+            window_days=settings_row.window_days,
+            loyal_orders=settings_row.loyal_orders,
+            regular_orders=settings_row.regular_orders,
+        ),
+        grid=tuple(tuple(row) for row in settings_row.rfm_grid),
+        tiers=tiers,
+        tier_grace_days=settings_row.tier_grace_days,
+    )
+
+
+# -- the inputs, in SQL -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The per-customer inputs query: customer_id, tier_id, n, spend, last_at, window_n,
+    then one column per tier-rule input (`tier_keys`, in order)."""
+
+    sql: str
+    params: list[Any]
+    tier_keys: tuple[str, ...]
+
+
+def _inputs(
+    merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: Collection[int] | None
+) -> _Inputs:
+    txn_table, customer_table = Transaction._meta.db_table, Customer._meta.db_table
+    signed = "CASE WHEN kind = 'purchase' THEN total ELSE -total END"
+    aggregates = [
+        "SUM(CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END) AS n",
+        f"SUM({signed}) AS spend",
+        "MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last_at",
+        "SUM(CASE WHEN kind = 'purchase' AND occurred_at >= %s THEN 1 ELSE 0 END) AS window_n",
+    ]
+    aggregate_params: list[Any] = [as_of - dt.timedelta(days=rules.lifecycle.window_days)]
+    outer: list[str] = []
+    keys = tuple(dict.fromkeys(rule.key for rule in rules.tiers))
+    for index, key in enumerate(keys):
+        metric, period = key.split("_", 1)
+        start = period_start(period, as_of=as_of, tz=merchant.tzinfo)
+        if start is None:
+            column = {"spend": "COALESCE(t.spend, 0)", "orders": "COALESCE(t.n, 0)"}.get(
+                metric, "c.lifetime_points"
+            )
+        else:
+            value = {
+                "spend": signed,
+                "orders": "CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END",
+                "points": "points_earned",
+            }[metric]
+            aggregates.append(
+                f"SUM(CASE WHEN occurred_at >= %s THEN {value} ELSE 0 END) AS k{index}"
+            )
+            aggregate_params.append(start)
+            column = f"COALESCE(t.k{index}, 0)"
+        outer.append(f"{column} AS tier_{index}")
+    if ids is None:
+        txn_scope, customer_scope = "merchant_id = %s", "c.merchant_id = %s"
+        scope_params: list[Any] = [merchant.pk]
+    else:
+        marks = ", ".join(["%s"] * len(ids))
+        txn_scope, customer_scope = f"customer_id IN ({marks})", f"c.id IN ({marks})"
+        scope_params = list(ids)
+    tier_columns = "".join(f", {column}" for column in outer)
+    sql = f"""
+        SELECT c.id AS customer_id, c.tier_id AS tier_id, COALESCE(t.n, 0) AS n,
+               COALESCE(t.spend, 0) AS spend, t.last_at AS last_at,
+               COALESCE(t.window_n, 0) AS window_n{tier_columns}
+        FROM {customer_table} c
+        LEFT JOIN (
+            SELECT customer_id, {", ".join(aggregates)}
+            FROM {txn_table}
+            WHERE {txn_scope} AND occurred_at <= %s
+            GROUP BY customer_id
+        ) t ON t.customer_id = c.id
+        WHERE {customer_scope}
+    """
+    return _Inputs(sql, [*aggregate_params, *scope_params, as_of, *scope_params], keys)
+
+
+def _case(pairs: Iterable[tuple[str, list[Any], Any]], default: str = "NULL") -> tuple[str, list]:
+    """`CASE WHEN cond THEN %s ... ELSE default END` from (condition, its params, value)."""
+    parts, params = [], []
+    for condition, condition_params, value in pairs:
+        parts.append(f"WHEN {condition} THEN %s")
+        params.extend([*condition_params, value])
+    if not parts:
+        return default, []
+    return f"CASE {' '.join(parts)} ELSE {default} END", params
+
+
+def _score(rank: str) -> str:
+    return (
+        f"CASE WHEN big_n <= 1 THEN 1 WHEN 1 + (5 * ({rank} - 1)) / (big_n - 1) > 5 THEN 5 "
+        f"ELSE 1 + (5 * ({rank} - 1)) / (big_n - 1) END"
+    )
+
+
+def _adapt(params: Iterable[Any]) -> list[Any]:
+    """Parameters as the backend stores them: SQLite keeps instants as naive UTC text, so
+    an aware datetime must be converted the way Django converts it before comparing, and
+    its money columns are floating point."""
+    ops = connection.ops
+    return [
+        ops.adapt_datetimefield_value(p)
+        if isinstance(p, dt.datetime)
+        else ops.adapt_datefield_value(p)
+        if isinstance(p, dt.date)
+        # TRICKY: SQLite binds a Decimal as text, and text compares greater than any number.
+        else float(p)
+        if isinstance(p, Decimal) and connection.vendor == "sqlite"
+        else p
+        for p in params
+    ]
+
+
+def _distinct() -> str:
+    return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+
+
+# -- the whole merchant -----------------------------------------------------------------------
+
+_WORK = "score_work"
+
+
+def _build_work(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
+    """Fill the temporary table `score_work` (one row per customer of the merchant):
+    customer_id, tier_id (held now), stage, r, f, m, grp, target (the tier the rules give)."""
+    inputs = _inputs(merchant, rules, as_of, None)
+    today = merchant.today(as_of)
+    life = rules.lifecycle
+    local_day, local_params = connection.ops.datetime_cast_date_sql(
+        "last_at", [], merchant.time_zone
+    )
+    stage, stage_params = _case(
+        [
+            ("n = 0", [], None),
+            ("last_day < %s", [today - dt.timedelta(days=life.dormant_days)], "dormant"),
+            ("last_day < %s", [today - dt.timedelta(days=life.at_risk_days)], "at_risk"),
+            ("n = 1", [], "new"),
+            ("window_n >= %s", [life.loyal_orders], "loyal"),
+            ("window_n >= %s", [life.regular_orders], "regular"),
+        ],
+        default="'repeat'",
+    )
+    # The highest-ranked rule reached wins (the rules are few: one CASE branch each).
+    by_rank = sorted(enumerate(rules.tiers), key=lambda item: (-item[1].rank, -item[1].threshold))
+    target, target_params = _case(
+        (f"tier_{inputs.tier_keys.index(rule.key)} >= %s", [rule.threshold], rule.tier_id)
+        for _, rule in by_rank
+    )
+    group_pairs = [
+        ("r = %s AND (f + m + 1) / 2 = %s", [5 - row, column + 1], name)
+        for row, cells in enumerate(rules.grid)
+        for column, name in enumerate(cells)
+    ]
+    group, group_params = _case(group_pairs, default=f"'{UNSCORED_GROUP}'")
+    tier_columns = ", ".join(f"d.tier_{i}" for i in range(len(inputs.tier_keys))) or "0 AS no_tier"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_WORK}")
+        if connection.vendor == "postgresql":
+            # Stream the (customer_id, occurred_at) index rather than hash a million groups.
+            cursor.execute("SET LOCAL enable_hashagg = off")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {_WORK} AS
+            WITH inputs AS ({inputs.sql}),
+            dated AS (SELECT inputs.*, {local_day} AS last_day FROM inputs),
+            ranked AS (
+                SELECT customer_id,
+                       RANK() OVER (ORDER BY last_day) AS rr,
+                       RANK() OVER (ORDER BY n) AS fr,
+                       RANK() OVER (ORDER BY spend) AS mr,
+                       COUNT(*) OVER () AS big_n
+                FROM dated WHERE n > 0
+            ),
+            scored AS (
+                SELECT d.customer_id, d.tier_id, d.n, d.last_day, d.window_n, {tier_columns},
+                       CASE WHEN k.customer_id IS NULL THEN NULL ELSE {_score("rr")} END AS r,
+                       CASE WHEN k.customer_id IS NULL THEN NULL ELSE {_score("fr")} END AS f,
+                       CASE WHEN k.customer_id IS NULL THEN NULL ELSE {_score("mr")} END AS m
+                FROM dated d LEFT JOIN ranked k ON k.customer_id = d.customer_id
+            )
+            SELECT customer_id, tier_id, {stage} AS stage, r, f, m, {group} AS grp,
+                   {target} AS target
+            FROM scored
+            """,
+            _adapt([*inputs.params, *local_params, *stage_params, *group_params, *target_params]),
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {_WORK}")
+
+
+def _write_lifecycle_and_rfm(
+    merchant: Merchant,
+    rules: ScoreRules,
+    as_of: dt.datetime,
+    *,
+    reason_prefix: str = REASON_COMPUTATION,
+) -> None:
+    metrics, changes = CustomerMetrics._meta.db_table, ScoreChange._meta.db_table
+    definitions = rules.lifecycle.definitions()
+    reason, reason_params = _case(
+        [
+            ("w.stage = %s", [name], f"{reason_prefix}: {definitions[name]}"[:200])
+            for name in STAGE_NAMES
+        ],
+        default="'no order'",
+    )
+    distinct = _distinct()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {changes}
+                (merchant_id, customer_id, kind, from_value, to_value, changed_at, reason)
+            SELECT %s, w.customer_id, 'lifecycle', COALESCE(m.lifecycle_stage, ''),
+                   COALESCE(w.stage, ''), %s, {reason}
+            FROM {_WORK} w JOIN {metrics} m ON m.customer_id = w.customer_id
+            WHERE m.lifecycle_stage {distinct} w.stage
+            """,
+            _adapt([merchant.pk, as_of, *reason_params]),
+        )
+        new = "(w.stage, w.r, w.f, w.m, w.grp)"
+        current = (
+            f"({metrics}.lifecycle_stage, {metrics}.rfm_recency, {metrics}.rfm_frequency, "
+            f"{metrics}.rfm_monetary, {metrics}.rfm_group)"
+        )
+        cursor.execute(
+            f"""
+            UPDATE {metrics}
+            SET lifecycle_stage = w.stage, rfm_recency = w.r, rfm_frequency = w.f,
+                rfm_monetary = w.m, rfm_group = w.grp
+            FROM {_WORK} w
+            WHERE {metrics}.customer_id = w.customer_id AND {current} {distinct} {new}
+            """
+        )
+
+
+def _write_tiers(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
+    """Upgrade at once, downgrade after the grace period, start or clear the grace period;
+    customers' tiers and their copies on the metrics rows, with the history."""
+    metrics, changes = CustomerMetrics._meta.db_table, ScoreChange._meta.db_table
+    customers, tiers = Customer._meta.db_table, Tier._meta.db_table
+    today = merchant.today(as_of)
+    grace_cut = today - dt.timedelta(days=rules.tier_grace_days)
+    distinct = _distinct()
+    moves = "score_tier_moves"
+    reached, reached_params = _case(
+        (
+            "target = %s",
+            [rule.tier_id],
+            f"reached {rule.name}: {rule.metric} {rule.period.replace('_', ' ')} "
+            f">= {rule.threshold}"[:200],
+        )
+        for rule in rules.tiers
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {moves}")
+        # TRICKY: a missing rank (no tier) is -1, so any tier is an upgrade from none.
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {moves} AS
+            SELECT customer_id, tier_id AS old_id, new_id,
+                   CASE WHEN new_id {distinct} tier_id THEN NULL ELSE below END AS below,
+                   reason
+            FROM (
+                SELECT customer_id, tier_id,
+                       CASE
+                         WHEN same THEN tier_id
+                         WHEN tr > cr THEN target
+                         WHEN tr = cr THEN tier_id
+                         WHEN COALESCE(below_since, %s) <= %s THEN target
+                         ELSE tier_id
+                       END AS new_id,
+                       CASE WHEN same OR tr >= cr THEN NULL
+                            ELSE COALESCE(below_since, %s) END AS below,
+                       CASE WHEN NOT same AND tr > cr THEN {reached} ELSE %s END AS reason
+                FROM (
+                    SELECT w.customer_id, w.tier_id, w.target,
+                           m.tier_below_since AS below_since,
+                           (w.target IS NULL AND w.tier_id IS NULL)
+                             OR COALESCE(w.target = w.tier_id, FALSE) AS same,
+                           CASE WHEN w.tier_id IS NULL THEN -1
+                                ELSE COALESCE(ct.rank, -1) END AS cr,
+                           CASE WHEN w.target IS NULL THEN -1 ELSE nt.rank END AS tr
+                    FROM {_WORK} w
+                    JOIN {metrics} m ON m.customer_id = w.customer_id
+                    LEFT JOIN {tiers} ct ON ct.id = w.tier_id
+                    LEFT JOIN {tiers} nt ON nt.id = w.target
+                ) ranked
+            ) moved
+            """,
+            _adapt(
+                [
+                    today,
+                    grace_cut,
+                    today,
+                    *reached_params,
+                    f"below the threshold for {rules.tier_grace_days} days or more",
+                ]
+            ),
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {changes}
+                (merchant_id, customer_id, kind, from_value, to_value, changed_at, reason)
+            SELECT %s, v.customer_id, 'tier', COALESCE(ot.name, ''), COALESCE(nt.name, ''),
+                   %s, v.reason
+            FROM {moves} v
+            LEFT JOIN {tiers} ot ON ot.id = v.old_id
+            LEFT JOIN {tiers} nt ON nt.id = v.new_id
+            WHERE v.new_id {distinct} v.old_id
+            """,
+            _adapt([merchant.pk, as_of]),
+        )
+        cursor.execute(
+            f"""
+            UPDATE {customers} SET tier_id = v.new_id
+            FROM {moves} v
+            WHERE {customers}.id = v.customer_id AND v.new_id {distinct} v.old_id
+            """
+        )
+        cursor.execute(
+            f"""
+            UPDATE {metrics} SET tier_id = v.new_id, tier_below_since = v.below
+            FROM {moves} v
+            WHERE {metrics}.customer_id = v.customer_id
+              AND ({metrics}.tier_id, {metrics}.tier_below_since) {distinct} (v.new_id, v.below)
+            """
+        )
+        cursor.execute(f"DROP TABLE {moves}")
+
+
+def _summary(merchant: Merchant, as_of: dt.datetime, seconds: float) -> dict[str, Any]:
+    rows = CustomerMetrics.objects.filter(merchant=merchant)
+    stage_counts = dict(
+        rows.exclude(lifecycle_stage__isnull=True)
+        .values_list("lifecycle_stage")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    group_counts = dict(rows.values_list("rfm_group").annotate(n=Count("pk")).order_by())
+    tier_counts = dict(
+        Customer.objects.filter(merchant=merchant, tier__isnull=False)
+        .values_list("tier__name")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    customers = rows.count()
+    return {
+        "merchant": merchant.slug,
+        "as_of": as_of.astimezone(merchant.tzinfo).isoformat(),
+        "customers": customers,
+        "scored": rows.filter(rfm_recency__isnull=False).count(),
+        "bgnbd": None,
+        "gamma_gamma": None,
+        "prediction_error": PREDICTION_PENDING,
+        "lifecycle": {name: stage_counts.get(name, 0) for name in STAGE_NAMES},
+        "rfm_groups": {name: group_counts.get(name, 0) for name in RFM_GROUP_NAMES},
+        "tiers": dict(sorted(tier_counts.items())),
+        "smart_segments": None,
+        "seconds": round(seconds, 3),
+    }
+
+
+class ScoresError(Exception):
+    """A computation that cannot run (bad settings); the message says why."""
+
+
+def scores_compute(
+    *, merchant: Merchant, as_of: dt.datetime | None = None, announce: bool = True
+) -> dict[str, Any]:
+    """Compute and store every score of every customer of `merchant` as of `as_of`
+    (default: now), write the history of stage and tier changes, record the run on the
+    merchant's settings and announce one merchant-level change (the segments refresh).
+
+    One transaction: a failure leaves the previous scores. Two computations of one merchant
+    never overlap (the settings row is locked). Returns the summary `compute_scores --json`
+    prints.
+    """
+    as_of = as_of or timezone.now()
+    if timezone.is_naive(as_of):
+        raise ScoresError("as_of must be an aware datetime")
+    started = time.perf_counter()
+    score_settings_for(merchant)
+    ScoreSettings.objects.filter(merchant=merchant).update(
+        status="running", started_at=timezone.now(), error=""
+    )
+    try:
+        with transaction.atomic():
+            settings_row = ScoreSettings.objects.select_for_update().get(merchant=merchant)
+            rules = score_rules(settings_row)
+            _build_work(merchant, rules, as_of)
+            _write_lifecycle_and_rfm(merchant, rules, as_of)
+            if rules.tiers:
+                _write_tiers(merchant, rules, as_of)
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE {_WORK}")
+            summary = _summary(merchant, as_of, time.perf_counter() - started)
+            ScoreSettings.objects.filter(merchant=merchant).update(
+                status="ok",
+                finished_at=timezone.now(),
+                computed_as_of=as_of,
+                seconds=summary["seconds"],
+                summary=summary,
+                error="",
+            )
+            if announce:
+                customers_changed.send(
+                    sender=CustomerMetrics, customer_ids=None, merchant_id=merchant.pk
+                )
+    except Exception as exc:
+        ScoreSettings.objects.filter(merchant=merchant).update(
+            status="failed",
+            finished_at=timezone.now(),
+            seconds=round(time.perf_counter() - started, 3),
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        raise
+    return summary
+
+
+# -- a few customers, after a write -----------------------------------------------------------
+
+
+def customer_scores_follow(
+    *, merchant_id: int, customer_ids: Collection[int] | None, as_of: dt.datetime | None = None
+) -> None:
+    """Bring the lifecycle stage and tier of these customers (every customer of the
+    merchant when None) up to date after a write, in the caller's transaction: the stage
+    follows, a tier upgrade happens now; downgrades and RFM wait for the computation.
+
+    Few customers are read into Python (three indexed queries, writes only where something
+    moved); a merchant-level change runs the same set-based SQL as the computation."""
+    as_of = as_of or timezone.now()
+    merchant = Merchant.objects.get(pk=merchant_id)
+    settings_row = score_settings_for(merchant)
+    rules = score_rules(settings_row)
+    if customer_ids is None:
+        _follow_merchant(merchant, rules, as_of)
+        return
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), 500):
+        _follow_few(merchant, rules, as_of, ids[start : start + 500])
+
+
+def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
+    """Stage and tier upgrades of every customer (set-based); RFM scores stay as they are."""
+    metrics = CustomerMetrics._meta.db_table
+    _build_work(merchant, rules, as_of)
+    with connection.cursor() as cursor:
+        # Keep the stored RFM scores: only the stage moves between computations.
+        cursor.execute(
+            f"""
+            UPDATE {_WORK} SET r = m.rfm_recency, f = m.rfm_frequency, m = m.rfm_monetary,
+                               grp = m.rfm_group
+            FROM {metrics} m WHERE m.customer_id = {_WORK}.customer_id
+            """
+        )
+        if rules.tiers:
+            # Upgrades only: a target below the held tier is the held tier until the
+            # scheduled computation applies the grace period.
+            tiers = Tier._meta.db_table
+            cursor.execute(
+                f"""
+                UPDATE {_WORK} SET target = tier_id
+                WHERE tier_id IS NOT NULL AND (
+                    target IS NULL
+                    OR (SELECT rank FROM {tiers} WHERE id = {_WORK}.target)
+                       <= (SELECT rank FROM {tiers} WHERE id = {_WORK}.tier_id))
+                """
+            )
+    _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=REASON_PURCHASE)
+    if rules.tiers:
+        _write_tiers(merchant, rules, as_of)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {_WORK}")
+
+
+def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: list[int]) -> None:
+    inputs = _inputs(merchant, rules, as_of, ids)
+    with connection.cursor() as cursor:
+        cursor.execute(inputs.sql, _adapt(inputs.params))
+        rows = cursor.fetchall()
+    current = {
+        pk: (stage, below)
+        for pk, stage, below in CustomerMetrics.objects.filter(pk__in=ids).values_list(
+            "pk", "lifecycle_stage", "tier_below_since"
+        )
+    }
+    ranks = dict(Tier.objects.filter(merchant=merchant).values_list("pk", "rank"))
+    names = (
+        dict(Tier.objects.filter(merchant=merchant).values_list("pk", "name"))
+        if rules.tiers
+        else {}
+    )
+    tz, today = merchant.tzinfo, merchant.today(as_of)
+    definitions = rules.lifecycle.definitions()
+    history: list[ScoreChange] = []
+    stage_updates: dict[str | None, list[int]] = {}
+    tier_updates: dict[int | None, list[int]] = {}
+    for customer_id, tier_id, n, _spend, last_at, window_n, *tier_values in rows:
+        if customer_id not in current:
+            continue
+        if last_at is not None and isinstance(last_at, str):  # pragma: no cover - SQLite text
+            last_at = dt.datetime.fromisoformat(last_at)
+        if last_at is not None and timezone.is_naive(last_at):
+            last_at = last_at.replace(tzinfo=dt.UTC)
+        days = None if last_at is None else (today - last_at.astimezone(tz).date()).days
+        stage = rules.lifecycle.stage(
+            orders=n or 0, days_since_last=days, window_orders=window_n or 0
+        )
+        old_stage, below = current[customer_id]
+        if stage != old_stage:
+            stage_updates.setdefault(stage, []).append(customer_id)
+            history.append(
+                ScoreChange(
+                    merchant=merchant,
+                    customer_id=customer_id,
+                    kind="lifecycle",
+                    from_value=old_stage or "",
+                    to_value=stage or "",
+                    changed_at=as_of,
+                    reason=f"{REASON_PURCHASE}: {definitions.get(stage or '', 'no order')}"[:200],
+                )
+            )
+        if not rules.tiers:
+            continue
+        values = {
+            key: Decimal(str(value or 0))
+            for key, value in zip(inputs.tier_keys, tier_values, strict=True)
+        }
+        target = tier_for(rules.tiers, values)
+        move = tier_move(
+            current_id=tier_id,
+            current_rank=ranks.get(tier_id) if tier_id else None,
+            target=target,
+            below_since=below,
+            today=today,
+            grace_days=rules.tier_grace_days,
+            scheduled=False,
+            reached=(
+                f"{REASON_PURCHASE}: reached {target.name}: {target.metric} "
+                f"{target.period.replace('_', ' ')} >= {target.threshold}"
+                if target
+                else ""
+            ),
+        )
+        if move.changed:
+            tier_updates.setdefault(move.tier_id, []).append(customer_id)
+            history.append(
+                ScoreChange(
+                    merchant=merchant,
+                    customer_id=customer_id,
+                    kind="tier",
+                    from_value=names.get(tier_id, "") if tier_id else "",
+                    to_value=names.get(move.tier_id, "") if move.tier_id else "",
+                    changed_at=as_of,
+                    reason=move.reason[:200],
+                )
+            )
+    for stage, changed in stage_updates.items():
+        CustomerMetrics.objects.filter(pk__in=changed).update(lifecycle_stage=stage)
+    for new_tier, changed in tier_updates.items():
+        # The plain QuerySet.update: the metrics copy is written on the next line, and the
+        # caller (the write chain) announces the change.
+        models.QuerySet.update(Customer.objects.filter(pk__in=changed), tier_id=new_tier)
+        CustomerMetrics.objects.filter(pk__in=changed).update(
+            tier_id=new_tier, tier_below_since=None
+        )
+    if history:
+        ScoreChange.objects.bulk_create(history)
