@@ -26,16 +26,30 @@ from customers.models import (
     Merchant,
     Product,
     Redemption,
+    ScoreChange,
+    ScoreSettings,
+    ScoreSettingsChange,
     StaffMembership,
     Tag,
     Tier,
+    TierRule,
     Transaction,
 )
 from customers.portal.permissions import Action, support_may
 from customers.portal.security import unlock_sign_in
+from customers.scores.settings import describe_change, scores_recompute_request
 from customers.services import customer_metrics_refresh, merchant_metrics_refresh
 
 METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
+#: The score columns of the metrics rows (written by the score service only).
+SCORE_FIELDS = (
+    "lifecycle_stage",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_group",
+    "tier_below_since",
+)
 
 
 class StaffMembershipInline(admin.TabularInline):
@@ -51,7 +65,7 @@ class MerchantAdmin(admin.ModelAdmin):
     list_filter = ["currency", "time_zone"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StaffMembershipInline]
-    actions = ["recompute_metrics"]
+    actions = ["recompute_metrics", "recompute_scores"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Merchant]:
         return super().get_queryset(request).annotate(_customers=Count("customers"))
@@ -71,6 +85,20 @@ class MerchantAdmin(admin.ModelAdmin):
         for merchant in queryset:
             merchant_metrics_refresh(merchant_id=merchant.pk)
         self.message_user(request, f"Recomputed metrics of {queryset.count()} merchant(s).")
+
+    def has_recompute_scores_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.MANAGE_SCORES)
+
+    @admin.action(
+        description="Recompute customer scores of the selected merchants (queued)",
+        permissions=["recompute_scores"],
+    )
+    def recompute_scores(self, request: HttpRequest, queryset: QuerySet[Merchant]) -> None:
+        for merchant in queryset:
+            scores_recompute_request(merchant=merchant)
+        self.message_user(
+            request, f"Queued a score computation for {queryset.count()} merchant(s)."
+        )
 
 
 @admin.register(StaffMembership)
@@ -124,8 +152,8 @@ class CustomerTagInline(admin.TabularInline):
 
 class CustomerMetricsInline(admin.StackedInline):
     model = CustomerMetrics
-    fields = METRIC_FIELDS
-    readonly_fields = METRIC_FIELDS
+    fields = (*METRIC_FIELDS, *SCORE_FIELDS)
+    readonly_fields = (*METRIC_FIELDS, *SCORE_FIELDS)
     can_delete = False
     verbose_name = verbose_name_plural = "metrics (read-only, recomputed from transactions)"
 
@@ -213,11 +241,11 @@ class CustomerTagAdmin(admin.ModelAdmin):
 
 @admin.register(CustomerMetrics)
 class CustomerMetricsAdmin(admin.ModelAdmin):
-    list_display = ["customer", "merchant", *METRIC_FIELDS]
-    list_filter = ["merchant"]
+    list_display = ["customer", "merchant", *METRIC_FIELDS, "lifecycle_stage", "rfm_group"]
+    list_filter = ["merchant", "lifecycle_stage", "rfm_group"]
     search_fields = ["customer__external_id", "customer__email", "customer__last_name"]
     list_select_related = ["customer", "merchant"]
-    readonly_fields = ["customer", "merchant", *METRIC_FIELDS]
+    readonly_fields = ["customer", "merchant", *METRIC_FIELDS, *SCORE_FIELDS]
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -299,3 +327,104 @@ User = get_user_model()
 if admin.site.is_registered(User):
     admin.site.unregister(User)
 admin.site.register(User, PortalUserAdmin)
+
+
+# -- customer scores --------------------------------------------------------------------------
+
+
+@admin.register(ScoreSettings)
+class ScoreSettingsAdmin(admin.ModelAdmin):
+    """A merchant's score thresholds and cadence, and the state of its last computation.
+    Support edits the thresholds here on a merchant's request; the portal's settings page
+    validates them as a whole and records who changed what (prefer it)."""
+
+    list_display = ["merchant", "cadence", "status", "computed_as_of", "seconds", "finished_at"]
+    list_filter = ["status", "cadence"]
+    search_fields = ["merchant__name", "merchant__slug"]
+    list_select_related = ["merchant"]
+    autocomplete_fields = ["merchant"]
+    readonly_fields = [
+        "status",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "computed_as_of",
+        "seconds",
+        "error",
+        "summary",
+    ]
+    actions = ["recompute_scores"]
+
+    def has_recompute_scores_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.MANAGE_SCORES)
+
+    @admin.action(description="Recompute scores now (queued)", permissions=["recompute_scores"])
+    def recompute_scores(self, request: HttpRequest, queryset: QuerySet[ScoreSettings]) -> None:
+        for settings_row in queryset.select_related("merchant"):
+            scores_recompute_request(merchant=settings_row.merchant)
+        self.message_user(request, f"Queued {queryset.count()} score computation(s).")
+
+
+@admin.register(TierRule)
+class TierRuleAdmin(MerchantScopedAdmin):
+    list_display = ["tier", "merchant", "metric", "period", "threshold"]
+    list_filter = ["merchant", "metric", "period"]
+    search_fields = ["tier__name", "merchant__slug"]
+    list_select_related = ["tier", "merchant"]
+    autocomplete_fields = ["merchant", "tier"]
+
+
+@admin.register(ScoreSettingsChange)
+class ScoreSettingsChangeAdmin(admin.ModelAdmin):
+    """Who changed a merchant's score settings, when, and what (read-only)."""
+
+    list_display = ["changed_at", "merchant", "changed_by", "summary"]
+    list_filter = ["merchant"]
+    search_fields = ["merchant__slug", "changed_by__username"]
+    list_select_related = ["merchant", "changed_by"]
+    readonly_fields = ["merchant", "changed_by", "changed_at", "old", "new", "summary"]
+
+    @admin.display(description="What changed")
+    def summary(self, obj: ScoreSettingsChange) -> str:
+        return "; ".join(describe_change(obj))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ScoreChange)
+class ScoreChangeAdmin(admin.ModelAdmin):
+    """Every change of a customer's lifecycle stage or tier (read-only history)."""
+
+    list_display = [
+        "changed_at",
+        "customer",
+        "merchant",
+        "kind",
+        "from_value",
+        "to_value",
+        "reason",
+    ]
+    list_filter = ["kind", "merchant"]
+    search_fields = ["customer__external_id", "customer__email", "to_value", "from_value"]
+    list_select_related = ["customer", "merchant"]
+    readonly_fields = [
+        "merchant",
+        "customer",
+        "kind",
+        "from_value",
+        "to_value",
+        "changed_at",
+        "reason",
+    ]
+    date_hierarchy = "changed_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -11,12 +11,16 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from customers import selectors
 from customers.models import Customer, Merchant
 from customers.portal.tenancy import current_merchant
+from customers.scores.definitions import RFM_GROUPS, STAGE_DISPLAY_ORDER, STAGE_LABELS
+
+#: The lifecycle filter's choice for customers without a stage (no order yet).
+NO_STAGE = "none"
 
 YES_NO_CHOICES = (("yes", "Yes"), ("no", "No"))
 
@@ -97,9 +101,20 @@ class CustomerFilter(django_filters.FilterSet):
     spend_max = django_filters.NumberFilter(
         field_name="metrics__net_spend", lookup_expr="lte", label="Net spend at most"
     )
+    lifecycle_stage = django_filters.MultipleChoiceFilter(
+        label="Lifecycle stage",
+        choices=[
+            *((name, STAGE_LABELS[name]) for name in STAGE_DISPLAY_ORDER),
+            (NO_STAGE, "No order yet"),
+        ],
+        method="filter_stage",
+    )
+    rfm_group = django_filters.MultipleChoiceFilter(
+        label="RFM group", choices=RFM_GROUPS, field_name="metrics__rfm_group"
+    )
 
     #: Shown open in the filter panel; the others are under "More filters".
-    primary_fields = ("q", "tier", "customer_type", "tags")
+    primary_fields = ("q", "tier", "lifecycle_stage", "customer_type", "tags")
 
     class Meta:
         model = Customer
@@ -111,6 +126,14 @@ class CustomerFilter(django_filters.FilterSet):
         self.filters["customer_type"].extra["choices"] = [
             (value, value) for value in selectors.merchant_customer_types(merchant=self.merchant)
         ]
+
+    def filter_stage(self, queryset: QuerySet[Customer], name: str, value: list[str]) -> Any:
+        if not value:
+            return queryset
+        wanted = Q(metrics__lifecycle_stage__in=[v for v in value if v != NO_STAGE])
+        if NO_STAGE in value:
+            wanted |= Q(metrics__lifecycle_stage__isnull=True)
+        return queryset.filter(wanted)
 
     def filter_search(self, queryset: QuerySet[Customer], name: str, value: str) -> Any:
         return selectors.customer_search(queryset, value)

@@ -735,6 +735,13 @@ class TierRule(models.Model):
     def __str__(self) -> str:
         return f"{self.tier} from {self.threshold} {self.metric} ({self.period})"
 
+    def describe(self) -> str:
+        """The rule in words: "from 1,000.00 spend, this calendar year"."""
+        amount = f"{self.threshold:,.2f}" if self.metric == "spend" else f"{self.threshold:,.0f}"
+        what = {"spend": "spend", "orders": "orders", "points": "lifetime points"}[self.metric]
+        period = "" if self.period == "lifetime" else f", {self.get_period_display().lower()}"
+        return f"from {amount} {what}{period}"
+
     def clean(self) -> None:
         if self.tier_id and self.merchant_id and self.tier.merchant_id != self.merchant_id:
             raise ValidationError({"tier": "This tier belongs to another merchant."})

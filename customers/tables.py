@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import django_tables2 as tables
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -27,6 +27,7 @@ from customers.portal.tables import (
     NumColumn,
     SortColumn,
 )
+from customers.scores.definitions import RFM_GROUP_LABELS, STAGE_DISPLAY_ORDER, STAGE_LABELS
 
 
 class TagsColumn(SortColumn):
@@ -36,6 +37,30 @@ class TagsColumn(SortColumn):
         key = F("_first_tag")
         return (
             queryset.alias(_first_tag=selectors.first_tag_name()).order_by(
+                key.desc(nulls_last=True) if is_descending else key.asc(nulls_last=True),
+                "-pk" if is_descending else "pk",
+            ),
+            True,
+        )
+
+
+class StageColumn(SortColumn):
+    """Sorted in the order customers live through the stages (new, repeat, regular, loyal,
+    at risk, dormant), customers without a stage last."""
+
+    def order(self, queryset: QuerySet[Any], is_descending: bool) -> tuple[QuerySet[Any], bool]:
+        key = F("_stage_order")
+        return (
+            queryset.alias(
+                _stage_order=Case(
+                    *(
+                        When(metrics__lifecycle_stage=name, then=Value(index))
+                        for index, name in enumerate(STAGE_DISPLAY_ORDER)
+                    ),
+                    default=None,
+                    output_field=IntegerField(),
+                )
+            ).order_by(
                 key.desc(nulls_last=True) if is_descending else key.asc(nulls_last=True),
                 "-pk" if is_descending else "pk",
             ),
@@ -71,6 +96,15 @@ class CustomerTable(tables.Table):
     net_spend = NumColumn(accessor="metrics__net_spend", verbose_name="Net spend")
     avg_order_value = NumColumn(accessor="metrics__avg_order_value", verbose_name="Avg order")
     last_purchase = SortColumn(accessor="metrics__last_purchase_at", verbose_name="Last purchase")
+    lifecycle_stage = StageColumn(
+        accessor="metrics__lifecycle_stage", verbose_name="Stage", order_by=("_stage_order",)
+    )
+    rfm_score = SortColumn(
+        accessor="metrics__rfm_recency",
+        verbose_name="RFM",
+        order_by=("metrics__rfm_recency", "metrics__rfm_frequency", "metrics__rfm_monetary"),
+    )
+    rfm_group = SortColumn(accessor="metrics__rfm_group", verbose_name="RFM group")
     opt_ins = SortColumn(
         accessor="pk",
         verbose_name="Opt-ins",
@@ -126,6 +160,16 @@ class CustomerTable(tables.Table):
 
     def render_last_purchase(self, value: dt.datetime) -> str:
         return timezone.localtime(value, self.tz).strftime("%Y-%m-%d %H:%M")
+
+    def render_lifecycle_stage(self, value: str) -> str:
+        return STAGE_LABELS.get(value, value)
+
+    def render_rfm_score(self, record: Customer) -> str:
+        metrics = record.metrics
+        return f"{metrics.rfm_recency}-{metrics.rfm_frequency}-{metrics.rfm_monetary}"
+
+    def render_rfm_group(self, value: str) -> str:
+        return RFM_GROUP_LABELS.get(value, value)
 
     def render_opt_ins(self, record: Customer) -> str:
         channels = _opt_ins(record)

@@ -1,5 +1,6 @@
-"""Demo segments: the template segments and a hand-picked list for a demo merchant, with a
-size history, so a new portal shows segments, statistics and charts at once.
+"""Demo segments: the template segments, a hand-picked list and the ready-made score
+segments (lifecycle stages, RFM groups, tiers) for a demo merchant, with a size history, so
+a new portal shows segments, statistics and charts at once.
 
 The history is true to the data, not invented: each past week's point is the number of
 customers the segment's rules matched at the end of that merchant-local day, counted by the
@@ -13,9 +14,12 @@ from typing import Any
 
 from django.db import transaction
 
-from customers.models import Customer, Merchant
+from customers.models import Customer, CustomerMetrics, Merchant, ScoreChange
+from customers.scores.definitions import UNSCORED_GROUP
+from customers.scores.service import scores_compute
 from segments import engine, services
 from segments.models import Segment, SegmentKind, SegmentSizeSnapshot
+from segments.ready_made import FAMILIES
 from segments.templates_catalog import TEMPLATES
 
 CALL_LIST_NAME = "Front desk call list"
@@ -53,8 +57,48 @@ def seed_segments(*, merchant: Merchant, user: Any = None, weeks: int = 12) -> l
     services.segment_members_add(segment=call_list, customers=list(top[:CALL_LIST_SIZE]), user=user)
     for segment in segments:
         backfill_sizes(segment, weeks=weeks)
+    ready = [
+        segment
+        for family in FAMILIES
+        for segment in services.segments_add_ready_made(merchant=merchant, family=family, user=user)
+    ]
+    backfill_scores(merchant, ready, weeks=weeks)
     services.segment_snapshot_sizes()  # today's point, the call list's too
-    return [*segments, call_list]
+    return [*segments, call_list, *ready]
+
+
+def backfill_scores(merchant: Merchant, segments: list[Segment], *, weeks: int) -> None:
+    """Compute the merchant's scores as of the end of the same weekday of each of the past
+    `weeks` weeks, oldest first, and write the size of each score segment then; then as of
+    now. The stage and tier history (and the transitions page) is so built in time order
+    from the data: the scores the import left are set aside first."""
+    today = merchant.today()
+    ScoreChange.objects.filter(merchant=merchant).delete()
+    CustomerMetrics.objects.filter(merchant=merchant).update(
+        lifecycle_stage=None,
+        rfm_recency=None,
+        rfm_frequency=None,
+        rfm_monetary=None,
+        rfm_group=UNSCORED_GROUP,
+    )
+    points = []
+    for week in range(weeks, 0, -1):
+        day = today - dt.timedelta(weeks=week)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), merchant.tzinfo)
+        as_of = end - dt.timedelta(microseconds=1)
+        scores_compute(merchant=merchant, as_of=as_of, announce=False)
+        for segment in segments:
+            count = engine.count_matching(merchant=merchant, rules=segment.rules, as_of=as_of)
+            points.append(SegmentSizeSnapshot(segment=segment, day=day, member_count=count))
+    SegmentSizeSnapshot.objects.bulk_create(
+        points,
+        update_conflicts=True,
+        unique_fields=["segment", "day"],
+        update_fields=["member_count"],
+    )
+    scores_compute(merchant=merchant, announce=False)
+    for segment in segments:
+        services.segment_refresh(segment_id=segment.pk)
 
 
 def backfill_sizes(segment: Segment, *, weeks: int) -> None:

@@ -7,6 +7,7 @@ app_name = "segments"
 urlpatterns = [
     path("", views.SegmentListView.as_view(), name="list"),
     path("bulk/", views.SegmentBulkView.as_view(), name="bulk"),
+    path("ready-made/", views.ReadyMadeView.as_view(), name="ready_made"),
     path("new/", views.SegmentBuilderView.as_view(), name="create"),
     path("builder/editor/", views.BuilderEditorView.as_view(), name="builder_editor"),
     path("builder/preview/", views.BuilderPreviewView.as_view(), name="builder_preview"),

@@ -31,7 +31,7 @@ from customers.portal.formatting import format_count
 from customers.portal.lists import MerchantTableListView
 from customers.portal.permissions import Action, denied_message, may
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
-from segments import builder, engine, exports, selectors, services
+from segments import builder, engine, exports, ready_made, selectors, services
 from segments.filters import SegmentFilter
 from segments.forms import (
     ManualSettingsForm,
@@ -178,7 +178,37 @@ class SegmentListView(MerchantTableListView):
         context = super().get_context_data(**kwargs)
         context["bulk_actions"] = self._bulk_actions()
         context["templates"] = [(template_key(t), t) for t in TEMPLATES]
+        if may(self.request, Action.SAVE_SEGMENTS) and not getattr(self.request, "htmx", False):
+            context["ready_made"] = ready_made.ready_made_missing(
+                merchant=current_merchant(self.request)
+            )
         return context
+
+
+class ReadyMadeView(MerchantRequiredMixin, View):
+    """POST `family` (lifecycle, rfm or tiers): add that family's ready-made segments the
+    merchant does not have yet."""
+
+    permission = Action.SAVE_SEGMENTS
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        family = request.POST.get("family", "")
+        if family not in ready_made.FAMILIES:
+            messages.error(request, "Pick lifecycle stages, RFM groups or tiers.")
+            return redirect("segments:list")
+        created = services.segments_add_ready_made(
+            merchant=current_merchant(request), family=family, user=request.user
+        )
+        label = ready_made.FAMILIES[family].lower()
+        if created:
+            messages.success(
+                request,
+                f"Added {_segments_text(len(created))} for {label}; they fill in moments "
+                "and refresh after each score computation.",
+            )
+        else:
+            messages.info(request, f"You have every segment for {label} already.")
+        return redirect("segments:list")
 
 
 def _list_url(query: str) -> str:

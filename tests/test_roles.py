@@ -19,7 +19,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from customers.models import Role
+from customers.models import Role, ScoreSettings
 from customers.portal.permissions import (
     ROLE_MATRIX,
     SUPPORT_PERMISSION,
@@ -82,6 +82,19 @@ def client_for(merchant, role: Role) -> Client:
     return client
 
 
+def score_settings_post(**changes: str) -> dict[str, str]:
+    """The score settings form as the page submits it with the defaults, then `changes`."""
+    from customers.forms import ScoreSettingsForm
+
+    data = {
+        name: str(value)
+        for name, value in ScoreSettingsForm.initial_for(ScoreSettings()).items()
+    }
+    management = {"TOTAL_FORMS": "0", "INITIAL_FORMS": "0", "MIN_NUM_FORMS": "0"}
+    data |= {f"tiers-{key}": value for key, value in management.items()}
+    return {**data, "tiers-MAX_NUM_FORMS": "50", **changes}
+
+
 def builder_post(**extra: str) -> dict[str, str]:
     rules = '{"match": "all", "conditions": [{"field": "orders_count", "op": "gte", "value": 2}]}'
     return builder_form(**{"name": "Saved by a role", "rules_json": rules, **extra})
@@ -140,6 +153,31 @@ CASES = [
         "post",
         url("customers:import_cancel"),
         lambda w: {"token": "x" * 20},
+    ),
+    # customer scores
+    Case("customers:scores", Action.VIEW, "get", url("customers:scores")),
+    Case("customers:score_transitions", Action.VIEW, "get", url("customers:score_transitions")),
+    Case(
+        "customers:score_transition_customers",
+        Action.VIEW,
+        "get",
+        url("customers:score_transition_customers", query="?from=new&to=at_risk"),
+    ),
+    Case("customers:score_settings", Action.MANAGE_SCORES, "get", url("customers:score_settings")),
+    Case(
+        "customers:score_settings",
+        Action.MANAGE_SCORES,
+        "post",
+        url("customers:score_settings"),
+        lambda w: score_settings_post(dormant_days="200"),
+        changed=lambda w: ScoreSettings.objects.get().dormant_days == 200,
+    ),
+    Case(
+        "customers:score_recompute",
+        Action.MANAGE_SCORES,
+        "post",
+        url("customers:score_recompute"),
+        changed=lambda w: ScoreSettings.objects.get().status == "queued",
     ),
     # segments: reading
     Case("segments:list", Action.VIEW, "get", url("segments:list")),
@@ -226,6 +264,14 @@ CASES = [
         "post",
         lambda w: reverse("segments:restore", args=[w.dynamic.pk, 1]),
         changed=lambda w: Segment.objects.get(pk=w.dynamic.pk).definition_version == 3,
+    ),
+    Case(
+        "segments:ready_made",
+        Action.SAVE_SEGMENTS,
+        "post",
+        url("segments:ready_made"),
+        lambda w: {"family": "lifecycle"},
+        changed=lambda w: Segment.objects.filter(slug="lifecycle-new").exists(),
     ),
     # segments: operating
     Case(

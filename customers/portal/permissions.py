@@ -46,8 +46,11 @@ class Action(StrEnum):
     MANAGE_STAFF = "manage_staff"
     #: Create and revoke API tokens.
     MANAGE_API_TOKENS = "manage_api_tokens"
-    #: Change the merchant's settings (score thresholds, tiers, channels).
+    #: Change the merchant's settings (channels, ...).
     MANAGE_SETTINGS = "manage_settings"
+    #: Change the score settings (lifecycle thresholds, RFM grid, tier rules, cadence) and
+    #: recompute the scores now.
+    MANAGE_SCORES = "manage_scores"
     #: Support only: recompute derived data (customer metrics) in the admin.
     RECOMPUTE_METRICS = "recompute_metrics"
     #: Support only: unlock an account locked by failed sign-ins.
@@ -71,6 +74,7 @@ ROLE_MATRIX: dict[Action, frozenset[Role]] = {
     Action.MANAGE_STAFF: _OWNERS,
     Action.MANAGE_API_TOKENS: _OWNERS,
     Action.MANAGE_SETTINGS: _OWNERS,
+    Action.MANAGE_SCORES: _MANAGERS,
     Action.RECOMPUTE_METRICS: frozenset(),
     Action.UNLOCK_SIGN_IN: frozenset(),
 }
@@ -88,6 +92,7 @@ SUPPORT_PERMISSION: dict[Action, str] = {
     Action.MANAGE_STAFF: "customers.change_staffmembership",
     Action.MANAGE_API_TOKENS: "customers.change_merchant",
     Action.MANAGE_SETTINGS: "customers.change_merchant",
+    Action.MANAGE_SCORES: "customers.change_scoresettings",
     Action.RECOMPUTE_METRICS: "customers.change_merchant",
     Action.UNLOCK_SIGN_IN: "auth.change_user",
 }
@@ -105,6 +110,7 @@ _DOING = {
     Action.MANAGE_STAFF: "manage staff",
     Action.MANAGE_API_TOKENS: "manage API tokens",
     Action.MANAGE_SETTINGS: "change settings",
+    Action.MANAGE_SCORES: "change score settings or recompute scores",
     Action.RECOMPUTE_METRICS: "recompute metrics",
     Action.UNLOCK_SIGN_IN: "unlock accounts",
 }

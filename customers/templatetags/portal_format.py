@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import template
 
-from customers.portal.formatting import format_count, format_money, format_number, format_percent
+from customers.portal.formatting import (
+    EMPTY,
+    format_count,
+    format_money,
+    format_number,
+    format_percent,
+)
+from customers.scores.definitions import RFM_GROUP_LABELS, STAGE_LABELS
 
 register = template.Library()
 
@@ -30,3 +38,24 @@ def percent(value: Any) -> str:
 @register.filter
 def number(value: Any) -> str:
     return format_number(value)
+
+
+@register.filter
+def share_of(part: Any, whole: Any) -> str:
+    """`{{ part|share_of:whole }}`: the part's share of the whole as a percentage ("—"
+    when the whole is zero)."""
+    if not whole:
+        return format_percent(None)
+    return format_percent(Decimal(part) / Decimal(whole))
+
+
+@register.filter
+def stage_label(name: str | None) -> str:
+    """A lifecycle stage's wording ("at_risk" -> "At risk"); none -> "—"."""
+    return STAGE_LABELS.get(name or "", EMPTY)
+
+
+@register.filter
+def group_label(name: str | None) -> str:
+    """An RFM group's wording ("needs_attention" -> "Needs attention")."""
+    return RFM_GROUP_LABELS.get(name or "", name or EMPTY)

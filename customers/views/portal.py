@@ -23,6 +23,7 @@ from customers.models import Customer, Merchant, StaffMembership
 from customers.portal.lists import MerchantTableListView
 from customers.portal.middleware import SESSION_KEY
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
+from customers.scores.selectors import customer_score_history
 from customers.tables import CustomerTable
 
 TRANSACTIONS_PER_PAGE = 20
@@ -70,6 +71,9 @@ class CustomerListView(MerchantTableListView):
         "net_spend": True,
         "avg_order_value": False,
         "last_purchase": True,
+        "lifecycle_stage": True,
+        "rfm_score": False,
+        "rfm_group": False,
         "opt_ins": False,
         "tags": False,
     }
@@ -98,6 +102,7 @@ class CustomerDetailView(MerchantRequiredMixin, DetailView):
         context["merchant"] = merchant
         context["merchant_tz"] = merchant.time_zone
         context["metrics"] = getattr(customer, "metrics", None)
+        context["score_history"] = customer_score_history(customer=customer)
         context["transactions"] = _page(
             selectors.customer_transactions(customer=customer),
             TRANSACTIONS_PER_PAGE,

@@ -58,6 +58,7 @@ from segments.services.manual import (
     segment_members_remove,
     segment_members_upload,
 )
+from segments.services.ready_made import segments_add_ready_made
 from segments.services.refresh import (
     REFRESH_TABLE,
     RefreshResult,
@@ -77,6 +78,7 @@ __all__ = [
     "MANUAL_RULES_ERROR",
     "NOT_MANUAL_ERROR",
     "OTHER_MERCHANT_ERROR",
+    "READY_MADE_FAMILIES",
     "REFRESH_TABLE",
     "SLUG_TAKEN_ERROR",
     "UNKNOWN_FIELDS_ERROR",
@@ -92,6 +94,7 @@ __all__ = [
     "SegmentInUseError",
     "id_batches",
     "merchant_segments_refresh",
+    "ready_made_segments",
     "segment_create",
     "segment_duplicate",
     "segment_members_add",
@@ -104,6 +107,7 @@ __all__ = [
     "segment_snapshot_sizes",
     "segment_stats_refresh",
     "segment_update",
+    "segments_add_ready_made",
     "segments_queue_refresh",
     "segments_refresh_due",
     "segments_remove",

@@ -10,7 +10,17 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from customers.models import Customer, CustomerMetrics, LineItem, Product, Transaction
+from customers.models import (
+    Customer,
+    CustomerMetrics,
+    LineItem,
+    Product,
+    ScoreSettings,
+    ScoreSettingsChange,
+    TierRule,
+    Transaction,
+)
+from customers.scores.service import scores_compute
 from tests.factories import (
     BranchFactory,
     CustomerFactory,
@@ -45,6 +55,15 @@ def populated(merchant, staff_user):
     )
     item = LineItemFactory(transaction=TransactionFactory(customer=customer, branch=branch))
     RedemptionFactory(customer=customer)
+    # the score rows: a tier rule, a logged settings change, the history of a computation
+    TierRule.objects.create(merchant=merchant, tier=tier, metric="spend", threshold=500)
+    ScoreSettingsChange.objects.create(
+        merchant=merchant,
+        changed_by=staff_user,
+        old={"dormant_days": 180},
+        new={"dormant_days": 200},
+    )
+    scores_compute(merchant=merchant)
     return customer, item
 
 
@@ -64,6 +83,10 @@ def test_every_model_of_the_schema_is_registered():
         "Transaction",
         "LineItem",
         "Redemption",
+        "ScoreSettings",
+        "TierRule",
+        "ScoreSettingsChange",
+        "ScoreChange",
     }
 
 
@@ -203,3 +226,23 @@ def test_deleting_a_merchant_removes_its_data_but_a_sold_product_is_kept(merchan
     assert not Customer.objects.exists()
     assert not LineItem.objects.exists()
     assert not Product.objects.exists()
+
+
+def test_support_queues_a_score_computation_from_the_merchant_list(
+    support_client, merchant, django_capture_on_commit_callbacks
+):
+    customer = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=customer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = support_client.post(
+            reverse("admin:customers_merchant_changelist"),
+            {"action": "recompute_scores", "_selected_action": [merchant.pk]},
+            follow=True,
+        )
+
+    assert response.status_code == 200
+    assert "Queued a score computation for 1 merchant(s)." in response.content.decode()
+    # without a broker the queued computation ran when the request's transaction committed
+    assert ScoreSettings.objects.get(merchant=merchant).status == "ok"
+    assert CustomerMetrics.objects.get(pk=customer.pk).rfm_group == "dormant"

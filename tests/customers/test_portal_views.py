@@ -144,6 +144,11 @@ def people(merchant):
         net_spend=Decimal("100.00"),
         avg_order_value=Decimal("20.00"),
         last_purchase_at=at(2025, 6, 1),
+        lifecycle_stage="dormant",
+        rfm_recency=5,
+        rfm_frequency=5,
+        rfm_monetary=3,
+        rfm_group="champions",
     )
     set_metrics(
         c2,
@@ -151,6 +156,11 @@ def people(merchant):
         net_spend=Decimal("300.00"),
         avg_order_value=Decimal("300.00"),
         last_purchase_at=at(2025, 1, 1),
+        lifecycle_stage="new",
+        rfm_recency=3,
+        rfm_frequency=1,
+        rfm_monetary=5,
+        rfm_group="needs_attention",
     )
     set_metrics(
         c3,
@@ -158,6 +168,11 @@ def people(merchant):
         net_spend=Decimal("200.00"),
         avg_order_value=Decimal("66.67"),
         last_purchase_at=at(2025, 3, 1),
+        lifecycle_stage="regular",
+        rfm_recency=4,
+        rfm_frequency=3,
+        rfm_monetary=4,
+        rfm_group="loyal",
     )
     return {
         "tiers": {"gold": gold, "silver": silver, "bronze": bronze},
@@ -190,10 +205,16 @@ def test_list_shows_every_column_formatted_for_the_merchant(staff_client, people
         "Net spend (CAD)",
         "Avg order (CAD)",
         "Last purchase",
+        "Stage",
+        "RFM",
+        "RFM group",
         "Opt-ins",
         "Tags",
     ):
         assert header in html
+    # the scores as people read them: the stage and group names, the score as R-F-M
+    assert "Needs attention" in html and "Dormant" in html
+    assert "5-5-3" in html and "3-1-5" in html
     ann = response.context["table"].paginated_rows[0].record
     detail = reverse("customers:detail", args=[ann.pk])
     assert f'<a href="{detail}" hx-boost="false">Ann Brown</a>' in html
@@ -470,6 +491,15 @@ SORT_CASES = {
     ),
     # (email, sms, push) opt-ins as booleans: none < sms+push < email < email+sms.
     "opt_ins": (["C-004", "C-002", "C-001", "C-003"], None),
+    # By the stage's place in a customer's life: new < regular < dormant; none last.
+    "lifecycle_stage": (
+        ["C-002", "C-003", "C-001", "C-004"],
+        ["C-001", "C-003", "C-002", "C-004"],
+    ),
+    # By R, then F, then M; no scores last.
+    "rfm_score": (["C-002", "C-003", "C-001", "C-004"], ["C-001", "C-003", "C-002", "C-004"]),
+    # By the group's name; the unscored are "prospects".
+    "rfm_group": (["C-001", "C-003", "C-002", "C-004"], ["C-004", "C-002", "C-003", "C-001"]),
     # By the first tag name, case-insensitively: alpha < beta < vip; untagged last.
     "tags": (["C-002", "C-003", "C-001", "C-004"], ["C-001", "C-003", "C-002", "C-004"]),
 }
@@ -487,6 +517,7 @@ def test_the_first_view_fits_a_laptop_and_says_how_it_is_sorted(staff_client, pe
         "Orders",
         "Net spend (CAD)",
         "Last purchase",
+        "Stage",
     ]
     assert listed(response) == ["C-001", "C-002", "C-003", "C-004"]
     assert html.count("\N{BLACK UP-POINTING TRIANGLE}") == 1
@@ -597,6 +628,9 @@ EXPORT_HEADERS = [
     "Net spend (CAD)",
     "Avg order (CAD)",
     "Last purchase",
+    "Stage",
+    "RFM",
+    "RFM group",
     "Opt-ins",
     "Tags",
 ]
@@ -634,6 +668,9 @@ def test_csv_export_values(staff_client, people):
         "Net spend (CAD)": "100.00",
         "Avg order (CAD)": "20.00",
         "Last purchase": "2025-06-01 08:00:00",
+        "Stage": "Dormant",
+        "RFM": "5-5-3",
+        "RFM group": "Champions",
         "Opt-ins": "Email",
         "Tags": "vip",
     }

@@ -18,9 +18,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from customers.models import LineItem, Merchant, Role, StaffMembership
+from customers.models import LineItem, Merchant, Role, StaffMembership, TierRule
+from customers.scores.service import scores_compute
 from customers.synthetic import SyntheticDataset
 from customers.synthetic_writers import write_to_database
+
+#: The demo's tier rules: lifetime points, as the generator assigned the imported tiers.
+DEMO_TIER_POINTS = {"Bronze": 0, "Silver": 500, "Gold": 2000, "Platinum": 6000}
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 (the published demo login, see README)
@@ -105,12 +109,23 @@ class Command(BaseCommand):
                     ),
                     northside,
                 )
+            # The demo assigns its tiers by rules: the generator's lifetime-points thresholds.
+            for tier in demo.tiers.all():
+                TierRule.objects.create(
+                    merchant=demo,
+                    tier=tier,
+                    metric="points",
+                    period="lifetime",
+                    threshold=DEMO_TIER_POINTS.get(tier.name, 0),
+                )
             user = self._demo_user()
             for merchant, role in ((demo, Role.OWNER), (northside, Role.MANAGER)):
                 StaffMembership.objects.update_or_create(
                     user=user, merchant=merchant, defaults={"role": role}
                 )
 
+        for merchant in (demo, northside):
+            scores_compute(merchant=merchant)
         elapsed = time.perf_counter() - started
         self.stdout.write(self.style.SUCCESS(f"Demo data created in {elapsed:.1f} s."))
         self._print_counts(demo, demo_counts)
