@@ -12,17 +12,9 @@ from django import forms
 
 from customers.models import ScoreCadence
 from customers.scores.definitions import RFM_GROUPS, TIER_METRICS, TIER_PERIODS, UNSCORED_GROUP
-from customers.scores.settings import LIMITS, TierRuleInput
+from customers.scores.settings import LIMITS, WEEKDAY_NAMES, TierRuleInput
 
-WEEKDAYS = [
-    (0, "Monday"),
-    (1, "Tuesday"),
-    (2, "Wednesday"),
-    (3, "Thursday"),
-    (4, "Friday"),
-    (5, "Saturday"),
-    (6, "Sunday"),
-]
+WEEKDAYS = list(WEEKDAY_NAMES)
 GRID_CHOICES = [(name, label) for name, label in RFM_GROUPS if name != UNSCORED_GROUP]
 
 _LABELS = {

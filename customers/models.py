@@ -694,6 +694,9 @@ class ScoreSettings(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     #: The `as_of` of the last successful computation.
     computed_as_of = models.DateTimeField(null=True, blank=True)
+    #: The merchant-local day of the last successful scheduled computation (a recomputation
+    #: asked for in the portal does not stand in for the schedule).
+    scheduled_on = models.DateField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     #: The last successful computation's summary (what `compute_scores --json` prints).

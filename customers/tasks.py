@@ -10,13 +10,14 @@ from customers.scores.settings import scores_due
 
 
 @shared_task
-def compute_merchant_scores(merchant_id: int) -> dict[str, object] | None:
-    """Compute and store every score of one merchant's customers (now); returns the
-    summary, or None when the merchant is gone."""
+def compute_merchant_scores(merchant_id: int, scheduled: bool = True) -> dict[str, object] | None:
+    """Compute and store every score of one merchant's customers (now): `scheduled` for the
+    schedule's run (which also applies tier downgrades), not for "recompute now". Returns
+    the summary, or None when the merchant is gone."""
     merchant = Merchant.objects.filter(pk=merchant_id).first()
     if merchant is None:
         return None
-    return scores_compute(merchant=merchant)
+    return scores_compute(merchant=merchant, scheduled=scheduled)
 
 
 @shared_task

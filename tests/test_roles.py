@@ -87,8 +87,7 @@ def score_settings_post(**changes: str) -> dict[str, str]:
     from customers.forms import ScoreSettingsForm
 
     data = {
-        name: str(value)
-        for name, value in ScoreSettingsForm.initial_for(ScoreSettings()).items()
+        name: str(value) for name, value in ScoreSettingsForm.initial_for(ScoreSettings()).items()
     }
     management = {"TOTAL_FORMS": "0", "INITIAL_FORMS": "0", "MIN_NUM_FORMS": "0"}
     data |= {f"tiers-{key}": value for key, value in management.items()}

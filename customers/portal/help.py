@@ -30,6 +30,7 @@ HELP_PAGES: tuple[tuple[str, str], ...] = (
     ("import", "Importing data: the CSV files"),
     ("segment-builder", "Building a segment: the rule builder"),
     ("segment-rules", "Segment rules: every field and operator"),
+    ("customer-scores", "Customer scores: lifecycle stages, RFM and tiers"),
     ("segment-list", "The segment list and a segment's page"),
     ("segments", "Segments: refresh, freshness and manual members"),
     ("segment-downloads", "Downloading a segment's members"),

@@ -59,7 +59,9 @@ PREDICTION_PENDING = (
 )
 #: The history's reasons, by what moved the customer.
 REASON_COMPUTATION = "scheduled computation"
-REASON_PURCHASE = "purchase"
+REASON_RECOMPUTATION = "recomputation"
+REASON_PURCHASE = "purchase or refund"
+REASON_BULK = "import or bulk change"
 
 
 def score_settings_for(merchant: Merchant | int) -> ScoreSettings:
@@ -326,9 +328,18 @@ def _write_lifecycle_and_rfm(
         )
 
 
-def _write_tiers(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
-    """Upgrade at once, downgrade after the grace period, start or clear the grace period;
-    customers' tiers and their copies on the metrics rows, with the history."""
+def _write_tiers(
+    merchant: Merchant,
+    rules: ScoreRules,
+    as_of: dt.datetime,
+    *,
+    scheduled: bool,
+    reason_prefix: str,
+) -> None:
+    """Upgrade at once; on a `scheduled` computation also start the grace period of a
+    customer below their tier, and downgrade once it has run out. A customer back at their
+    tier's threshold ends it. Customers' tiers and their copies on the metrics rows, with
+    the history. (`tier_move` in `definitions` is the same rule for one customer.)"""
     metrics, changes = CustomerMetrics._meta.db_table, ScoreChange._meta.db_table
     customers, tiers = Customer._meta.db_table, Tier._meta.db_table
     today = merchant.today(as_of)
@@ -339,8 +350,8 @@ def _write_tiers(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> N
         (
             "target = %s",
             [rule.tier_id],
-            f"reached {rule.name}: {rule.metric} {rule.period.replace('_', ' ')} "
-            f">= {rule.threshold}"[:200],
+            f"{reason_prefix}: reached {rule.name}: {rule.metric} "
+            f"{rule.period.replace('_', ' ')} >= {rule.threshold}"[:200],
         )
         for rule in rules.tiers
     )
@@ -359,11 +370,12 @@ def _write_tiers(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> N
                          WHEN same THEN tier_id
                          WHEN tr > cr THEN target
                          WHEN tr = cr THEN tier_id
-                         WHEN COALESCE(below_since, %s) <= %s THEN target
+                         WHEN %s AND COALESCE(below_since, %s) <= %s THEN target
                          ELSE tier_id
                        END AS new_id,
                        CASE WHEN same OR tr >= cr THEN NULL
-                            ELSE COALESCE(below_since, %s) END AS below,
+                            WHEN %s THEN COALESCE(below_since, %s)
+                            ELSE below_since END AS below,
                        CASE WHEN NOT same AND tr > cr THEN {reached} ELSE %s END AS reason
                 FROM (
                     SELECT w.customer_id, w.tier_id, w.target,
@@ -382,11 +394,14 @@ def _write_tiers(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> N
             """,
             _adapt(
                 [
+                    scheduled,
                     today,
                     grace_cut,
+                    scheduled,
                     today,
                     *reached_params,
-                    f"below the threshold for {rules.tier_grace_days} days or more",
+                    f"{reason_prefix}: below the threshold for {rules.tier_grace_days} days "
+                    "or more",
                 ]
             ),
         )
@@ -458,11 +473,19 @@ class ScoresError(Exception):
 
 
 def scores_compute(
-    *, merchant: Merchant, as_of: dt.datetime | None = None, announce: bool = True
+    *,
+    merchant: Merchant,
+    as_of: dt.datetime | None = None,
+    announce: bool = True,
+    scheduled: bool = True,
 ) -> dict[str, Any]:
     """Compute and store every score of every customer of `merchant` as of `as_of`
     (default: now), write the history of stage and tier changes, record the run on the
     merchant's settings and announce one merchant-level change (the segments refresh).
+
+    A `scheduled` computation (the schedule, `compute_scores`) also applies tier downgrades
+    after their grace period; a recomputation asked for in the portal ("recompute now", a
+    settings change) moves everything else but leaves downgrades to the schedule.
 
     One transaction: a failure leaves the previous scores. Two computations of one merchant
     never overlap (the settings row is locked). Returns the summary `compute_scores --json`
@@ -480,16 +503,23 @@ def scores_compute(
         with transaction.atomic():
             settings_row = ScoreSettings.objects.select_for_update().get(merchant=merchant)
             rules = score_rules(settings_row)
+            reason = REASON_COMPUTATION if scheduled else REASON_RECOMPUTATION
             _build_work(merchant, rules, as_of)
-            _write_lifecycle_and_rfm(merchant, rules, as_of)
+            _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=reason)
             if rules.tiers:
-                _write_tiers(merchant, rules, as_of)
+                _write_tiers(merchant, rules, as_of, scheduled=scheduled, reason_prefix=reason)
+            else:  # no rules (any more): no downgrade is pending
+                CustomerMetrics.objects.filter(
+                    merchant=merchant, tier_below_since__isnull=False
+                ).update(tier_below_since=None)
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE {_WORK}")
             summary = _summary(merchant, as_of, time.perf_counter() - started)
+            finished = timezone.now()
             ScoreSettings.objects.filter(merchant=merchant).update(
                 status="ok",
-                finished_at=timezone.now(),
+                finished_at=finished,
+                **({"scheduled_on": merchant.today(finished)} if scheduled else {}),
                 computed_as_of=as_of,
                 seconds=summary["seconds"],
                 summary=summary,
@@ -535,7 +565,8 @@ def customer_scores_follow(
 
 
 def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
-    """Stage and tier upgrades of every customer (set-based); RFM scores stay as they are."""
+    """Stage and tier upgrades of every customer (set-based); RFM scores stay as they are,
+    pending downgrades stay pending."""
     metrics = CustomerMetrics._meta.db_table
     _build_work(merchant, rules, as_of)
     with connection.cursor() as cursor:
@@ -547,22 +578,9 @@ def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) 
             FROM {metrics} m WHERE m.customer_id = {_WORK}.customer_id
             """
         )
-        if rules.tiers:
-            # Upgrades only: a target below the held tier is the held tier until the
-            # scheduled computation applies the grace period.
-            tiers = Tier._meta.db_table
-            cursor.execute(
-                f"""
-                UPDATE {_WORK} SET target = tier_id
-                WHERE tier_id IS NOT NULL AND (
-                    target IS NULL
-                    OR (SELECT rank FROM {tiers} WHERE id = {_WORK}.target)
-                       <= (SELECT rank FROM {tiers} WHERE id = {_WORK}.tier_id))
-                """
-            )
-    _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=REASON_PURCHASE)
+    _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=REASON_BULK)
     if rules.tiers:
-        _write_tiers(merchant, rules, as_of)
+        _write_tiers(merchant, rules, as_of, scheduled=False, reason_prefix=REASON_BULK)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {_WORK}")
 
@@ -589,6 +607,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
     history: list[ScoreChange] = []
     stage_updates: dict[str | None, list[int]] = {}
     tier_updates: dict[int | None, list[int]] = {}
+    back_at_threshold: list[int] = []
     for customer_id, tier_id, n, _spend, last_at, window_n, *tier_values in rows:
         if customer_id not in current:
             continue
@@ -636,6 +655,8 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
                 else ""
             ),
         )
+        if below is not None and move.below_since is None and not move.changed:
+            back_at_threshold.append(customer_id)  # reached their tier again: no downgrade
         if move.changed:
             tier_updates.setdefault(move.tier_id, []).append(customer_id)
             history.append(
@@ -658,5 +679,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
         CustomerMetrics.objects.filter(pk__in=changed).update(
             tier_id=new_tier, tier_below_since=None
         )
+    if back_at_threshold:
+        CustomerMetrics.objects.filter(pk__in=back_at_threshold).update(tier_below_since=None)
     if history:
         ScoreChange.objects.bulk_create(history)

@@ -53,6 +53,15 @@ LIMITS = {
     "regular_orders": (2, 10_000),
     "tier_grace_days": (0, 3650),
 }
+WEEKDAY_NAMES = (
+    (0, "Monday"),
+    (1, "Tuesday"),
+    (2, "Wednesday"),
+    (3, "Thursday"),
+    (4, "Friday"),
+    (5, "Saturday"),
+    (6, "Sunday"),
+)
 #: A computation queued or running for longer than this is taken for lost (a worker that
 #: died): the schedule starts another.
 STALE_AFTER = dt.timedelta(hours=2)
@@ -216,7 +225,9 @@ def scores_recompute_request(*, merchant: Merchant) -> None:
         status="queued", queued_at=timezone.now()
     )
     merchant_id = merchant.pk
-    transaction.on_commit(lambda: compute_merchant_scores.delay(merchant_id), robust=True)
+    transaction.on_commit(
+        lambda: compute_merchant_scores.delay(merchant_id, scheduled=False), robust=True
+    )
 
 
 def scores_due(*, now: dt.datetime | None = None) -> list[Merchant]:
@@ -236,11 +247,12 @@ def scores_due(*, now: dt.datetime | None = None) -> list[Merchant]:
         ):
             continue
         local = now.astimezone(merchant.tzinfo)
-        last = settings_row.finished_at
+        last = settings_row.scheduled_on
         if last is None:
             due.append(merchant)
             continue
-        if local.hour < SCHEDULE_HOUR or last.astimezone(merchant.tzinfo).date() >= local.date():
+        # A failed run leaves `scheduled_on` as it was: the next hourly tick tries again.
+        if local.hour < SCHEDULE_HOUR or last >= local.date():
             continue
         if settings_row.cadence == "weekly" and local.weekday() != settings_row.weekday:
             continue
@@ -257,7 +269,7 @@ def next_scheduled_run(
     now = now or timezone.now()
     tz = merchant.tzinfo
     local = now.astimezone(tz)
-    last = settings_row.finished_at.astimezone(tz).date() if settings_row.finished_at else None
+    last = settings_row.scheduled_on
     day = local.date()
     for _ in range(8):
         qualifies = settings_row.cadence == "daily" or day.weekday() == settings_row.weekday
@@ -279,9 +291,13 @@ def describe_change(change: ScoreSettingsChange) -> list[str]:
     tier rules added, removed or changed)."""
     old, new = change.old, change.new
     lines = []
+    days = dict(WEEKDAY_NAMES)
     for key in (*THRESHOLD_FIELDS, "cadence", "weekday"):
         if old.get(key) != new.get(key):
-            lines.append(f"{key.replace('_', ' ')}: {old.get(key, '—')} → {new.get(key, '—')}")
+            before, after = old.get(key, "—"), new.get(key, "—")
+            if key == "weekday":
+                before, after = days.get(before, before), days.get(after, after)
+            lines.append(f"{key.replace('_', ' ')}: {before} → {after}")
     old_grid, new_grid = old.get("rfm_grid") or [], new.get("rfm_grid") or []
     for row, cells in enumerate(new_grid):
         for column, name in enumerate(cells):

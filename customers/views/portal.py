@@ -71,7 +71,7 @@ class CustomerListView(MerchantTableListView):
         "net_spend": True,
         "avg_order_value": False,
         "last_purchase": True,
-        "lifecycle_stage": True,
+        "lifecycle_stage": False,
         "rfm_score": False,
         "rfm_group": False,
         "opt_ins": False,

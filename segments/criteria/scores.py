@@ -40,10 +40,13 @@ class ScoreValueMixin:
     """Shows the customer's stored value in "why in, why out" (`explain_columns`)."""
 
     explain_columns: ClassVar[tuple[str, ...]]
+    #: How a stored value reads (names to their wording); as it is when absent.
+    value_labels: ClassVar[Mapping[str, str]] = {}
 
     def explain_value(self, values: Mapping[str, Any]) -> str:
         value = values.get(self.explain_columns[0])
-        return f"this customer: {'none' if value is None else value}"
+        shown = "none" if value is None else self.value_labels.get(value, str(value))
+        return f"this customer: {shown}"
 
 
 @register("lifecycle_stage")
@@ -55,6 +58,7 @@ class LifecycleStageCriterion(ScoreValueMixin, ChoiceCriterion):
     group = GROUP
     choices = STAGE_DISPLAY_ORDER
     explain_columns = ("lifecycle_stage",)
+    value_labels = STAGE_LABELS
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         return Q(lifecycle_stage__isnull=False) & Q(lifecycle_stage__in=names)
@@ -83,6 +87,7 @@ class RfmGroupCriterion(ScoreValueMixin, ChoiceCriterion):
     group = GROUP
     choices = RFM_GROUP_NAMES
     explain_columns = ("rfm_group",)
+    value_labels = RFM_GROUP_LABELS
 
     def matches(self, names: tuple[str, ...], ctx: CompileContext) -> Q:
         return Q(rfm_group__in=names)

@@ -20,7 +20,7 @@ def segments_add_ready_made(*, merchant: Merchant, family: str, user: Any = None
     created = []
     with transaction.atomic():
         for item in wanted:
-            if taken(item):
+            if taken(item.slug, item.name):
                 continue
             created.append(
                 segment_create(

@@ -14,6 +14,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
+from customers.scores.service import scores_compute
 from segments import services
 from segments.models import SegmentKind
 from tests.browser.conftest import CHROMIUM, settle
@@ -75,6 +76,7 @@ def shop(db):
             },
         )
     services.segment_create(merchant=merchant, name="Front desk list", kind=SegmentKind.MANUAL)
+    scores_compute(merchant=merchant)
     user = UserFactory(username="owner")
     StaffMembershipFactory(user=user, merchant=merchant, role="owner")
     return merchant
@@ -196,6 +198,10 @@ def test_the_main_pages_have_no_serious_accessibility_violations(live_server, br
         f"/segments/{segment.pk}/history/",
         "/segments/new/",
         "/import/",
+        "/scores/",
+        "/scores/settings/",
+        "/scores/transitions/",
+        "/scores/transitions/customers/?from=&to=new",
         "/help/",
         "/help/segment-builder/",
     ]

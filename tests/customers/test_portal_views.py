@@ -517,7 +517,6 @@ def test_the_first_view_fits_a_laptop_and_says_how_it_is_sorted(staff_client, pe
         "Orders",
         "Net spend (CAD)",
         "Last purchase",
-        "Stage",
     ]
     assert listed(response) == ["C-001", "C-002", "C-003", "C-004"]
     assert html.count("\N{BLACK UP-POINTING TRIANGLE}") == 1

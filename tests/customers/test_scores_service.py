@@ -162,7 +162,7 @@ def test_a_purchase_moves_the_stage_at_once(merchant):
     assert scores(customer)[0] == "repeat"
     latest = ScoreChange.objects.filter(customer=customer).latest("pk")
     assert (latest.from_value, latest.to_value) == ("at_risk", "repeat")
-    assert latest.reason.startswith("purchase: ")
+    assert latest.reason.startswith("purchase or refund: ")
 
 
 @pytest.fixture
@@ -260,3 +260,37 @@ def test_compute_scores_command(merchant):
     with pytest.raises(CommandError, match="not an ISO 8601") as bad:
         call_command("compute_scores", merchant="acme", as_of="yesterday")
     assert bad.value.returncode == 2
+
+
+def test_only_the_schedule_downgrades_and_writes_keep_a_pending_downgrade(merchant, tiers):
+    now = dt.datetime.now(dt.UTC)
+    customer = CustomerFactory(merchant=merchant)
+    buy(customer, now - dt.timedelta(days=5), total="1100.00")
+    buy(customer, now - dt.timedelta(days=4), total="300.00", refund=True)  # spend 800
+    scores_compute(merchant=merchant, as_of=now)
+    today = merchant.today(now)
+    assert tier_of(customer) == ("Gold", today)
+
+    # a recomputation asked for in the portal, after the grace period: no downgrade
+    scores_compute(merchant=merchant, as_of=now + dt.timedelta(days=40), scheduled=False)
+    assert tier_of(customer) == ("Gold", today)
+    # a merchant-level write (an import) keeps the pending downgrade too
+    customer_scores_follow(merchant_id=merchant.pk, customer_ids=None)
+    assert tier_of(customer) == ("Gold", today)
+    # a purchase back over the threshold ends it
+    buy(customer, now - dt.timedelta(days=1), total="250.00")
+    assert tier_of(customer) == ("Gold", None)
+
+
+def test_without_tier_rules_no_downgrade_stays_pending(merchant, tiers):
+    now = dt.datetime.now(dt.UTC)
+    customer = CustomerFactory(merchant=merchant)
+    buy(customer, now - dt.timedelta(days=5), total="1100.00")
+    buy(customer, now - dt.timedelta(days=4), total="300.00", refund=True)
+    scores_compute(merchant=merchant, as_of=now)
+    assert tier_of(customer)[1] is not None
+
+    TierRule.objects.filter(merchant=merchant).delete()
+    scores_compute(merchant=merchant, as_of=now)
+
+    assert tier_of(customer) == ("Gold", None)

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from customers.models import ScoreChange
 from segments import engine
 from segments.demo import CALL_LIST_NAME
 from segments.models import Segment, SegmentKind, SegmentSizeSnapshot
@@ -42,9 +43,12 @@ def test_the_templates_and_a_call_list_are_created_and_filled(merchant, shoppers
     # when
     call_command("seed_demo_segments", merchant=merchant.slug, weeks=3)
 
-    # then: every template, each holding what its rules match now
+    # then: every template and the ready-made score segments (6 stages, 11 RFM groups, no
+    # tiers here), each holding what its rules match now
     dynamic = Segment.objects.filter(merchant=merchant, kind=SegmentKind.DYNAMIC)
-    assert sorted(s.name for s in dynamic) == sorted(t["name"] for t in TEMPLATES)
+    templates = dynamic.exclude(slug__regex=r"^(lifecycle|rfm|tier)-")
+    assert sorted(s.name for s in templates) == sorted(t["name"] for t in TEMPLATES)
+    assert dynamic.count() == len(TEMPLATES) + 6 + 11
     for segment in dynamic:
         expected = engine.count_matching(merchant=merchant, rules=segment.rules)
         assert segment.member_count == segment.memberships.count() == expected
@@ -64,6 +68,18 @@ def test_the_size_history_is_what_the_rules_matched_each_week(merchant, shoppers
     assert sizes(merchant, "Bronze: spend 500+") == {0: 2, 7: 2, 14: 1, 21: 0}
     assert sizes(merchant, "Gold: spend 1000+") == {0: 1, 7: 1, 14: 1, 21: 0}
     assert sizes(merchant, CALL_LIST_NAME) == {0: 3}
+
+
+def test_the_score_segments_history_is_computed_week_by_week(merchant, shoppers):
+    # when
+    call_command("seed_demo_segments", merchant=merchant.slug, weeks=3)
+
+    # then: Ann (20 days ago) is new from two weeks ago, Bob (10 days ago) from a week ago
+    assert sizes(merchant, "Lifecycle: New") == {0: 2, 7: 2, 14: 1, 21: 0}
+    assert sizes(merchant, "RFM: Prospects") == {0: 1, 7: 1, 14: 2, 21: 3}
+    # and the stage history is in time order: each of them entered "new" once
+    changes = ScoreChange.objects.filter(merchant=merchant, kind="lifecycle")
+    assert sorted(changes.values_list("from_value", "to_value")) == [("", "new"), ("", "new")]
 
 
 def test_a_merchant_with_segments_is_refused_or_left_alone(merchant, shoppers, capsys):
