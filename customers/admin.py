@@ -349,6 +349,7 @@ class ScoreSettingsAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "computed_as_of",
+        "scheduled_on",
         "seconds",
         "error",
         "summary",

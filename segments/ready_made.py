@@ -22,9 +22,9 @@ from segments.models import Segment
 
 #: The families of ready-made segments, with the button's wording.
 FAMILIES = {
-    "lifecycle": "Lifecycle stages",
+    "lifecycle": "lifecycle stages",
     "rfm": "RFM groups",
-    "tiers": "Tiers",
+    "tiers": "tiers",
 }
 UNKNOWN_FAMILY_ERROR = "Unknown ready-made segments {family!r}: use lifecycle, rfm or tiers."
 

@@ -199,7 +199,7 @@ class ReadyMadeView(MerchantRequiredMixin, View):
         created = services.segments_add_ready_made(
             merchant=current_merchant(request), family=family, user=request.user
         )
-        label = ready_made.FAMILIES[family].lower()
+        label = ready_made.FAMILIES[family]
         if created:
             messages.success(
                 request,

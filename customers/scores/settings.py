@@ -221,8 +221,9 @@ def scores_recompute_request(*, merchant: Merchant) -> None:
     from customers.tasks import compute_merchant_scores
 
     score_settings_for(merchant)
+    # started_at is cleared so that the staleness check (scores_due) dates the wait from now.
     ScoreSettings.objects.filter(merchant=merchant).exclude(status="running").update(
-        status="queued", queued_at=timezone.now()
+        status="queued", queued_at=timezone.now(), started_at=None
     )
     merchant_id = merchant.pk
     transaction.on_commit(
@@ -270,6 +271,8 @@ def next_scheduled_run(
     tz = merchant.tzinfo
     local = now.astimezone(tz)
     last = settings_row.scheduled_on
+    if last is None:  # never run on schedule: the next hourly tick runs it
+        return local
     day = local.date()
     for _ in range(8):
         qualifies = settings_row.cadence == "daily" or day.weekday() == settings_row.weekday

@@ -214,11 +214,15 @@ class TransitionsView(MerchantRequiredMixin, View):
             )
             for from_value, from_label in values
         ]
+        moved_in = [
+            sum(n for (_, t), n in counts.items() if t == to_value) for to_value, _ in values
+        ]
         context = {
             "merchant": merchant,
             "period": period,
             "kind": kind,
             "kinds": ScoreChangeKind.choices,
+            "moved_in": moved_in,
             "columns": values,
             "rows": rows,
             "moved": sum(counts.values()),
