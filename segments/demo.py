@@ -90,12 +90,7 @@ def backfill_scores(merchant: Merchant, segments: list[Segment], *, weeks: int) 
         for segment in segments:
             count = engine.count_matching(merchant=merchant, rules=segment.rules, as_of=as_of)
             points.append(SegmentSizeSnapshot(segment=segment, day=day, member_count=count))
-    SegmentSizeSnapshot.objects.bulk_create(
-        points,
-        update_conflicts=True,
-        unique_fields=["segment", "day"],
-        update_fields=["member_count"],
-    )
+    _write_points(points)
     scores_compute(merchant=merchant, announce=False)
     for segment in segments:
         services.segment_refresh(segment_id=segment.pk)
@@ -112,6 +107,11 @@ def backfill_sizes(segment: Segment, *, weeks: int) -> None:
         as_of = end - dt.timedelta(microseconds=1)
         count = engine.count_matching(merchant=merchant, rules=segment.rules, as_of=as_of)
         points.append(SegmentSizeSnapshot(segment=segment, day=day, member_count=count))
+    _write_points(points)
+
+
+def _write_points(points: list[SegmentSizeSnapshot]) -> None:
+    """Write size points, replacing those of the same segment and day."""
     SegmentSizeSnapshot.objects.bulk_create(
         points,
         update_conflicts=True,

@@ -38,6 +38,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from customers.as_of import AS_OF_MAX, AS_OF_MIN, AS_OF_RANGE_ERROR
 from customers.models import Customer, CustomerMetrics, Merchant
 from segments.criteria import REGISTRY, CompileContext, ValidationContext
 from segments.criteria.segments import MAX_EXPANDED_CONDITIONS
@@ -113,13 +114,6 @@ def validate_rules(data: object, *, merchant: Merchant, segment: Segment | None 
 
 def _tree(rules: dict[str, Any] | RuleTree) -> RuleTree:
     return rules if isinstance(rules, RuleTree) else parse_rules(rules)
-
-
-#: The instants an evaluation may be made at: far enough from the ends of the calendar for
-#: every offset a rule may take (100 years of days, 151 years of age, a year of birthdays).
-AS_OF_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
-AS_OF_MAX = dt.datetime(9998, 12, 31, tzinfo=dt.UTC)
-AS_OF_RANGE_ERROR = "as_of must lie between 1900-01-01 and 9998-12-31"
 
 
 def make_context(

@@ -9,20 +9,16 @@ valid rules still cannot be evaluated (the error is printed; never a traceback).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
-from django.utils import timezone
 
+from customers.as_of import parse_as_of
 from customers.models import Merchant
 from segments.engine import (
-    AS_OF_MAX,
-    AS_OF_MIN,
-    AS_OF_RANGE_ERROR,
     RuleValidationError,
     matching_customers,
     validate_rules,
@@ -51,7 +47,10 @@ class Command(BaseCommand):
         merchant = Merchant.objects.filter(slug=options["merchant"]).first()
         if merchant is None:
             raise CommandError(f'unknown merchant "{options["merchant"]}"', returncode=USAGE_ERROR)
-        as_of = self.parse_as_of(options["as_of"], merchant) if options["as_of"] else None
+        try:
+            as_of = parse_as_of(options["as_of"], merchant) if options["as_of"] else None
+        except ValueError as exc:
+            raise CommandError(f"--as-of: {exc}", returncode=USAGE_ERROR) from None
         try:
             data = load_rules_json(self.read_rules(options["rules"]))
             tree = validate_rules(data, merchant=merchant)
@@ -85,21 +84,3 @@ class Command(BaseCommand):
             raise CommandError(
                 f"cannot read rules from {name}: {exc.strerror or exc}", returncode=USAGE_ERROR
             ) from None
-
-    @staticmethod
-    def parse_as_of(text: str, merchant: Merchant) -> dt.datetime:
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise CommandError(
-                f'--as-of: "{text}" is not an ISO 8601 date-time', returncode=USAGE_ERROR
-            ) from None
-        if timezone.is_naive(value):
-            value = value.replace(tzinfo=merchant.tzinfo)
-        try:
-            in_range = AS_OF_MIN <= value <= AS_OF_MAX
-        except OverflowError:  # an offset that moves year 1 or 9999 off the calendar
-            in_range = False
-        if not in_range:
-            raise CommandError(f"--as-of: {AS_OF_RANGE_ERROR}", returncode=USAGE_ERROR)
-        return value
