@@ -294,3 +294,31 @@ def test_without_tier_rules_no_downgrade_stays_pending(merchant, tiers):
     scores_compute(merchant=merchant, as_of=now)
 
     assert tier_of(customer) == ("Gold", None)
+
+
+def test_the_metrics_shortcut_and_the_transactions_agree(merchant, tiers):
+    # given varied customers, scored as of now from their metrics rows (nothing is later)
+    now = dt.datetime.now(dt.UTC)
+    for index in range(30):
+        customer = CustomerFactory(merchant=merchant)
+        for order in range(index % 7):
+            buy(customer, now - dt.timedelta(days=1 + index * 7 + order * 50), total="180.00")
+        if index % 5 == 0:
+            buy(customer, now - dt.timedelta(days=2), total="40.00", refund=True)
+    scores_compute(merchant=merchant, as_of=now)
+    columns = ("lifecycle_stage", "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_group")
+    shortcut = {
+        row[0]: row[1:] for row in CustomerMetrics.objects.values_list("pk", *columns, "tier_id")
+    }
+
+    # when a purchase dated tomorrow exists, the same instant is computed from transactions
+    buy(CustomerFactory(merchant=merchant), now + dt.timedelta(days=1))
+    CustomerMetrics.objects.update(lifecycle_stage=None, rfm_recency=None, rfm_group="prospects")
+    scores_compute(merchant=merchant, as_of=now)
+
+    # then every customer scored before has the same scores (the newcomer's order is later)
+    exact = {
+        row[0]: row[1:] for row in CustomerMetrics.objects.values_list("pk", *columns, "tier_id")
+    }
+    assert {pk: exact[pk] for pk in shortcut} == shortcut
+    assert len({values[0] for values in shortcut.values()}) >= 4
