@@ -222,11 +222,11 @@ def _case(pairs: Iterable[tuple[str, list[Any], Any]], default: str = "NULL") ->
     return f"CASE {' '.join(parts)} ELSE {default} END", params
 
 
-def _score(rank: str) -> str:
-    return (
-        f"CASE WHEN big_n <= 1 THEN 1 WHEN 1 + (5 * ({rank} - 1)) / (big_n - 1) > 5 THEN 5 "
-        f"ELSE 1 + (5 * ({rank} - 1)) / (big_n - 1) END"
-    )
+def score_cutoffs(scored: int) -> list[int]:
+    """For each score s = 2..5, how many scored customers must have a strictly lower value
+    for a value to score at least s: `score >= s` exactly when `5 * (rank - 1) // (N - 1)`
+    reaches `s - 1`, i.e. when `rank - 1 >= ceil((s - 1) * (N - 1) / 5)`. With N >= 2."""
+    return [-(-(s - 1) * (scored - 1) // 5) for s in range(2, 6)]
 
 
 def _adapt(params: Iterable[Any]) -> list[Any]:
@@ -256,9 +256,45 @@ def _distinct() -> str:
 _WORK = "score_work"
 
 
-def _build_work(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
+_INPUTS = "score_inputs"
+#: The value each score compares (R: the latest order's local date; F: orders; M: spend).
+_RFM_VALUES = (("r", "last_day"), ("f", "n"), ("m", "spend"))
+
+
+def _rfm_thresholds(cursor: Any) -> dict[str, list[Any]] | None:
+    """The contract's scores as thresholds: with the scored customers' values sorted
+    a_1 <= ... <= a_N, a value scores at least s exactly when it exceeds a_c(s) (the
+    `score_cutoffs`), since "c values are strictly lower" is "v > a_c". One sort per
+    score instead of a rank per customer. None when at most one customer is scored (all
+    score 1)."""
+    cursor.execute(f"SELECT COUNT(*) FROM {_INPUTS} WHERE n > 0")
+    scored = cursor.fetchone()[0]
+    if scored <= 1:
+        return None
+    cutoffs = score_cutoffs(scored)
+    thresholds = {}
+    for score, column in _RFM_VALUES:
+        marks = ", ".join(["%s"] * len(cutoffs))
+        cursor.execute(
+            f"""
+            SELECT position, value FROM (
+                SELECT {column} AS value, ROW_NUMBER() OVER (ORDER BY {column}) AS position
+                FROM {_INPUTS} WHERE n > 0
+            ) sorted WHERE position IN ({marks})
+            """,
+            cutoffs,
+        )
+        at = dict(cursor.fetchall())
+        thresholds[score] = [at[cutoff] for cutoff in cutoffs]
+    return thresholds
+
+
+def _build_work(
+    merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, *, rfm: bool = True
+) -> None:
     """Fill the temporary table `score_work` (one row per customer of the merchant):
-    customer_id, tier_id (held now), stage, r, f, m, grp, target (the tier the rules give)."""
+    customer_id, tier_id (held now), stage, r, f, m, grp, target (the tier the rules give).
+    Without `rfm`, the RFM scores and group are the stored ones (between computations)."""
     inputs = _inputs(merchant, rules, as_of, None)
     today = merchant.today(as_of)
     life = rules.lifecycle
@@ -291,55 +327,63 @@ def _build_work(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> No
     ]
     grid_rows = ", ".join(["(%s, %s, %s)"] * len(grid))
     grid_params = [value for cell in grid for value in cell]
-    tier_columns = "".join(f", tier_{i}" for i in range(len(inputs.tier_keys)))
-    scored = "PARTITION BY n > 0"  # the ranks of the customers with orders, among themselves
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_WORK}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_INPUTS}")
         if connection.vendor == "postgresql" and connection.in_atomic_block:
-            # TRICKY: the planner's estimate of this statement (a guess of row counts
-            # through three window functions) passes the JIT thresholds, and compiling it
-            # took 3.2 of 3.9 s at 100,000 customers; the statement gains nothing from JIT.
-            # Its three sorts (one per rank) stay in memory at a million customers instead
+            # TRICKY: the planner's estimates of these statements pass the JIT thresholds,
+            # and compiling took 3.2 of 3.9 s at 100,000 customers; they gain nothing from
+            # JIT. Their sorts (one per score) stay in memory at a million customers instead
             # of spilling to disk at the default 4 MB.
             cursor.execute("SET LOCAL jit = off")
             cursor.execute("SET LOCAL work_mem = '128MB'")
         cursor.execute(
             f"""
-            CREATE TEMPORARY TABLE {_WORK} AS
-            WITH inputs AS ({inputs.sql}),
-            dated AS (SELECT inputs.*, {local_day} AS last_day FROM inputs),
-            ranked AS (
-                SELECT dated.*,
-                       RANK() OVER ({scored} ORDER BY last_day) AS rr,
-                       RANK() OVER ({scored} ORDER BY n) AS fr,
-                       RANK() OVER ({scored} ORDER BY spend) AS mr,
-                       COUNT(*) OVER ({scored}) AS big_n
-                FROM dated
-            ),
-            scores AS (
-                SELECT customer_id, tier_id, n, last_day, window_n{tier_columns},
-                       CASE WHEN n > 0 THEN {_score("rr")} END AS r,
-                       CASE WHEN n > 0 THEN {_score("fr")} END AS f,
-                       CASE WHEN n > 0 THEN {_score("mr")} END AS m
-                FROM ranked
-            )
-            SELECT s.customer_id, s.tier_id, {stage} AS stage, s.r, s.f, s.m,
-                   COALESCE(g.column3, %s) AS grp, {target} AS target
-            FROM scores s
-            LEFT JOIN (VALUES {grid_rows}) g
-              ON g.column1 = s.r AND g.column2 = (s.f + s.m + 1) / 2
+            CREATE TEMPORARY TABLE {_INPUTS} AS
+            SELECT inputs.*, {local_day} AS last_day FROM ({inputs.sql}) inputs
             """,
-            _adapt(
-                [
-                    *inputs.params,
-                    *local_params,
-                    *stage_params,
-                    UNSCORED_GROUP,
-                    *target_params,
-                    *grid_params,
-                ]
-            ),
+            _adapt([*local_params, *inputs.params]),
         )
+        score_params: list[Any] = []
+        if rfm:
+            thresholds = _rfm_thresholds(cursor)
+            parts = []
+            for score, column in _RFM_VALUES:
+                if thresholds is None:
+                    parts.append(f"CASE WHEN n > 0 THEN 1 END AS {score}")
+                    continue
+                above = f"CASE WHEN {column} > %s THEN 1 ELSE 0 END"
+                parts.append(f"CASE WHEN n > 0 THEN 1 + {' + '.join([above] * 4)} END AS {score}")
+                score_params += thresholds[score]
+            scores_sql, rows = ", ".join(parts), f"{_INPUTS} i"
+            group = "COALESCE(g.column3, %s)"
+            group_join = (
+                f"LEFT JOIN (VALUES {grid_rows}) g "
+                "ON g.column1 = s.r AND g.column2 = (s.f + s.m + 1) / 2"
+            )
+            group_params, join_params = [UNSCORED_GROUP], grid_params
+        else:
+            scores_sql = (
+                "m.rfm_recency AS r, m.rfm_frequency AS f, m.rfm_monetary AS m, "
+                "m.rfm_group AS stored_group"
+            )
+            rows = f"{_INPUTS} i JOIN {CustomerMetrics._meta.db_table} m "
+            rows += "ON m.customer_id = i.customer_id"
+            group, group_join, group_params, join_params = "s.stored_group", "", [], []
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {_WORK} AS
+            SELECT s.customer_id, s.tier_id, s.stage, s.r, s.f, s.m, {group} AS grp, s.target
+            FROM (
+                SELECT i.customer_id, i.tier_id, {stage} AS stage, {scores_sql},
+                       {target} AS target
+                FROM {rows}
+            ) s
+            {group_join}
+            """,
+            _adapt([*group_params, *stage_params, *score_params, *target_params, *join_params]),
+        )
+        cursor.execute(f"DROP TABLE {_INPUTS}")
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {_WORK}")
 
@@ -636,17 +680,7 @@ def customer_scores_follow(
 def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
     """Stage and tier upgrades of every customer (set-based); RFM scores stay as they are,
     pending downgrades stay pending."""
-    metrics = CustomerMetrics._meta.db_table
-    _build_work(merchant, rules, as_of)
-    with connection.cursor() as cursor:
-        # Keep the stored RFM scores: only the stage moves between computations.
-        cursor.execute(
-            f"""
-            UPDATE {_WORK} SET r = m.rfm_recency, f = m.rfm_frequency, m = m.rfm_monetary,
-                               grp = m.rfm_group
-            FROM {metrics} m WHERE m.customer_id = {_WORK}.customer_id
-            """
-        )
+    _build_work(merchant, rules, as_of, rfm=False)
     _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=REASON_BULK)
     if rules.tiers:
         _write_tiers(merchant, rules, as_of, scheduled=False, reason_prefix=REASON_BULK)

@@ -159,3 +159,21 @@ def test_period_start_in_the_merchants_time_zone():
     )
     assert period_start("lifetime", as_of=as_of, tz=tz) is None
     assert period_start("last_12_months", as_of=as_of, tz=tz) == as_of - dt.timedelta(days=365)
+
+
+def test_score_cutoffs_give_the_contracts_scores():
+    # The computation scores by thresholds (a value scores at least s when it exceeds the
+    # cutoff-th smallest value): the same scores as the contract's rank formula, ties and
+    # all, for every N and many value sets.
+    import random
+
+    from customers.scores.service import score_cutoffs
+
+    rnd = random.Random(12)
+    for scored in range(2, 80):
+        for _ in range(5):
+            values = [rnd.randint(0, rnd.choice([1, 3, 10, 1000])) for _ in range(scored)]
+            ordered = sorted(values)
+            cutoffs = score_cutoffs(scored)
+            by_threshold = [1 + sum(v > ordered[c - 1] for c in cutoffs) for v in values]
+            assert by_threshold == rfm_scores(values), (scored, values)
