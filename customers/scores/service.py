@@ -115,7 +115,12 @@ class _Inputs:
 
 
 def _inputs(
-    merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: Collection[int] | None
+    merchant: Merchant,
+    rules: ScoreRules,
+    as_of: dt.datetime,
+    ids: Collection[int] | None,
+    *,
+    few: bool = False,
 ) -> _Inputs:
     """The per-customer inputs as of `as_of`, of the merchant's customers or of `ids`.
 
@@ -124,12 +129,19 @@ def _inputs(
     of the lifecycle window and the tier periods are aggregated, over the transactions of
     that range (the merchant-and-time index). Otherwise everything is aggregated from the
     transactions up to `as_of`.
+
+    `few` (the customers a write touched): always from their transactions (a few rows
+    each, by the customer-and-time index), and with their stored stage and pending
+    downgrade as two more columns after `window_n` (`stage_now`, `below_now`).
     """
     txn_table = Transaction._meta.db_table
-    later = Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of)
-    if ids is not None:
-        later = later.filter(customer_id__in=list(ids))
-    from_metrics = not later.exists()
+    if few:
+        from_metrics = False
+    else:
+        later = Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of)
+        if ids is not None:
+            later = later.filter(customer_id__in=list(ids))
+        from_metrics = not later.exists()
     signed = "CASE WHEN kind = 'purchase' THEN total ELSE -total END"
     window_start = as_of - dt.timedelta(days=rules.lifecycle.window_days)
     aggregates = [
@@ -196,8 +208,12 @@ def _inputs(
             "c.id AS customer_id, c.tier_id AS tier_id, COALESCE(t.n, 0) AS n, "
             "COALESCE(t.spend, 0) AS spend, t.last_at AS last_at"
         )
+    current = ""
+    if few:
+        rows += f" LEFT JOIN {CustomerMetrics._meta.db_table} cm ON cm.customer_id = c.id"
+        current = ", cm.lifecycle_stage AS stage_now, cm.tier_below_since AS below_now"
     sql = f"""
-        SELECT {select}, COALESCE(t.window_n, 0) AS window_n{tier_columns}
+        SELECT {select}, COALESCE(t.window_n, 0) AS window_n{current}{tier_columns}
         FROM {rows}
         LEFT JOIN (
             SELECT customer_id, {", ".join(aggregates)}
@@ -666,8 +682,11 @@ def customer_scores_follow(
     Few customers are read into Python (three indexed queries, writes only where something
     moved); a merchant-level change runs the same set-based SQL as the computation."""
     as_of = as_of or timezone.now()
-    merchant = Merchant.objects.get(pk=merchant_id)
-    settings_row = score_settings_for(merchant)
+    # One query for the settings and the merchant (this runs on every purchase).
+    settings_row = (
+        ScoreSettings.objects.select_related("merchant").filter(merchant_id=merchant_id).first()
+    ) or score_settings_for(merchant_id)
+    merchant = settings_row.merchant
     rules = score_rules(settings_row)
     if customer_ids is None:
         _follow_merchant(merchant, rules, as_of)
@@ -689,19 +708,13 @@ def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) 
 
 
 def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: list[int]) -> None:
-    inputs = _inputs(merchant, rules, as_of, ids)
+    inputs = _inputs(merchant, rules, as_of, ids, few=True)
     with connection.cursor() as cursor:
         cursor.execute(inputs.sql, _adapt(inputs.params))
         rows = cursor.fetchall()
-    current = {
-        pk: (stage, below)
-        for pk, stage, below in CustomerMetrics.objects.filter(pk__in=ids).values_list(
-            "pk", "lifecycle_stage", "tier_below_since"
-        )
-    }
-    ranks = dict(Tier.objects.filter(merchant=merchant).values_list("pk", "rank"))
-    names = (
-        dict(Tier.objects.filter(merchant=merchant).values_list("pk", "name"))
+    # Tier names and ranks only matter where tier rules move tiers.
+    tiers = (
+        {pk: (name, rank) for pk, name, rank in merchant.tiers.values_list("pk", "name", "rank")}
         if rules.tiers
         else {}
     )
@@ -711,18 +724,17 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
     stage_updates: dict[str | None, list[int]] = {}
     tier_updates: dict[int | None, list[int]] = {}
     back_at_threshold: list[int] = []
-    for customer_id, tier_id, n, _spend, last_at, window_n, *tier_values in rows:
-        if customer_id not in current:
-            continue
+    for customer_id, tier_id, n, _spend, last_at, window_n, old_stage, below, *tier_values in rows:
         if last_at is not None and isinstance(last_at, str):  # pragma: no cover - SQLite text
             last_at = dt.datetime.fromisoformat(last_at)
+        if isinstance(below, str):  # SQLite returns dates as text
+            below = dt.date.fromisoformat(below)
         if last_at is not None and timezone.is_naive(last_at):
             last_at = last_at.replace(tzinfo=dt.UTC)
         days = None if last_at is None else (today - last_at.astimezone(tz).date()).days
         stage = rules.lifecycle.stage(
             orders=n or 0, days_since_last=days, window_orders=window_n or 0
         )
-        old_stage, below = current[customer_id]
         if stage != old_stage:
             stage_updates.setdefault(stage, []).append(customer_id)
             history.append(
@@ -745,7 +757,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
         target = tier_for(rules.tiers, values)
         move = tier_move(
             current_id=tier_id,
-            current_rank=ranks.get(tier_id) if tier_id else None,
+            current_rank=tiers[tier_id][1] if tier_id in tiers else None,
             target=target,
             below_since=below,
             today=today,
@@ -767,8 +779,8 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
                     merchant=merchant,
                     customer_id=customer_id,
                     kind="tier",
-                    from_value=names.get(tier_id, "") if tier_id else "",
-                    to_value=names.get(move.tier_id, "") if move.tier_id else "",
+                    from_value=tiers[tier_id][0] if tier_id in tiers else "",
+                    to_value=tiers[move.tier_id][0] if move.tier_id in tiers else "",
                     changed_at=as_of,
                     reason=move.reason[:200],
                 )
