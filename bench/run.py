@@ -4,6 +4,7 @@
     BENCH_DATABASE_URL=postgres://... make bench  # another server
     .venv/bin/python bench/run.py --only import --import-customers 10000
     .venv/bin/python bench/run.py --only segments   # segment engine (after generate)
+    .venv/bin/python bench/run.py --only scores     # customer scores, issue 12 (after generate)
     .venv/bin/python bench/run.py --only list --only downloads  # issue 4 (after generate)
     .venv/bin/python bench/run.py --only hardening --generate-sizes 100000  # hostile input
 
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument(
         "--only",
-        choices=["generate", "import", "segments", "list", "downloads", "hardening"],
+        choices=["generate", "import", "segments", "scores", "list", "downloads", "hardening"],
         action="append",
     )
     parser.add_argument("--generate-sizes", default="10000,100000,1000000")
@@ -59,7 +60,9 @@ def main() -> None:
 
     ensure_database(args.database_url)
     env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
-    wanted = set(args.only or ["generate", "segments", "list", "downloads", "hardening", "import"])
+    wanted = set(
+        args.only or ["generate", "segments", "scores", "list", "downloads", "hardening", "import"]
+    )
     if "generate" in wanted:
         subprocess.run(
             [sys.executable, "bench/generate_bench.py", "--sizes", args.generate_sizes],
@@ -71,6 +74,15 @@ def main() -> None:
         # Reads the merchants `generate` made (it skips those that exist).
         subprocess.run(
             [sys.executable, "bench/segments_bench.py", "--sizes", args.generate_sizes],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+    if "scores" in wanted:
+        # Reads the merchants `generate` made; resets and recomputes their scores (and gives
+        # them spend tier rules when they have none).
+        subprocess.run(
+            [sys.executable, "bench/scores_bench.py", "--sizes", args.generate_sizes],
             cwd=ROOT,
             env=env,
             check=True,
