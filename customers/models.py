@@ -351,8 +351,11 @@ class MetricsKeepingModel(models.Model):
                     manager.filter(pk=self.pk).values_list(self.customer_lookup, flat=True).first()
                 )
             super().save(*args, **kwargs)
+            # A row with its own merchant (a transaction, a redemption) names it: its
+            # customers are that merchant's (`clean()` refuses another merchant's).
             customer_metrics_refresh(
-                customer_ids={self.owner_id()} | ({previous} if previous else set())
+                customer_ids={self.owner_id()} | ({previous} if previous else set()),
+                merchant_id=getattr(self, "merchant_id", None),
             )
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:

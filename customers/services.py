@@ -84,16 +84,20 @@ def _announce(merchant_id: int, customer_ids: list[int] | None) -> None:
     customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=merchant_id)
 
 
-def customer_metrics_refresh(*, customer_ids: Iterable[int]) -> None:
+def customer_metrics_refresh(
+    *, customer_ids: Iterable[int], merchant_id: int | None = None
+) -> None:
     """Recompute these customers' metrics rows and product stats (in the caller's
     transaction) and announce the change: one `customers_changed` per merchant, with the
     customers' ids, or merchant-level (`customer_ids=None`) when more than
-    `CHANGE_BATCH_MAX` customers of that merchant changed."""
+    `CHANGE_BATCH_MAX` customers of that merchant changed. `merchant_id`: the caller knows
+    they are all that merchant's (a saved transaction's), which saves looking it up."""
     ids = set(customer_ids)
     if not ids:
         return
     refresh_metrics(ids)
-    for merchant_id, changed in sorted(_by_merchant(ids).items()):
+    grouped = {merchant_id: sorted(ids)} if merchant_id is not None else _by_merchant(ids)
+    for merchant_id, changed in sorted(grouped.items()):
         many = len(changed) > CHANGE_BATCH_MAX
         customer_scores_follow(merchant_id=merchant_id, customer_ids=None if many else changed)
         _announce(merchant_id, None if many else changed)

@@ -132,7 +132,8 @@ def _inputs(
 
     `few` (the customers a write touched): always from their transactions (a few rows
     each, by the customer-and-time index), and with their stored stage and pending
-    downgrade as two more columns after `window_n` (`stage_now`, `below_now`).
+    downgrade, and their tier's name and rank, as four more columns after `window_n`
+    (`stage_now`, `below_now`, `tier_name`, `tier_rank`).
     """
     txn_table = Transaction._meta.db_table
     if few:
@@ -211,7 +212,11 @@ def _inputs(
     current = ""
     if few:
         rows += f" LEFT JOIN {CustomerMetrics._meta.db_table} cm ON cm.customer_id = c.id"
-        current = ", cm.lifecycle_stage AS stage_now, cm.tier_below_since AS below_now"
+        rows += f" LEFT JOIN {Tier._meta.db_table} ct ON ct.id = c.tier_id"
+        current = (
+            ", cm.lifecycle_stage AS stage_now, cm.tier_below_since AS below_now"
+            ", ct.name AS tier_name, ct.rank AS tier_rank"
+        )
     sql = f"""
         SELECT {select}, COALESCE(t.window_n, 0) AS window_n{current}{tier_columns}
         FROM {rows}
@@ -712,19 +717,15 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
     with connection.cursor() as cursor:
         cursor.execute(inputs.sql, _adapt(inputs.params))
         rows = cursor.fetchall()
-    # Tier names and ranks only matter where tier rules move tiers.
-    tiers = (
-        {pk: (name, rank) for pk, name, rank in merchant.tiers.values_list("pk", "name", "rank")}
-        if rules.tiers
-        else {}
-    )
     tz, today = merchant.tzinfo, merchant.today(as_of)
     definitions = rules.lifecycle.definitions()
     history: list[ScoreChange] = []
     stage_updates: dict[str | None, list[int]] = {}
     tier_updates: dict[int | None, list[int]] = {}
     back_at_threshold: list[int] = []
-    for customer_id, tier_id, n, _spend, last_at, window_n, old_stage, below, *tier_values in rows:
+    for row in rows:
+        customer_id, tier_id, n, _spend, last_at, window_n, old_stage, below = row[:8]
+        tier_name, tier_rank, tier_values = row[8], row[9], row[10:]
         if last_at is not None and isinstance(last_at, str):  # pragma: no cover - SQLite text
             last_at = dt.datetime.fromisoformat(last_at)
         if isinstance(below, str):  # SQLite returns dates as text
@@ -757,7 +758,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
         target = tier_for(rules.tiers, values)
         move = tier_move(
             current_id=tier_id,
-            current_rank=tiers[tier_id][1] if tier_id in tiers else None,
+            current_rank=tier_rank,
             target=target,
             below_since=below,
             today=today,
@@ -779,8 +780,8 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
                     merchant=merchant,
                     customer_id=customer_id,
                     kind="tier",
-                    from_value=tiers[tier_id][0] if tier_id in tiers else "",
-                    to_value=tiers[move.tier_id][0] if move.tier_id in tiers else "",
+                    from_value=tier_name or "",
+                    to_value=target.name if target and move.tier_id == target.tier_id else "",
                     changed_at=as_of,
                     reason=move.reason[:200],
                 )
