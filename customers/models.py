@@ -26,6 +26,7 @@ from django.db.models.functions import ExtractMonth, Lower
 from django.utils import timezone
 
 from customers.fields import IdListField
+from customers.scores.definitions import DEFAULT_RFM_GRID, TIER_METRICS, TIER_PERIODS
 
 
 def check_same_merchant(merchant_id: int | None, **related: models.Model | None) -> None:
@@ -665,8 +666,6 @@ class ScoreRunStatus(models.TextChoices):
 
 
 def default_rfm_grid() -> list[list[str]]:
-    from customers.scores.definitions import DEFAULT_RFM_GRID
-
     return [list(row) for row in DEFAULT_RFM_GRID]
 
 
@@ -718,19 +717,8 @@ class TierRule(models.Model):
 
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="tier_rules")
     tier = models.OneToOneField(Tier, on_delete=models.CASCADE, related_name="rule")
-    metric = models.CharField(
-        max_length=8,
-        choices=[("spend", "Spend"), ("orders", "Orders"), ("points", "Lifetime points")],
-    )
-    period = models.CharField(
-        max_length=16,
-        choices=[
-            ("lifetime", "Lifetime"),
-            ("calendar_year", "This calendar year"),
-            ("last_12_months", "The last 12 months"),
-        ],
-        default="lifetime",
-    )
+    metric = models.CharField(max_length=8, choices=TIER_METRICS)
+    period = models.CharField(max_length=16, choices=TIER_PERIODS, default="lifetime")
     threshold = models.DecimalField(
         max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
@@ -744,7 +732,7 @@ class TierRule(models.Model):
     def describe(self) -> str:
         """The rule in words: "from 1,000.00 spend, this calendar year"."""
         amount = f"{self.threshold:,.2f}" if self.metric == "spend" else f"{self.threshold:,.0f}"
-        what = {"spend": "spend", "orders": "orders", "points": "lifetime points"}[self.metric]
+        what = dict(TIER_METRICS)[self.metric].lower()
         period = "" if self.period == "lifetime" else f", {self.get_period_display().lower()}"
         return f"from {amount} {what}{period}"
 

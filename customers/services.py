@@ -97,10 +97,10 @@ def customer_metrics_refresh(
         return
     refresh_metrics(ids)
     grouped = {merchant_id: sorted(ids)} if merchant_id is not None else _by_merchant(ids)
-    for merchant_id, changed in sorted(grouped.items()):
+    for owner_id, changed in sorted(grouped.items()):
         many = len(changed) > CHANGE_BATCH_MAX
-        customer_scores_follow(merchant_id=merchant_id, customer_ids=None if many else changed)
-        _announce(merchant_id, None if many else changed)
+        customer_scores_follow(merchant_id=owner_id, customer_ids=None if many else changed)
+        _announce(owner_id, None if many else changed)
 
 
 def merchant_metrics_refresh(*, merchant_id: int) -> None:

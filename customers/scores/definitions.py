@@ -136,6 +136,13 @@ def rfm_scores(values: Sequence[Any]) -> list[int]:
     return [rfm_score(lower[value] + 1, len(ordered)) for value in values]
 
 
+def score_cutoffs(scored: int) -> list[int]:
+    """For each score s = 2..5, how many scored customers must have a strictly lower value
+    for a value to score at least s: `score >= s` exactly when `5 * (rank - 1) // (N - 1)`
+    reaches `s - 1`, i.e. when `rank - 1 >= ceil((s - 1) * (N - 1) / 5)`. With N >= 2."""
+    return [-(-(s - 1) * (scored - 1) // 5) for s in range(2, 6)]
+
+
 def rfm_fm(frequency: int, monetary: int) -> int:
     """The combined frequency-monetary score, `(F + M + 1) // 2`."""
     return (frequency + monetary + 1) // 2
@@ -197,6 +204,18 @@ class TierThreshold:
         """The input the rule reads, e.g. `spend_lifetime`."""
         return f"{self.metric}_{self.period}"
 
+    @property
+    def reached(self) -> str:
+        """Why a customer got this tier, for the history: "reached Gold: spend lifetime >=
+        1000.00"."""
+        period = self.period.replace("_", " ")
+        return f"reached {self.name}: {self.metric} {period} >= {self.threshold}"
+
+
+def downgrade_reason(grace_days: int) -> str:
+    """Why a customer lost a tier, for the history."""
+    return f"below the threshold for {grace_days} days or more"
+
 
 def tier_for(
     rules: Sequence[TierThreshold], values: Mapping[str, Decimal | int]
@@ -240,7 +259,7 @@ def tier_move(
     today: dt.date,
     grace_days: int,
     scheduled: bool,
-    reached: str = "",
+    reason_prefix: str = "",
 ) -> TierMove:
     """Apply the tier rules to one customer.
 
@@ -248,14 +267,16 @@ def tier_move(
     at once. A lower target (or none) starts a grace period on a scheduled computation; the
     downgrade happens at the first scheduled computation `grace_days` or more after it
     started. A purchase (`scheduled=False`) never downgrades nor starts the grace period.
+    The reason of a change is prefixed with `reason_prefix` (what moved the customer).
     """
+    prefix = f"{reason_prefix}: " if reason_prefix else ""
     target_id = target.tier_id if target else None
     target_rank = target.rank if target else -1
     rank = -1 if current_id is None else (current_rank if current_rank is not None else -1)
     if target_id == current_id:
         return TierMove(current_id, None, False)
     if target is not None and (current_id is None or target_rank > rank):
-        return TierMove(target_id, None, True, reached or f"reached {target.name}")
+        return TierMove(target_id, None, True, prefix + target.reached)
     if target is not None and target_rank == rank:
         # Another tier of the same rank: keep the one held.
         return TierMove(current_id, None, False)
@@ -263,8 +284,7 @@ def tier_move(
         return TierMove(current_id, below_since, False)
     since = below_since or today
     if (today - since).days >= grace_days:
-        why = f"below the threshold since {since.isoformat()} (grace {grace_days} days)"
-        return TierMove(target_id, None, True, why)
+        return TierMove(target_id, None, True, prefix + downgrade_reason(grace_days))
     return TierMove(current_id, since, False)
 
 

@@ -12,7 +12,6 @@ from django.db.models import Count, QuerySet
 
 from customers.models import Customer, CustomerMetrics, Merchant, ScoreChange
 from customers.scores.definitions import (
-    RFM_GROUP_LABELS,
     STAGE_DISPLAY_ORDER,
     STAGE_LABELS,
     rfm_fm,
@@ -24,10 +23,6 @@ NO_STAGE = ""
 
 def stage_label(name: str | None) -> str:
     return STAGE_LABELS.get(name or "", "No order yet")
-
-
-def group_label(name: str | None) -> str:
-    return RFM_GROUP_LABELS.get(name or "", name or "")
 
 
 def stage_counts(*, merchant: Merchant) -> dict[str, int]:

@@ -3,11 +3,12 @@
 Two ways in, one set of definitions (`customers.scores.definitions`):
 
 - `scores_compute()`: every customer of a merchant as of an instant, set-based. One SQL
-  statement aggregates the transactions, dates each customer's latest order in the
-  merchant's time zone, ranks R, F and M with `RANK()` (1 + the number strictly lower,
-  exactly the contract's rank) into a temporary table; a few statements then write the
-  history of what changed and update only the rows that changed. Tier downgrades happen
-  here only, after the grace period.
+  statement gathers each customer's inputs (from the metrics rows, or the transactions up
+  to `as_of`) with their latest order's merchant-local date into a temporary table; R, F
+  and M are scored by thresholds (`score_cutoffs`: the contract's rank formula as "more
+  than c values are lower"), one sort per score; a few statements then write the history
+  of what changed and update only the rows that changed. Tier downgrades happen on a
+  scheduled computation only, after the grace period.
 - `customer_scores_follow()`: the customers a write just touched (a purchase, a refund, an
   import), inside that write's transaction, before the segments hear of the change. The
   lifecycle stage follows at once and a tier upgrade happens on the purchase that reaches
@@ -47,7 +48,9 @@ from customers.scores.definitions import (
     LifecycleRules,
     ScoreRules,
     TierThreshold,
+    downgrade_reason,
     period_start,
+    score_cutoffs,
     tier_for,
     tier_move,
 )
@@ -243,13 +246,6 @@ def _case(pairs: Iterable[tuple[str, list[Any], Any]], default: str = "NULL") ->
     return f"CASE {' '.join(parts)} ELSE {default} END", params
 
 
-def score_cutoffs(scored: int) -> list[int]:
-    """For each score s = 2..5, how many scored customers must have a strictly lower value
-    for a value to score at least s: `score >= s` exactly when `5 * (rank - 1) // (N - 1)`
-    reaches `s - 1`, i.e. when `rank - 1 >= ceil((s - 1) * (N - 1) / 5)`. With N >= 2."""
-    return [-(-(s - 1) * (scored - 1) // 5) for s in range(2, 6)]
-
-
 def _adapt(params: Iterable[Any]) -> list[Any]:
     """Parameters as the backend stores them: SQLite keeps instants as naive UTC text, so
     an aware datetime must be converted the way Django converts it before comparing, and
@@ -275,8 +271,6 @@ def _distinct() -> str:
 # -- the whole merchant -----------------------------------------------------------------------
 
 _WORK = "score_work"
-
-
 _INPUTS = "score_inputs"
 #: The value each score compares (R: the latest order's local date; F: orders; M: spend).
 _RFM_VALUES = (("r", "last_day"), ("f", "n"), ("m", "spend"))
@@ -476,8 +470,7 @@ def _write_tiers(
         (
             "target = %s",
             [rule.tier_id],
-            f"{reason_prefix}: reached {rule.name}: {rule.metric} "
-            f"{rule.period.replace('_', ' ')} >= {rule.threshold}"[:200],
+            f"{reason_prefix}: {rule.reached}"[:200],
         )
         for rule in rules.tiers
     )
@@ -530,8 +523,7 @@ def _write_tiers(
                     scheduled,
                     today,
                     *reached_params,
-                    f"{reason_prefix}: below the threshold for {rules.tier_grace_days} days "
-                    "or more",
+                    f"{reason_prefix}: {downgrade_reason(rules.tier_grace_days)}",
                 ]
             ),
         )
@@ -764,12 +756,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
             today=today,
             grace_days=rules.tier_grace_days,
             scheduled=False,
-            reached=(
-                f"{REASON_PURCHASE}: reached {target.name}: {target.metric} "
-                f"{target.period.replace('_', ' ')} >= {target.threshold}"
-                if target
-                else ""
-            ),
+            reason_prefix=REASON_PURCHASE,
         )
         if below is not None and move.below_since is None and not move.changed:
             back_at_threshold.append(customer_id)  # reached their tier again: no downgrade

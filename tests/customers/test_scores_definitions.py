@@ -18,6 +18,7 @@ from customers.scores.definitions import (
     rfm_group,
     rfm_score,
     rfm_scores,
+    score_cutoffs,
     tier_for,
     tier_move,
 )
@@ -166,8 +167,6 @@ def test_score_cutoffs_give_the_contracts_scores():
     # cutoff-th smallest value): the same scores as the contract's rank formula, ties and
     # all, for every N and many value sets.
     import random
-
-    from customers.scores.service import score_cutoffs
 
     rnd = random.Random(12)
     for scored in range(2, 80):
