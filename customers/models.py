@@ -578,6 +578,18 @@ class CustomerMetrics(models.Model):
     rfm_group = models.CharField(max_length=20, default="prospects", db_default="prospects")
     #: The merchant-local day the tier rules first gave a lower tier (the grace period).
     tier_below_since = models.DateField(null=True, blank=True)
+    # Predictions (BG/NBD and Gamma-Gamma) and the smart segment: set by each computation
+    # and, from the stored fit, by every purchase. NULL: no order, or no fit (the merchant
+    # has too little data; the reason is on the score settings' `model`).
+    p_alive = models.FloatField(null=True, blank=True)
+    churn_risk = models.FloatField(null=True, blank=True)
+    expected_orders_90d = models.FloatField(null=True, blank=True)
+    predicted_clv = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    smart_segment = models.CharField(
+        max_length=24, default="waiting_first_order", db_default="waiting_first_order"
+    )
+    #: The merchant-local day from which the customer counts as lost without a new order.
+    churn_cutoff_on = models.DateField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "customer metrics"
@@ -703,6 +715,10 @@ class ScoreSettings(models.Model):
     error = models.TextField(blank=True)
     #: The last successful computation's summary (what `compute_scores --json` prints).
     summary = models.JSONField(default=dict, blank=True)
+    #: The last fit (`customers.scores.predictions.ModelState.as_json`): the BG/NBD and
+    #: Gamma-Gamma parameters or why there are none, the smart segments' merchant cut-offs
+    #: and the calibration/holdout check. A purchase scores its customer from these.
+    model = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name_plural = "score settings"
