@@ -584,6 +584,8 @@ class CustomerMetrics(models.Model):
     p_alive = models.FloatField(null=True, blank=True)
     churn_risk = models.FloatField(null=True, blank=True)
     expected_orders_90d = models.FloatField(null=True, blank=True)
+    #: P(at least one order in the next 30 days) (the segment page's "next order" figure).
+    p_order_30d = models.FloatField(null=True, blank=True)
     predicted_clv = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     smart_segment = models.CharField(
         max_length=24, default="waiting_first_order", db_default="waiting_first_order"

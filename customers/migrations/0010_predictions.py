@@ -4,45 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0009_score_scheduled_on'),
+        ("customers", "0009_score_scheduled_on"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='customermetrics',
-            name='churn_cutoff_on',
+            model_name="customermetrics",
+            name="churn_cutoff_on",
             field=models.DateField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='customermetrics',
-            name='churn_risk',
+            model_name="customermetrics",
+            name="churn_risk",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='customermetrics',
-            name='expected_orders_90d',
+            model_name="customermetrics",
+            name="expected_orders_90d",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='customermetrics',
-            name='p_alive',
+            model_name="customermetrics",
+            name="p_order_30d",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='customermetrics',
-            name='predicted_clv',
+            model_name="customermetrics",
+            name="p_alive",
+            field=models.FloatField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="customermetrics",
+            name="predicted_clv",
             field=models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
         ),
         migrations.AddField(
-            model_name='customermetrics',
-            name='smart_segment',
-            field=models.CharField(db_default='waiting_first_order', default='waiting_first_order', max_length=24),
+            model_name="customermetrics",
+            name="smart_segment",
+            field=models.CharField(
+                db_default="waiting_first_order", default="waiting_first_order", max_length=24
+            ),
         ),
         migrations.AddField(
-            model_name='scoresettings',
-            name='model',
+            model_name="scoresettings",
+            name="model",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

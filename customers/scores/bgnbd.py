@@ -156,3 +156,27 @@ def conditional_order_value(fit: GammaGammaFit, x: ArrayLike, m: ArrayLike) -> N
     weight = (fit.q - 1) / (fit.p * x + fit.q - 1)
     own = np.where(x > 0, m, 0.0)
     return weight * fit.mean_order_value + (1 - weight) * own
+
+
+def p_order_within(fit: BgNbdFit, t: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> NDArray:
+    """P(at least one purchase in the next t weeks | x, t_x, T): alive, and the Poisson
+    process with the customer's posterior Gamma(r + x, alpha + T) rate fires at least once,
+    P(alive) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x))."""
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    silent = np.exp((fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + T + t)))
+    return p_alive(fit, x, t_x, T) * (1 - silent)
+
+
+def alive_until_weeks(fit: BgNbdFit, p: float, x: ArrayLike, t_x: ArrayLike) -> NDArray:
+    """The T (weeks since the first purchase) at which P(alive | x, t_x, T) falls to `p`
+    without a new purchase: P(alive) = 1 / (1 + odds) with odds growing in T, so solve
+    a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x) = (1 - p) / p. Infinite for
+    x = 0 (the model keeps such a customer alive)."""
+    x, t_x = np.asarray(x, dtype=float), np.asarray(t_x, dtype=float)
+    odds = (1 - p) / p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = (np.log(odds) + np.log(np.maximum(fit.b + x - 1, 1e-300)) - np.log(fit.a)) / (
+            fit.r + x
+        )
+        weeks = (fit.alpha + t_x) * np.exp(log_ratio) - fit.alpha
+    return np.where(x > 0, np.maximum(weeks, t_x), np.inf)
