@@ -136,37 +136,34 @@ def smart_steps(
     rule stands in), `redeemed_orders` orders that redeemed points, `spend`, `unit_price`
     (line-item amounts over units, NaN without line items) and `mean_quantity` per line
     item (NaN without line items)."""
-    n = np.asarray(n, dtype=float)
-    d = np.nan_to_num(np.asarray(d, dtype=float), nan=0.0)
-    spend = np.asarray(spend, dtype=float)
-    unit_price = np.asarray(unit_price, dtype=float)
-    mean_quantity = np.asarray(mean_quantity, dtype=float)
+    orders = np.asarray(n, dtype=float)
+    days = np.nan_to_num(np.asarray(d, dtype=float), nan=0.0)
+    spent = np.asarray(spend, dtype=float)
+    price = np.asarray(unit_price, dtype=float)
+    quantity = np.asarray(mean_quantity, dtype=float)
+    none = np.zeros(orders.shape, dtype=bool)
     if p_alive is None:
-        ipd = own_gap_days(n=n, span_days=span_days)
-        lost, at_risk = d > LOST_GAPS * ipd, d > AT_RISK_GAPS * ipd
+        ipd = own_gap_days(n=orders, span_days=span_days)
+        lost, at_risk = days > LOST_GAPS * ipd, days > AT_RISK_GAPS * ipd
     else:
         p = np.asarray(p_alive, dtype=float)
         # NaN (no prediction) compares false: never lost or at risk by the model.
         with np.errstate(invalid="ignore"):
             lost, at_risk = p < LOST_BELOW, p < AT_RISK_BELOW
     with np.errstate(invalid="ignore"):
-        rich = (
-            unit_price >= cutoffs.unit_price_p90
-            if cutoffs.unit_price_p90 is not None
-            else np.zeros(n.shape, bool)
-        )
-        big = spend >= cutoffs.spend_p80 if cutoffs.spend_p80 is not None else np.zeros(n.shape)
-        bulk = mean_quantity >= 2
+        rich = price >= cutoffs.unit_price_p90 if cutoffs.unit_price_p90 is not None else none
+        big = spent >= cutoffs.spend_p80 if cutoffs.spend_p80 is not None else none
+        bulk = quantity >= 2
     conditions = [
-        n == 0,
-        (n == 1) & (d > cutoffs.one_time_days),
-        n == 1,
+        orders == 0,
+        (orders == 1) & (days > cutoffs.one_time_days),
+        orders == 1,
         lost,
-        at_risk & (2 * np.asarray(redeemed_orders, dtype=float) >= n),
-        at_risk & (n >= 4),
+        at_risk & (2 * np.asarray(redeemed_orders, dtype=float) >= orders),
+        at_risk & (orders >= 4),
         at_risk,
         rich,
-        big.astype(bool),
+        big,
         bulk,
     ]
     return np.select(conditions, np.arange(len(conditions)), default=len(conditions)).astype(
@@ -184,25 +181,23 @@ def churn_cutoff_days(
     cutoffs: SmartCutoffs,
     *,
     n: ArrayLike,
-    days_since_first: ArrayLike,
     span_days: ArrayLike,
     fit_days: ArrayLike | None,
 ) -> NDArray[np.float64]:
     """Days after the customer's *latest* order from which they count as lost without a
     new order (NaN: never, or no order): the one-time cut-off for a single order; with a
-    fit, the day P(alive) falls below 0.2 (`fit_days`: days after the *first* order, from
-    `bgnbd.lost_after_weeks`); without one, 4 of their own gaps."""
-    n = np.asarray(n, dtype=float)
+    fit, the first day P(alive) is below 0.2 (`fit_days`: days after the *first* order at
+    which it reaches 0.2, from `bgnbd.alive_until_weeks`; infinite when it never does);
+    without one, the first day past 4 of their own gaps."""
+    orders = np.asarray(n, dtype=float)
     span = np.asarray(span_days, dtype=float)
     if fit_days is None:
-        ipd = own_gap_days(n=n, span_days=span)
-        after_last = np.floor(LOST_GAPS * ipd) + 1
+        after_last = np.floor(LOST_GAPS * own_gap_days(n=orders, span_days=span)) + 1
     else:
-        # The first whole day after the instant P(alive) crosses 0.2, counted from the
-        # first order, then from the latest.
+        # Counted from the first order, then from the latest.
         after_last = np.floor(np.asarray(fit_days, dtype=float)) + 1 - span
-    after_last = np.where(n == 1, cutoffs.one_time_days + 1, after_last)
-    return np.where(n > 0, after_last, np.nan)
+    after_last = np.where(orders == 1, cutoffs.one_time_days + 1, after_last)
+    return np.where((orders > 0) & np.isfinite(after_last), after_last, np.nan)
 
 
 def cutoff_date(last: dt.date | None, days: float) -> dt.date | None:
