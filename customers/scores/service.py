@@ -14,7 +14,9 @@ Two ways in, one set of definitions (`customers.scores.definitions`):
   lifecycle stage follows at once and a tier upgrade happens on the purchase that reaches
   it; RFM percentiles wait for the next computation (they depend on everyone else).
 
-Both leave a row for every stage and tier change in `ScoreChange`.
+Both leave a row for every stage and tier change in `ScoreChange`. The predictions and
+smart segments (`customers.scores.predictions`) ride along: the computation fits the models
+and scores everyone; a write scores its customers from the stored fit.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from customers.models import (
     TierRule,
     Transaction,
 )
+from customers.scores import prediction_store
 from customers.scores.definitions import (
     RFM_GROUP_NAMES,
     STAGE_NAMES,
@@ -54,13 +57,19 @@ from customers.scores.definitions import (
     tier_for,
     tier_move,
 )
+from customers.scores.predictions import (
+    TRACKING_CALIBRATION_WEEKS,
+    ModelState,
+    holdout_check,
+    model_state,
+    summary_json,
+)
+from customers.scores.predictions import score as predictions_score
+from customers.scores.smart import NO_ORDER_SEGMENT, SMART_SEGMENT_NAMES
+from customers.scores.sql import adapt as _adapt
+from customers.scores.sql import distinct as _distinct
 from customers.signals import customers_changed
 
-#: Why predictions are empty: the models come with a later version of the portal.
-PREDICTION_PENDING = (
-    "Predictions (BG/NBD and Gamma-Gamma) and smart segments are not computed by this "
-    "version of the portal yet."
-)
 #: The history's reasons, by what moved the customer.
 REASON_COMPUTATION = "scheduled computation"
 REASON_RECOMPUTATION = "recomputation"
@@ -246,28 +255,6 @@ def _case(pairs: Iterable[tuple[str, list[Any], Any]], default: str = "NULL") ->
     return f"CASE {' '.join(parts)} ELSE {default} END", params
 
 
-def _adapt(params: Iterable[Any]) -> list[Any]:
-    """Parameters as the backend stores them: SQLite keeps instants as naive UTC text, so
-    an aware datetime must be converted the way Django converts it before comparing, and
-    its money columns are floating point."""
-    ops = connection.ops
-    return [
-        ops.adapt_datetimefield_value(p)
-        if isinstance(p, dt.datetime)
-        else ops.adapt_datefield_value(p)
-        if isinstance(p, dt.date)
-        # TRICKY: SQLite binds a Decimal as text, and text compares greater than any number.
-        else float(p)
-        if isinstance(p, Decimal) and connection.vendor == "sqlite"
-        else p
-        for p in params
-    ]
-
-
-def _distinct() -> str:
-    return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-
-
 # -- the whole merchant -----------------------------------------------------------------------
 
 _WORK = "score_work"
@@ -388,10 +375,11 @@ def _build_work(
         cursor.execute(
             f"""
             CREATE TEMPORARY TABLE {_WORK} AS
-            SELECT s.customer_id, s.tier_id, s.stage, s.r, s.f, s.m, {group} AS grp, s.target
+            SELECT s.customer_id, s.tier_id, s.stage, s.r, s.f, s.m, {group} AS grp, s.target,
+                   s.spend
             FROM (
                 SELECT i.customer_id, i.tier_id, {stage} AS stage, {scores_sql},
-                       {target} AS target
+                       {target} AS target, i.spend AS spend
                 FROM {rows}
             ) s
             {group_join}
@@ -557,7 +545,9 @@ def _write_tiers(
         cursor.execute(f"DROP TABLE {moves}")
 
 
-def _summary(merchant: Merchant, as_of: dt.datetime, seconds: float) -> dict[str, Any]:
+def _summary(
+    merchant: Merchant, as_of: dt.datetime, seconds: float, predicted: _Predicted
+) -> dict[str, Any]:
     """What `compute_scores --json` prints. The stage and group counts come from the work
     table (what was just stored), read once, rather than from the whole metrics table."""
     stages: Counter[str] = Counter()
@@ -583,15 +573,63 @@ def _summary(merchant: Merchant, as_of: dt.datetime, seconds: float) -> dict[str
         "as_of": as_of.astimezone(merchant.tzinfo).isoformat(),
         "customers": customers,
         "scored": scored,
-        "bgnbd": None,
-        "gamma_gamma": None,
-        "prediction_error": PREDICTION_PENDING,
+        "bgnbd": summary_json(predicted.state.bgnbd),
+        "gamma_gamma": summary_json(predicted.state.gamma_gamma),
+        "prediction_error": predicted.state.error,
         "lifecycle": {name: stages[name] for name in STAGE_NAMES},
         "rfm_groups": {name: groups[name] for name in RFM_GROUP_NAMES},
         "tiers": dict(sorted(tier_counts.items())),
-        "smart_segments": None,
+        "smart_segments": {
+            name: predicted.segments[name] + (customers - predicted.customers)
+            if name == NO_ORDER_SEGMENT
+            else predicted.segments[name]
+            for name in SMART_SEGMENT_NAMES
+        },
         "seconds": round(seconds, 3),
     }
+
+
+@dataclass
+class _Predicted:
+    state: ModelState
+    #: Customers with an order, and how many of them are in each smart segment.
+    customers: int
+    segments: Counter[str]
+
+
+def _predict_merchant(
+    merchant: Merchant, as_of: dt.datetime, *, state: ModelState | None = None
+) -> _Predicted:
+    """Fit the models (unless `state`, a stored fit, is given), score every customer of
+    the merchant and store it; the work table `score_work` gives each customer's spend."""
+    inputs, context = prediction_store.merchant_inputs(merchant, as_of, spend_table=_WORK)
+    try:
+        if state is None:
+            state = model_state(
+                inputs,
+                as_of=as_of.astimezone(merchant.tzinfo).isoformat(),
+                holdout=_holdout(context),
+            )
+        scores = predictions_score(inputs, state)
+        prediction_store.store(merchant, inputs, scores, context["today"], everyone=True)
+    finally:
+        prediction_store.drop_days()
+    return _Predicted(state, len(inputs.n), Counter(scores.segment.tolist()))
+
+
+def _holdout(context: dict[str, Any]) -> dict[str, Any]:
+    """The calibration/holdout check, from what `merchant_inputs` gathered."""
+    if "error" in context:
+        return {"error": context["error"]}
+    calibration_end, today = context["calibration_end"], context["today"]
+    since = calibration_end - dt.timedelta(weeks=TRACKING_CALIBRATION_WEEKS + 1)
+    return holdout_check(
+        calibration=context["calibration"],
+        calibration_end=calibration_end,
+        end=today,
+        cohorts=context["cohorts"],
+        repeat_days=prediction_store.repeat_days_by_day(calibration_end, since),
+    )
 
 
 class ScoresError(Exception):
@@ -632,13 +670,14 @@ def scores_compute(
             reason = REASON_COMPUTATION if scheduled else REASON_RECOMPUTATION
             _build_work(merchant, rules, as_of)
             _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=reason)
+            predicted = _predict_merchant(merchant, as_of)
             if rules.tiers:
                 _write_tiers(merchant, rules, as_of, scheduled=scheduled, reason_prefix=reason)
             else:  # no rules (any more): no downgrade is pending
                 CustomerMetrics.objects.filter(
                     merchant=merchant, tier_below_since__isnull=False
                 ).update(tier_below_since=None)
-            summary = _summary(merchant, as_of, time.perf_counter() - started)
+            summary = _summary(merchant, as_of, time.perf_counter() - started, predicted)
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE {_WORK}")
             finished = timezone.now()
@@ -649,6 +688,7 @@ def scores_compute(
                 computed_as_of=as_of,
                 seconds=summary["seconds"],
                 summary=summary,
+                model=predicted.state.as_json(),
                 error="",
             )
             if announce:
@@ -686,18 +726,23 @@ def customer_scores_follow(
     merchant = settings_row.merchant
     rules = score_rules(settings_row)
     if customer_ids is None:
-        _follow_merchant(merchant, rules, as_of)
+        _follow_merchant(merchant, rules, as_of, settings_row.model)
         return
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 500):
-        _follow_few(merchant, rules, as_of, ids[start : start + 500])
+        chunk = ids[start : start + 500]
+        _follow_few(merchant, rules, as_of, chunk)
+        _predict_few(merchant, as_of, chunk, ModelState.from_json(settings_row.model))
 
 
-def _follow_merchant(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime) -> None:
-    """Stage and tier upgrades of every customer (set-based); RFM scores stay as they are,
-    pending downgrades stay pending."""
+def _follow_merchant(
+    merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, model: dict[str, Any]
+) -> None:
+    """Stage and tier upgrades of every customer (set-based), and predictions from the
+    stored fit (`model`); RFM scores stay as they are, pending downgrades stay pending."""
     _build_work(merchant, rules, as_of, rfm=False)
     _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=REASON_BULK)
+    _predict_merchant(merchant, as_of, state=ModelState.from_json(model))
     if rules.tiers:
         _write_tiers(merchant, rules, as_of, scheduled=False, reason_prefix=REASON_BULK)
     with connection.cursor() as cursor:
@@ -786,3 +831,21 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
         CustomerMetrics.objects.filter(pk__in=back_at_threshold).update(tier_below_since=None)
     if history:
         ScoreChange.objects.bulk_create(history)
+
+
+def _predict_few(merchant: Merchant, as_of: dt.datetime, ids: list[int], state: ModelState) -> None:
+    """Score these customers from the stored fit (the closed forms; no refit): their
+    predictions, smart segment and churn cut-off follow a purchase at once."""
+    inputs = prediction_store.few_inputs(merchant, as_of, ids)
+    scores = predictions_score(inputs, state)
+    today = merchant.today(as_of)
+    for row in prediction_store.result_rows(inputs, scores, today):
+        CustomerMetrics.objects.filter(pk=row[0]).update(
+            **dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
+        )
+    without_order = set(ids) - set(inputs.customer_id.tolist())
+    if without_order:
+        CustomerMetrics.objects.filter(pk__in=without_order).update(
+            **{column: None for column in prediction_store.RESULT_COLUMNS}
+            | {"smart_segment": NO_ORDER_SEGMENT}
+        )

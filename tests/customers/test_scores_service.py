@@ -79,7 +79,7 @@ def test_each_stage_and_rfm_on_hand_built_customers(merchant):
         "repeat": 0,
     }
     assert summary["rfm_groups"]["prospects"] == 1
-    assert summary["bgnbd"] is None and "not computed" in summary["prediction_error"]
+    assert summary["bgnbd"] is None and "at least 50" in summary["prediction_error"]
 
 
 def test_orders_after_as_of_are_ignored_and_refunds_can_make_spend_negative(merchant):
@@ -250,7 +250,10 @@ def test_compute_scores_command(merchant):
     assert summary["as_of"] == "2026-06-30T12:00:00-04:00"
     assert (summary["customers"], summary["scored"]) == (1, 1)
     assert summary["lifecycle"]["new"] == 1
-    assert summary["smart_segments"] is None and summary["gamma_gamma"] is None
+    assert summary["smart_segments"]["one_time_shopper"] == 1
+    assert sum(summary["smart_segments"].values()) == 1
+    assert summary["bgnbd"] is None and summary["gamma_gamma"] is None
+    assert "1 customers with an order" in summary["prediction_error"]
     row = ScoreSettings.objects.get(merchant=merchant)
     assert row.status == "ok" and row.computed_as_of == AS_OF and row.summary == summary
 

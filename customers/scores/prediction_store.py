@@ -1,0 +1,314 @@
+"""The predictions' inputs gathered in SQL, and the scores written back: the database side
+of `customers.scores.predictions`.
+
+The inputs of a whole merchant go through a temporary table of purchase days (one row per
+customer and merchant-local day with an order), from which one statement derives every
+customer's x, t_x, T, m and the smart segments' figures; a few customers (a purchase) use
+the same statement with that table as a common table expression over their own orders.
+Results go back in one UPDATE that touches only the rows whose values changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from customers.models import CustomerMetrics, LineItem, Merchant, Transaction
+from customers.scores.predictions import Inputs, Scores, holdout_weeks
+from customers.scores.smart import NO_ORDER_SEGMENT
+from customers.scores.sql import adapt, date_param, day_diff, distinct
+
+DAYS = "score_days"
+RESULTS = "score_predictions"
+#: What the UPDATE writes, in the order of the results table's columns.
+RESULT_COLUMNS = (
+    "p_alive",
+    "churn_risk",
+    "expected_orders_90d",
+    "p_order_30d",
+    "predicted_clv",
+    "smart_segment",
+    "churn_cutoff_on",
+)
+
+
+def _days_sql(merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | None) -> tuple:
+    """Purchase days: customer_id, day (merchant-local), total, orders, redeemed."""
+    local_day, local_params = connection.ops.datetime_cast_date_sql(
+        "occurred_at", [], merchant.time_zone
+    )
+    scope, scope_params = "merchant_id = %s", [merchant.pk]
+    if ids is not None:
+        scope = f"customer_id IN ({', '.join(['%s'] * len(ids))})"
+        scope_params = list(ids)
+    sql = f"""
+        SELECT customer_id, {local_day} AS day, SUM(total) AS total, COUNT(*) AS orders,
+               SUM(CASE WHEN points_redeemed > 0 THEN 1 ELSE 0 END) AS redeemed
+        FROM {Transaction._meta.db_table}
+        WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s
+        GROUP BY customer_id, {local_day}
+    """
+    return sql, [*local_params, *scope_params, as_of, *local_params]
+
+
+def _inputs_sql(
+    merchant: Merchant,
+    as_of: dt.datetime,
+    ids: Collection[int] | None,
+    *,
+    spend_sql: str,
+    spend_params: list[Any],
+    calibration_end: dt.date | None,
+) -> tuple[str, list[Any]]:
+    """One row per customer with an order: `Inputs.COLUMNS`, then (with a calibration
+    end) their purchase days and latest purchase day up to it. `spend_sql` is a query of
+    (customer_id, spend) to join."""
+    today = merchant.today(as_of)
+    items, txns = LineItem._meta.db_table, Transaction._meta.db_table
+    scope, scope_params = "t.merchant_id = %s", [merchant.pk]
+    if ids is not None:
+        scope = f"t.customer_id IN ({', '.join(['%s'] * len(ids))})"
+        scope_params = list(ids)
+    real = "DOUBLE PRECISION"
+    calibration, calibration_params = "", []
+    if calibration_end is not None:
+        calibration = f""",
+               SUM(CASE WHEN s.day <= {date_param()} THEN 1 ELSE 0 END) AS days_cal,
+               MAX(CASE WHEN s.day <= {date_param()} THEN s.day END) AS last_cal"""
+        calibration_params = [calibration_end, calibration_end]
+    calibration_out = (
+        f", b.days_cal - 1, {day_diff('b.last_cal', 'b.first')}" if calibration_end else ""
+    )
+    sql = f"""
+        SELECT b.customer_id, b.n, CAST(COALESCE(w.spend, 0) AS {real}), b.days - 1,
+               {day_diff("b.last", "b.first")}, {day_diff(date_param(), "b.first")},
+               CAST(b.gross - b.first_total AS {real}), b.redeemed,
+               CASE WHEN b.first_orders >= 2 THEN 0
+                    ELSE {day_diff("b.second_day", "b.first")} END,
+               CAST(li.amount AS {real}) / li.units,
+               CAST(li.units AS {real}) / li.items
+               {calibration_out}
+        FROM (
+            SELECT s.customer_id, f.first, COUNT(*) AS days, MAX(s.day) AS last,
+                   SUM(s.orders) AS n, SUM(s.total) AS gross, SUM(s.redeemed) AS redeemed,
+                   SUM(CASE WHEN s.day = f.first THEN s.total ELSE 0 END) AS first_total,
+                   MAX(CASE WHEN s.day = f.first THEN s.orders ELSE 0 END) AS first_orders,
+                   MIN(CASE WHEN s.day > f.first THEN s.day END) AS second_day
+                   {calibration}
+            FROM {DAYS} s
+            JOIN (SELECT customer_id, MIN(day) AS first FROM {DAYS} GROUP BY customer_id) f
+              ON f.customer_id = s.customer_id
+            GROUP BY s.customer_id, f.first
+        ) b
+        LEFT JOIN ({spend_sql}) w ON w.customer_id = b.customer_id
+        LEFT JOIN (
+            SELECT t.customer_id, SUM(i.amount) AS amount, SUM(i.quantity) AS units,
+                   COUNT(*) AS items
+            FROM {items} i JOIN {txns} t ON t.id = i.transaction_id
+            WHERE {scope} AND t.kind = 'purchase' AND t.occurred_at <= %s
+            GROUP BY t.customer_id
+        ) li ON li.customer_id = b.customer_id
+        ORDER BY b.customer_id
+    """
+    return sql, [today, *calibration_params, *spend_params, *scope_params, as_of]
+
+
+def merchant_inputs(
+    merchant: Merchant, as_of: dt.datetime, *, spend_table: str
+) -> tuple[Inputs, dict[str, Any]]:
+    """Every customer's inputs (the purchase-days table is left for `holdout_inputs`), and
+    what the holdout check needs: the calibration inputs and its end, or why there is
+    none."""
+    days_sql, days_params = _days_sql(merchant, as_of, None)
+    today = merchant.today(as_of)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {DAYS} AS {days_sql}", adapt(days_params))
+        cursor.execute(f"SELECT MIN(day) FROM {DAYS}")
+        first = cursor.fetchone()[0]
+        if isinstance(first, str):
+            first = dt.date.fromisoformat(first)
+        weeks = holdout_weeks((today - first).days) if first is not None else None
+        calibration_end = today - dt.timedelta(weeks=weeks) if weeks else None
+        sql, params = _inputs_sql(
+            merchant,
+            as_of,
+            None,
+            spend_sql=f"SELECT customer_id, spend FROM {spend_table}",
+            spend_params=[],
+            calibration_end=calibration_end,
+        )
+        cursor.execute(sql, adapt(params))
+        rows = cursor.fetchall()
+    width = len(Inputs.COLUMNS)
+    inputs = Inputs.from_rows([row[:width] for row in rows])
+    context: dict[str, Any] = {"calibration_end": calibration_end, "today": today}
+    if calibration_end is None:
+        context["error"] = "no check: the history is shorter than 12 weeks"
+        return inputs, context
+    extra = np.array([row[width:] for row in rows], dtype=float).reshape(len(rows), 2)
+    in_calibration = ~np.isnan(extra[:, 1])
+    context["calibration"] = Inputs(
+        customer_id=inputs.customer_id[in_calibration],
+        n=extra[in_calibration, 0] + 1,
+        spend=inputs.spend[in_calibration],
+        x=extra[in_calibration, 0],
+        span=extra[in_calibration, 1],
+        age=(inputs.age - (today - calibration_end).days)[in_calibration],
+        repeat_total=np.full(int(in_calibration.sum()), np.nan),
+        redeemed=np.zeros(int(in_calibration.sum())),
+        first_gap=np.full(int(in_calibration.sum()), np.nan),
+        unit_price=np.full(int(in_calibration.sum()), np.nan),
+        mean_quantity=np.full(int(in_calibration.sum()), np.nan),
+    )
+    first_days, sizes = np.unique(inputs.age[in_calibration].astype(int), return_counts=True)
+    context["cohorts"] = {
+        today - dt.timedelta(days=int(age)): int(size)
+        for age, size in zip(first_days, sizes, strict=True)
+    }
+    return inputs, context
+
+
+def repeat_days_by_day(calibration_end: dt.date, since: dt.date) -> dict[dt.date, int]:
+    """How many repeat purchase days (after a customer's first) of the customers whose
+    first purchase day is on or before `calibration_end` fell on each day after `since`
+    (from the purchase-days table of `merchant_inputs`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.day, COUNT(*)
+            FROM {DAYS} s
+            JOIN (SELECT customer_id, MIN(day) AS first FROM {DAYS} GROUP BY customer_id) f
+              ON f.customer_id = s.customer_id
+            WHERE f.first <= {date_param()} AND s.day > f.first AND s.day > {date_param()}
+            GROUP BY s.day
+            """,
+            adapt([calibration_end, since]),
+        )
+        rows = cursor.fetchall()
+    return {
+        (dt.date.fromisoformat(day) if isinstance(day, str) else day): count for day, count in rows
+    }
+
+
+def drop_days() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
+
+
+def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> Inputs:
+    """The inputs of a few customers (those with an order), from their own orders."""
+    days_sql, days_params = _days_sql(merchant, as_of, ids)
+    sql, params = _inputs_sql(
+        merchant,
+        as_of,
+        ids,
+        spend_sql=(
+            f"SELECT customer_id, net_spend AS spend FROM {CustomerMetrics._meta.db_table} "
+            f"WHERE customer_id IN ({', '.join(['%s'] * len(ids))})"
+        ),
+        spend_params=list(ids),
+        calibration_end=None,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {DAYS} AS ({days_sql}) {sql}", adapt([*days_params, *params]))
+        rows = cursor.fetchall()
+    return Inputs.from_rows(rows)
+
+
+def result_rows(inputs: Inputs, scores: Scores, today: dt.date) -> list[tuple[Any, ...]]:
+    """(customer_id, *RESULT_COLUMNS) per customer, NULL for NaN."""
+
+    def nullable(values: np.ndarray, digits: int) -> list[float | None]:
+        rounded = np.round(values, digits)
+        return [None if math.isnan(v) else v for v in rounded.tolist()]
+
+    last = np.datetime64(today, "D") - inputs.d.astype(int) * np.timedelta64(1, "D")
+    cutoff_days = np.nan_to_num(scores.cutoff_days, nan=0).astype(int)
+    cutoff = last + cutoff_days * np.timedelta64(1, "D")
+    cutoff_dates = [
+        None if math.isnan(days) else day.item()
+        for days, day in zip(scores.cutoff_days.tolist(), cutoff, strict=True)
+    ]
+    return list(
+        zip(
+            inputs.customer_id.tolist(),
+            nullable(scores.p_alive, 6),
+            nullable(scores.churn_risk, 6),
+            nullable(scores.expected_orders_90d, 4),
+            nullable(scores.p_order_30d, 6),
+            nullable(scores.predicted_clv, 2),
+            scores.segment.tolist(),
+            cutoff_dates,
+            strict=True,
+        )
+    )
+
+
+def store(
+    merchant: Merchant, inputs: Inputs, scores: Scores, today: dt.date, *, everyone: bool
+) -> int:
+    """Write the scores to the metrics rows where they changed; with `everyone`, also
+    reset the customers without an order (as of the computation) to no prediction and
+    "waiting for the first order". Returns how many rows changed."""
+    rows = result_rows(inputs, scores, today)
+    metrics = CustomerMetrics._meta.db_table
+    real = "DOUBLE PRECISION"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {RESULTS}")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {RESULTS} (
+                customer_id BIGINT PRIMARY KEY, p_alive {real}, churn_risk {real},
+                expected_orders_90d {real}, p_order_30d {real}, predicted_clv NUMERIC(14, 2),
+                smart_segment VARCHAR(24), churn_cutoff_on DATE
+            )
+            """
+        )
+        columns = ", ".join(("customer_id", *RESULT_COLUMNS))
+        if connection.vendor == "postgresql":
+            raw = cursor.cursor
+            with raw.copy(f"COPY {RESULTS} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["%s"] * (len(RESULT_COLUMNS) + 1))
+            cursor.executemany(
+                f"INSERT INTO {RESULTS} ({columns}) VALUES ({marks})",
+                [adapt(row) for row in rows],
+            )
+        current = ", ".join(f"{metrics}.{c}" for c in RESULT_COLUMNS)
+        new = ", ".join(f"r.{c}" for c in RESULT_COLUMNS)
+        assignments = ", ".join(f"{c} = r.{c}" for c in RESULT_COLUMNS)
+        cursor.execute(
+            f"""
+            UPDATE {metrics} SET {assignments}
+            FROM {RESULTS} r
+            WHERE {metrics}.customer_id = r.customer_id
+              AND ({current}) {distinct()} ({new})
+            """
+        )
+        changed = cursor.rowcount
+        if everyone:
+            cursor.execute(
+                f"""
+                UPDATE {metrics}
+                SET {", ".join(f"{c} = NULL" for c in RESULT_COLUMNS if c != "smart_segment")},
+                    smart_segment = %s
+                WHERE merchant_id = %s
+                  AND (p_alive IS NOT NULL OR predicted_clv IS NOT NULL
+                       OR churn_cutoff_on IS NOT NULL OR smart_segment <> %s)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {RESULTS} r WHERE r.customer_id = {metrics}.customer_id
+                  )
+                """,
+                [NO_ORDER_SEGMENT, merchant.pk, NO_ORDER_SEGMENT],
+            )
+            changed += cursor.rowcount
+        cursor.execute(f"DROP TABLE {RESULTS}")
+    return changed

@@ -1,0 +1,45 @@
+"""SQL that runs on both databases (the score service's raw statements)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+
+def adapt(params: Iterable[Any]) -> list[Any]:
+    """Parameters as the backend stores them: SQLite keeps instants as naive UTC text, so
+    an aware datetime must be converted the way Django converts it before comparing, and
+    its money columns are floating point."""
+    ops = connection.ops
+    return [
+        ops.adapt_datetimefield_value(p)
+        if isinstance(p, dt.datetime)
+        else ops.adapt_datefield_value(p)
+        if isinstance(p, dt.date)
+        # TRICKY: SQLite binds a Decimal as text, and text compares greater than any number.
+        else float(p)
+        if isinstance(p, Decimal) and connection.vendor == "sqlite"
+        else p
+        for p in params
+    ]
+
+
+def distinct() -> str:
+    return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+
+
+def day_diff(later: str, earlier: str) -> str:
+    """Whole days from the date expression `earlier` to `later` (merchant-local dates:
+    `date` on PostgreSQL, ISO text on SQLite)."""
+    if connection.vendor == "postgresql":
+        return f"({later} - {earlier})"
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+def date_param() -> str:
+    """A placeholder for a date parameter that `day_diff` can subtract from."""
+    return "CAST(%s AS date)" if connection.vendor == "postgresql" else "%s"
