@@ -29,6 +29,25 @@ FRESHNESS_FIELDS = (
     "next_refresh_at",
     "member_count",
 )
+#: The statistics stored at refresh (`services.segment_stats_refresh`), shown read-only.
+STATISTICS_FIELDS = (
+    "stats_computed_at",
+    "avg_transaction_value",
+    "avg_transactions",
+    "avg_spending",
+    "revenue_share",
+    "avg_clv",
+    "avg_churn_risk",
+    "avg_p_order_30d",
+    "predicted_count",
+    "activity_ratio",
+    "stats_member_count",
+    "registered_count",
+    "purchasers_count",
+    "email_reachable_count",
+    "sms_reachable_count",
+    "push_reachable_count",
+)
 
 
 @admin.register(Segment)
@@ -50,6 +69,7 @@ class SegmentAdmin(admin.ModelAdmin):
     autocomplete_fields = ["merchant", "created_by"]
     readonly_fields = [
         *FRESHNESS_FIELDS,
+        *STATISTICS_FIELDS,
         "schedule",
         "definition_version",
         "created_at",
@@ -73,6 +93,10 @@ class SegmentAdmin(admin.ModelAdmin):
             {"fields": ["schedule", "refresh_cadence", "refresh_weekday", "refresh_hour"]},
         ),
         ("Freshness (written by the refresh)", {"fields": FRESHNESS_FIELDS}),
+        (
+            "Statistics of the members (written by the refresh)",
+            {"fields": STATISTICS_FIELDS, "classes": ["collapse"]},
+        ),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
 

@@ -112,8 +112,35 @@ class Segment(models.Model):
     revenue_share = models.DecimalField(
         max_digits=7, decimal_places=4, null=True, blank=True, help_text="0 to 1"
     )
-    #: Average predicted customer lifetime value: empty until predicted CLV exists.
+    # Predictions (`CustomerMetrics.predicted_clv`, `churn_risk`, `p_order_30d`): means over
+    # the members that have one (NULL predictions, no order or no fit, are left out), NULL
+    # when none has.
+    #: Mean predicted customer lifetime value (the page's LTV), in the merchant's currency.
     avg_clv = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    #: Mean churn risk (the page's risk rate).
+    avg_churn_risk = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="0 to 1"
+    )
+    #: Mean probability of at least one order in the next 30 days.
+    avg_p_order_30d = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="0 to 1"
+    )
+    #: How many members had a prediction (churn risk) when these were computed.
+    predicted_count = models.PositiveIntegerField(null=True, blank=True)
+    #: The share of members with an order in the 30 days up to the computation.
+    activity_ratio = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="0 to 1"
+    )
+    # Reachability, counts of members (definitions in docs/segment-list.md; the channels are
+    # the downloads' `exports.REACHABLE`). `stats_member_count` is the member count they were
+    # taken from, the denominator of their shares: incremental updates change
+    # `member_count` between full refreshes, not these.
+    stats_member_count = models.PositiveIntegerField(null=True, blank=True)
+    registered_count = models.PositiveIntegerField(null=True, blank=True)
+    purchasers_count = models.PositiveIntegerField(null=True, blank=True)
+    email_reachable_count = models.PositiveIntegerField(null=True, blank=True)
+    sms_reachable_count = models.PositiveIntegerField(null=True, blank=True)
+    push_reachable_count = models.PositiveIntegerField(null=True, blank=True)
     stats_computed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -193,7 +193,7 @@ def segment_refresh(*, segment_id: int, as_of: dt.datetime | None = None) -> Ref
                 # The rows deleted and inserted: the third and second statements from the end.
                 exited, entered = counts[-4], counts[-2]
                 member_count = SegmentMembership.objects.filter(segment_id=segment_id).count()
-                segment_stats_refresh(segment=locked)
+                segment_stats_refresh(segment=locked, as_of=as_of)
                 snapshot_write(locked, member_count, now)
                 duration = elapsed_ms()
                 Segment.objects.filter(pk=segment_id).update(

@@ -1,4 +1,5 @@
-"""Stored statistics of a segment's members, and the daily size snapshots."""
+"""Stored statistics of a segment's members (purchases, predictions, reachability), and the
+daily size snapshots."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Avg, Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
-from customers.models import CustomerMetrics
+from customers.models import CustomerMetrics, Transaction, TransactionKind
+from segments.exports import REACHABLE
 from segments.models import (
     Segment,
     SegmentSizeSnapshot,
@@ -20,18 +22,52 @@ from segments.models import (
 logger = logging.getLogger(__name__)
 
 
-def segment_stats_refresh(*, segment: Segment) -> None:
-    """Compute and store the statistics of the segment's members' purchases (one aggregate
-    over the members' metrics rows, one over the merchant's, one update), in the caller's
-    transaction.
+#: The window of the activity ratio: an order within this many days before the computation.
+ACTIVITY_DAYS = 30
+
+
+def segment_stats_refresh(*, segment: Segment, as_of: dt.datetime | None = None) -> None:
+    """Compute and store the statistics of the segment's members (one aggregate over the
+    members' metrics rows joined to their customers, one over the merchant's metrics rows,
+    one update), in the caller's transaction. `as_of` (default: now) is the refresh's: the
+    activity ratio and "registered" are counted up to it; the rest reads the metrics rows.
 
     - avg_transaction_value: the members' order totals / the members' orders;
     - avg_transactions: the members' orders / the members;
     - avg_spending: the members' net spend (orders minus refunds) / the members;
     - revenue_share: the members' net spend / the merchant's net spend (0 to 1);
-    - avg_clv: empty until predicted lifetime value exists.
-    Each is NULL where it is undefined (no members, no orders, no revenue).
+    - avg_clv, avg_churn_risk, avg_p_order_30d: the means of the members' predicted CLV,
+      churn risk and P(an order in the next 30 days), over the members that have one;
+      predicted_count: how many have a churn risk;
+    - activity_ratio: the share of members with an order in [as_of - 30 days, as_of];
+    - stats_member_count, and of those: registered_count (joined by as_of),
+      purchasers_count (at least one order), and {email,sms,push}_reachable_count (opted in
+      to the channel, with an email address / a phone number for email / SMS, as the
+      downloads' `exports.REACHABLE`).
+    Each is NULL where it is undefined (no members, no orders, no revenue, no predictions).
     """
+    exact = as_of is not None
+    as_of = as_of or timezone.now()
+    since = as_of - dt.timedelta(days=ACTIVITY_DAYS)
+    if exact:
+        # TRICKY: the metrics rows hold the latest order of all time, which can be after a
+        # past `as_of`; the transactions answer for that moment (one index probe a member).
+        active = Q(
+            Exists(
+                Transaction.objects.filter(
+                    customer_id=OuterRef("customer_id"),
+                    kind=TransactionKind.PURCHASE,
+                    occurred_at__gte=since,
+                    occurred_at__lte=as_of,
+                )
+            )
+        )
+    else:
+        active = Q(last_purchase_at__gte=since, last_purchase_at__lte=as_of)
+    reachable = {
+        f"{key}_reachable": Count("pk", filter=_reachable_q(opt_in, contact))
+        for key, (_, opt_in, contact) in REACHABLE.items()
+    }
     members = CustomerMetrics.objects.filter(
         merchant_id=segment.merchant_id,
         customer__segment_memberships__segment_id=segment.pk,
@@ -40,6 +76,14 @@ def segment_stats_refresh(*, segment: Segment) -> None:
         orders=Sum("orders_count"),
         gross=Sum("gross_spend"),
         net=Sum("net_spend"),
+        mean_clv=Avg("predicted_clv"),
+        mean_churn_risk=Avg("churn_risk"),
+        mean_p_order_30d=Avg("p_order_30d"),
+        predicted=Count("churn_risk"),
+        active=Count("pk", filter=active),
+        registered=Count("pk", filter=Q(joined_at__lte=as_of)),
+        purchasers=Count("pk", filter=Q(orders_count__gt=0)),
+        **reachable,
     )
     revenue = CustomerMetrics.objects.filter(merchant_id=segment.merchant_id).aggregate(
         net=Sum("net_spend")
@@ -51,15 +95,37 @@ def segment_stats_refresh(*, segment: Segment) -> None:
         avg_transactions=_ratio(Decimal(orders), count),
         avg_spending=_ratio(net, count),
         revenue_share=_ratio(net, revenue, places="0.0001") if revenue and revenue > 0 else None,
-        avg_clv=None,
+        avg_clv=_rounded(members["mean_clv"]),
+        avg_churn_risk=_rounded(members["mean_churn_risk"], places="0.0001"),
+        avg_p_order_30d=_rounded(members["mean_p_order_30d"], places="0.0001"),
+        predicted_count=members["predicted"],
+        activity_ratio=_ratio(members["active"], count, places="0.0001"),
+        stats_member_count=count,
+        registered_count=members["registered"],
+        purchasers_count=members["purchasers"],
+        email_reachable_count=members["email_reachable"],
+        sms_reachable_count=members["sms_reachable"],
+        push_reachable_count=members["push_reachable"],
         stats_computed_at=timezone.now(),
     )
+
+
+def _reachable_q(opt_in: str, contact: str) -> Q:
+    """Opted in to the channel (the flag copied on the metrics row), and for email and SMS
+    with an address or number on the customer."""
+    q = Q(**{opt_in: True})
+    return q & ~Q(**{f"customer__{contact}": ""}) if contact else q
 
 
 def _ratio(numerator: Any, denominator: Any, places: str = "0.01") -> Decimal | None:
     if not denominator or numerator is None:
         return None
     return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places))
+
+
+def _rounded(value: Decimal | float | None, places: str = "0.01") -> Decimal | None:
+    # Through str(): a float's shortest form, not its binary expansion, is what is rounded.
+    return None if value is None else Decimal(str(value)).quantize(Decimal(places))
 
 
 def segment_snapshot_sizes(*, now: dt.datetime | None = None) -> int:
