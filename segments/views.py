@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -27,7 +28,7 @@ from django.views import View
 from django_tables2 import RequestConfig
 
 from customers.models import Customer, Merchant
-from customers.portal.formatting import format_count
+from customers.portal.formatting import format_count, format_money, format_percent
 from customers.portal.lists import MerchantTableListView
 from customers.portal.permissions import Action, denied_message, may
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
@@ -717,6 +718,8 @@ class SegmentDetailView(MerchantRequiredMixin, View):
             ],
             "versions": versions,
             "download_columns": exports_columns(),
+            "predictions": prediction_figures(segment, merchant.currency),
+            "reachability": reachability_figures(segment),
             "add_query": add_query,
             "add_choices": add_choices,
             "find_limit": selectors.FIND_CUSTOMERS_LIMIT,
@@ -751,6 +754,93 @@ class SegmentDetailView(MerchantRequiredMixin, View):
             else "segments/segment_detail.html"
         )
         return render(request, template, context)
+
+
+#: Why a figure of the predictions card is empty (the card waits for a first computation).
+NO_MEMBERS_REASON = "no members"
+NO_PREDICTIONS_REASON = "no predictions yet"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the segment page's predictions card: `text` as people read it ("—"
+    when empty, `reason` then says why), `note` what it means in a line, and `share` its
+    part of the members (reachability)."""
+
+    key: str
+    label: str
+    text: str
+    note: str
+    reason: str = ""
+    share: Decimal | None = None
+
+
+def prediction_figures(segment: Segment, currency: str) -> list[Figure]:
+    """Segmentify's metrics of the members (LTV, risk rate, activity ratio, next order),
+    from the statistics stored at the last refresh (`services.segment_stats_refresh`)."""
+    members = segment.stats_member_count
+    no_prediction = NO_PREDICTIONS_REASON if members else NO_MEMBERS_REASON
+    figures = [
+        (
+            "ltv",
+            "LTV (avg. CLV)",
+            segment.avg_clv,
+            format_money(segment.avg_clv, currency),
+            "Mean predicted lifetime value: what a member is expected to spend in the "
+            "next 12 months.",
+            no_prediction,
+        ),
+        (
+            "risk-rate",
+            "Risk rate",
+            segment.avg_churn_risk,
+            format_percent(segment.avg_churn_risk),
+            "Mean churn risk: the chance a member has already stopped buying.",
+            no_prediction,
+        ),
+        (
+            "activity-ratio",
+            "Activity ratio",
+            segment.activity_ratio,
+            format_percent(segment.activity_ratio),
+            "Share of members with an order in the last 30 days.",
+            NO_MEMBERS_REASON,
+        ),
+        (
+            "next-order",
+            "Next order in 30 days",
+            segment.avg_p_order_30d,
+            format_percent(segment.avg_p_order_30d),
+            "Mean probability that a member orders at least once in the next 30 days.",
+            no_prediction,
+        ),
+    ]
+    return [
+        Figure(key, label, text, note, reason="" if value is not None else why)
+        for key, label, value, text, note, why in figures
+    ]
+
+
+#: The reachability rows: (key, label, stored count, what it counts).
+REACHABILITY = (
+    ("registered", "Registered", "registered_count", "joined the loyalty program"),
+    ("purchasers", "With purchases", "purchasers_count", "at least one order"),
+    ("email", "Reachable by email", "email_reachable_count", "opted in, with an email address"),
+    ("sms", "Reachable by SMS", "sms_reachable_count", "opted in, with a phone number"),
+    ("push", "Reachable by push", "push_reachable_count", "opted in to push"),
+)
+
+
+def reachability_figures(segment: Segment) -> list[Figure]:
+    """How many members each channel reaches and their share of the members, as stored at
+    the last refresh (shares of the members counted then, "—" without members)."""
+    members = segment.stats_member_count
+    rows = []
+    for key, label, field_name, note in REACHABILITY:
+        count = getattr(segment, field_name)
+        share = Decimal(count) / Decimal(members) if members and count is not None else None
+        rows.append(Figure(key, label, format_count(count), note, share=share))
+    return rows
 
 
 def exports_columns() -> list[tuple[str, str, bool]]:
