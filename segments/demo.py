@@ -1,6 +1,6 @@
 """Demo segments: the template segments, a hand-picked list and the ready-made score
-segments (lifecycle stages, RFM groups, tiers) for a demo merchant, with a size history, so
-a new portal shows segments, statistics and charts at once.
+segments (lifecycle stages, RFM groups, tiers, smart segments) for a demo merchant, with a
+size history, so a new portal shows segments, statistics and charts at once.
 
 The history is true to the data, not invented: each past week's point is the number of
 customers the segment's rules matched at the end of that merchant-local day, counted by the
@@ -17,6 +17,7 @@ from django.db import transaction
 from customers.models import Customer, CustomerMetrics, Merchant, ScoreChange
 from customers.scores.definitions import UNSCORED_GROUP
 from customers.scores.service import scores_compute
+from customers.scores.smart import NO_ORDER_SEGMENT
 from segments import engine, services
 from segments.models import Segment, SegmentKind, SegmentSizeSnapshot
 from segments.ready_made import FAMILIES
@@ -80,13 +81,20 @@ def backfill_scores(merchant: Merchant, segments: list[Segment], *, weeks: int) 
         rfm_frequency=None,
         rfm_monetary=None,
         rfm_group=UNSCORED_GROUP,
+        p_alive=None,
+        churn_risk=None,
+        expected_orders_90d=None,
+        p_order_30d=None,
+        predicted_clv=None,
+        smart_segment=NO_ORDER_SEGMENT,
+        churn_cutoff_on=None,
     )
     points = []
     for week in range(weeks, 0, -1):
         day = today - dt.timedelta(weeks=week)
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), merchant.tzinfo)
         as_of = end - dt.timedelta(microseconds=1)
-        scores_compute(merchant=merchant, as_of=as_of, announce=False)
+        scores_compute(merchant=merchant, as_of=as_of, announce=False, holdout=False)
         for segment in segments:
             count = engine.count_matching(merchant=merchant, rules=segment.rules, as_of=as_of)
             points.append(SegmentSizeSnapshot(segment=segment, day=day, member_count=count))

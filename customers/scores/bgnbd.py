@@ -70,18 +70,35 @@ def bgnbd_log_likelihood(
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdFit:
+def fit_bgnbd(
+    x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, start: BgNbdFit | None = None
+) -> BgNbdFit:
     """Maximum-likelihood BG/NBD parameters for customers with x repeat purchases, the last
-    at t_x and observed for T (weeks since their first purchase)."""
+    at t_x and observed for T (weeks since their first purchase). `start`, an earlier fit,
+    is where the search begins (the optimum moves little between two computations)."""
     (gx, gt, gT), weights = _grouped(x, t_x, T)
+    # TRICKY: the terms depend on x, t_x or T alone, which take far fewer distinct values
+    # than the triples (a few dozen x, a few hundred days): each is computed per distinct
+    # value and indexed, leaving a handful of vectorised operations per triple.
+    ux, ix = np.unique(gx, return_inverse=True)
+    ut, it = np.unique(gt, return_inverse=True)
+    uT, iT = np.unique(gT, return_inverse=True)
+    repeat = gx > 0
 
     def negative(log_params: NDArray[np.float64]) -> float:
         r, alpha, a, b = np.exp(log_params)
-        return float(-(weights * bgnbd_log_likelihood(r, alpha, a, b, gx, gt, gT)).sum())
+        head = gammaln(r + ux) - gammaln(r) + r * np.log(alpha) + betaln(a, b + ux) - betaln(a, b)
+        rx = r + gx
+        a3 = -rx * np.log(alpha + uT)[iT]
+        with np.errstate(divide="ignore"):
+            drop = np.log(a) - np.log(np.maximum(b + ux - 1, 1e-300))
+        a4 = np.where(repeat, drop[ix] - rx * np.log(alpha + ut)[it], -np.inf)
+        return float(-(weights * (head[ix] + np.logaddexp(a3, a4))).sum())
 
+    initial = np.zeros(4) if start is None else np.log([start.r, start.alpha, start.a, start.b])
     result = minimize(
         negative,
-        np.zeros(4),
+        initial,
         method="Nelder-Mead",
         options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 40_000},
     )
@@ -107,18 +124,33 @@ def gamma_gamma_log_likelihood(
     )
 
 
-def fit_gamma_gamma(x: ArrayLike, m: ArrayLike) -> GammaGammaFit:
+def fit_gamma_gamma(
+    x: ArrayLike, m: ArrayLike, *, start: GammaGammaFit | None = None
+) -> GammaGammaFit:
     """Maximum-likelihood Gamma-Gamma parameters for customers with x > 0 repeat purchases
-    of mean value m > 0."""
+    of mean value m > 0 (`start`: where the search begins, as for `fit_bgnbd`)."""
     (gx, gm), weights = _grouped(x, m)
+    ux, ix = np.unique(gx, return_inverse=True)
+    log_m, log_x, mx = np.log(gm), np.log(gx), gm * gx
 
     def negative(log_params: NDArray[np.float64]) -> float:
         p, q, gamma = np.exp(log_params)
-        return float(-(weights * gamma_gamma_log_likelihood(p, q, gamma, gx, gm)).sum())
+        per_x = gammaln(p * ux + q) - gammaln(p * ux)
+        px = p * gx
+        each = (
+            per_x[ix]
+            - gammaln(q)
+            + q * np.log(gamma)
+            + (px - 1) * log_m
+            + px * log_x
+            - (px + q) * np.log(gamma + mx)
+        )
+        return float(-(weights * each).sum())
 
+    initial = np.zeros(3) if start is None else np.log([start.p, start.q, start.gamma])
     result = minimize(
         negative,
-        np.zeros(3),
+        initial,
         method="Nelder-Mead",
         options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 40_000},
     )

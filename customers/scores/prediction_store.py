@@ -24,6 +24,9 @@ from customers.scores.smart import NO_ORDER_SEGMENT
 from customers.scores.sql import adapt, date_param, day_diff, distinct
 
 DAYS = "score_days"
+FIRSTS = "score_firsts"
+#: Each customer's first purchase day, from the purchase days.
+FIRSTS_SQL = f"SELECT customer_id, MIN(day) AS first FROM {DAYS} GROUP BY customer_id"
 RESULTS = "score_predictions"
 #: What the UPDATE writes, in the order of the results table's columns.
 RESULT_COLUMNS = (
@@ -46,14 +49,21 @@ def _days_sql(merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | Non
     if ids is not None:
         scope = f"customer_id IN ({', '.join(['%s'] * len(ids))})"
         scope_params = list(ids)
+    # TRICKY: SQLite would call the (Python) local-date function twice per order, once for
+    # the select list and once for the grouping, if the inner query were flattened into
+    # the outer; a LIMIT keeps it apart (SQLite's flattening rule 14). -1 is no limit.
+    keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""
     sql = f"""
-        SELECT customer_id, {local_day} AS day, SUM(total) AS total, COUNT(*) AS orders,
+        SELECT customer_id, day, SUM(total) AS total, COUNT(*) AS orders,
                SUM(CASE WHEN points_redeemed > 0 THEN 1 ELSE 0 END) AS redeemed
-        FROM {Transaction._meta.db_table}
-        WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s
-        GROUP BY customer_id, {local_day}
+        FROM (
+            SELECT customer_id, {local_day} AS day, total, points_redeemed
+            FROM {Transaction._meta.db_table}
+            WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s{keep_apart}
+        ) orders
+        GROUP BY customer_id, day
     """
-    return sql, [*local_params, *scope_params, as_of, *local_params]
+    return sql, [*local_params, *scope_params, as_of]
 
 
 def _inputs_sql(
@@ -100,9 +110,7 @@ def _inputs_sql(
                    MAX(CASE WHEN s.day = f.first THEN s.orders ELSE 0 END) AS first_orders,
                    MIN(CASE WHEN s.day > f.first THEN s.day END) AS second_day
                    {calibration}
-            FROM {DAYS} s
-            JOIN (SELECT customer_id, MIN(day) AS first FROM {DAYS} GROUP BY customer_id) f
-              ON f.customer_id = s.customer_id
+            FROM {DAYS} s JOIN {FIRSTS} f ON f.customer_id = s.customer_id
             GROUP BY s.customer_id, f.first
         ) b
         LEFT JOIN ({spend_sql}) w ON w.customer_id = b.customer_id
@@ -128,7 +136,19 @@ def merchant_inputs(
     today = merchant.today(as_of)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
+        cursor.execute(f"DROP TABLE IF EXISTS {FIRSTS}")
         cursor.execute(f"CREATE TEMPORARY TABLE {DAYS} AS {days_sql}", adapt(days_params))
+        # Keyed tables, not subqueries: SQLite joins unindexed subqueries row by row.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {FIRSTS} (customer_id BIGINT PRIMARY KEY, first DATE)"
+        )
+        cursor.execute(f"INSERT INTO {FIRSTS} {FIRSTS_SQL}")
+        if connection.vendor == "sqlite":
+            cursor.execute(f"CREATE INDEX {DAYS}_customer ON {DAYS} (customer_id)")
+            cursor.execute(f"CREATE INDEX {spend_table}_customer ON {spend_table} (customer_id)")
+        else:
+            cursor.execute(f"ANALYZE {DAYS}")
+            cursor.execute(f"ANALYZE {FIRSTS}")
         cursor.execute(f"SELECT MIN(day) FROM {DAYS}")
         first = cursor.fetchone()[0]
         if isinstance(first, str):
@@ -182,9 +202,7 @@ def repeat_days_by_day(calibration_end: dt.date, since: dt.date) -> dict[dt.date
         cursor.execute(
             f"""
             SELECT s.day, COUNT(*)
-            FROM {DAYS} s
-            JOIN (SELECT customer_id, MIN(day) AS first FROM {DAYS} GROUP BY customer_id) f
-              ON f.customer_id = s.customer_id
+            FROM {DAYS} s JOIN {FIRSTS} f ON f.customer_id = s.customer_id
             WHERE f.first <= {date_param()} AND s.day > f.first AND s.day > {date_param()}
             GROUP BY s.day
             """,
@@ -199,6 +217,7 @@ def repeat_days_by_day(calibration_end: dt.date, since: dt.date) -> dict[dt.date
 def drop_days() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
+        cursor.execute(f"DROP TABLE IF EXISTS {FIRSTS}")
 
 
 def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> Inputs:
@@ -216,7 +235,10 @@ def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> 
         calibration_end=None,
     )
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {DAYS} AS ({days_sql}) {sql}", adapt([*days_params, *params]))
+        cursor.execute(
+            f"WITH {DAYS} AS ({days_sql}), {FIRSTS} AS ({FIRSTS_SQL}) {sql}",
+            adapt([*days_params, *params]),
+        )
         rows = cursor.fetchall()
     return Inputs.from_rows(rows)
 

@@ -169,10 +169,13 @@ def summary_json(fit: BgNbdFit | GammaGammaFit | None) -> dict[str, Any] | None:
     return data
 
 
-def fit_models(inputs: Inputs) -> tuple[BgNbdFit | None, GammaGammaFit | None, str | None]:
+def fit_models(
+    inputs: Inputs, *, start: ModelState | None = None
+) -> tuple[BgNbdFit | None, GammaGammaFit | None, str | None]:
     """BG/NBD over every customer with an order, Gamma-Gamma over those with a repeat
     purchase day of positive mean value; or why not (the contract's minimums, or no
-    convergence)."""
+    convergence). The search starts from `start`'s fits when given (the last ones)."""
+    start = start or ModelState()
     customers = len(inputs.n)
     if customers < MIN_CUSTOMERS:
         return None, None, TOO_FEW_CUSTOMERS.format(n=customers)
@@ -180,14 +183,14 @@ def fit_models(inputs: Inputs) -> tuple[BgNbdFit | None, GammaGammaFit | None, s
     if repeaters < MIN_REPEATERS:
         return None, None, TOO_FEW_REPEATERS.format(n=repeaters)
     try:
-        transactions = bgnbd.fit_bgnbd(inputs.x, inputs.span / 7, inputs.age / 7)
+        transactions = bgnbd.fit_bgnbd(inputs.x, inputs.span / 7, inputs.age / 7, start=start.bgnbd)
     except ArithmeticError as exc:
         return None, None, NO_CONVERGENCE.format(why=exc)
     m = inputs.m
     with np.errstate(invalid="ignore"):
         spenders = (inputs.x > 0) & (m > 0)
     try:
-        spend = bgnbd.fit_gamma_gamma(inputs.x[spenders], m[spenders])
+        spend = bgnbd.fit_gamma_gamma(inputs.x[spenders], m[spenders], start=start.gamma_gamma)
     except ArithmeticError as exc:
         return transactions, None, NO_SPEND_MODEL.format(why=exc)
     if spend.q <= 1:
@@ -257,10 +260,17 @@ def score(inputs: Inputs, state: ModelState) -> Scores:
     )
 
 
-def model_state(inputs: Inputs, *, as_of: str, holdout: dict[str, Any] | None) -> ModelState:
-    """Fit the models and the smart segments' cut-offs on a merchant's inputs."""
+def model_state(
+    inputs: Inputs,
+    *,
+    as_of: str,
+    holdout: dict[str, Any] | None,
+    previous: ModelState | None = None,
+) -> ModelState:
+    """Fit the models (from the `previous` fit) and the smart segments' cut-offs on a
+    merchant's inputs."""
     started = time.perf_counter()
-    fit, spend_fit, error = fit_models(inputs)
+    fit, spend_fit, error = fit_models(inputs, start=previous)
     return ModelState(
         bgnbd=fit,
         gamma_gamma=spend_fit,
@@ -310,6 +320,7 @@ def holdout_check(
     end: dt.date,
     cohorts: dict[dt.date, int],
     repeat_days: dict[dt.date, int],
+    start: ModelState | None = None,
 ) -> dict[str, Any]:
     """The tracking plot of Fader, Hardie and Lee (2005, figure 2): BG/NBD fitted on the
     calibration period only (`calibration`: the customers whose first purchase day is on or
@@ -317,43 +328,43 @@ def holdout_check(
     days after a customer's first) of those customers, actual against expected, up to `end`.
 
     `cohorts`: how many of them first bought on each day; `repeat_days`: how many of their
-    repeat purchase days fell on each day."""
+    repeat purchase days fell on each day; `start`: where the fit's search begins."""
     weeks = (end - calibration_end).days // 7
-    try:
-        fit, _, error = fit_models(calibration)
-    except Exception as exc:  # pragma: no cover - fit_models reports its own failures
-        error, fit = str(exc), None
+    fit, _, error = fit_models(calibration, start=start)
     if fit is None:
         return {"error": f"no check: on the calibration period, {error}"}
     first_day = min(cohorts)
-    start = max(
+    plot_start = max(
         calibration_end - dt.timedelta(weeks=TRACKING_CALIBRATION_WEEKS),
         first_day,
     )
-    total_weeks = math.ceil((end - start).days / 7)
-    start = end - dt.timedelta(weeks=total_weeks)
+    total_weeks = math.ceil((end - plot_start).days / 7)
+    plot_start = end - dt.timedelta(weeks=total_weeks)
     boundaries = np.array(
-        [(start + dt.timedelta(weeks=w) - first_day).days for w in range(total_weeks + 1)]
+        [(plot_start + dt.timedelta(weeks=w) - first_day).days for w in range(total_weeks + 1)]
     )
     cohort_days = np.array([(day - first_day).days for day in cohorts], dtype=float)
     cohort_sizes = np.array(list(cohorts.values()), dtype=float)
     # Expected cumulative repeat purchases of every cohort at each boundary, in weeks since
     # each cohort's first purchase; a repeat purchase is only possible after that day.
-    since = (boundaries[:, None] - cohort_days[None, :]) / 7
-    cumulative = (unconditional_expected(fit, since) * cohort_sizes[None, :]).sum(axis=1)
+    since = boundaries[:, None] - cohort_days[None, :]
+    # Whole days: a few hundred distinct values for tens of thousands of cells.
+    distinct, index = np.unique(np.maximum(since, 0), return_inverse=True)
+    each = unconditional_expected(fit, distinct / 7)[index].reshape(since.shape)
+    cumulative = (each * cohort_sizes[None, :]).sum(axis=1)
     expected = np.diff(cumulative)
     actual = np.zeros(total_weeks, dtype=int)
     for day, count in repeat_days.items():
-        week = ((day - start).days - 1) // 7 if day > start else -1
-        # A week holds the days after its start up to and including its end.
+        week = ((day - plot_start).days - 1) // 7 if day > plot_start else -1
+        # A week holds the days after its plot_start up to and including its end.
         if 0 <= week < total_weeks:
             actual[week] += count
     rows: list[dict[str, Any]] = []
     for w in range(total_weeks):
-        week_end = start + dt.timedelta(weeks=w + 1)
+        week_end = plot_start + dt.timedelta(weeks=w + 1)
         rows.append(
             {
-                "week_start": (start + dt.timedelta(weeks=w)).isoformat(),
+                "week_start": (plot_start + dt.timedelta(weeks=w)).isoformat(),
                 "actual": int(actual[w]),
                 "expected": round(float(expected[w]), 2),
                 "holdout": week_end > calibration_end,

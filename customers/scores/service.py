@@ -598,17 +598,26 @@ class _Predicted:
 
 
 def _predict_merchant(
-    merchant: Merchant, as_of: dt.datetime, *, state: ModelState | None = None
+    merchant: Merchant,
+    as_of: dt.datetime,
+    *,
+    state: ModelState | None = None,
+    holdout: bool = True,
 ) -> _Predicted:
-    """Fit the models (unless `state`, a stored fit, is given), score every customer of
-    the merchant and store it; the work table `score_work` gives each customer's spend."""
+    """Fit the models (unless `state`, a stored fit, is given; with the holdout check
+    unless told not to), score every customer of the merchant and store it; the work
+    table `score_work` gives each customer's spend."""
     inputs, context = prediction_store.merchant_inputs(merchant, as_of, spend_table=_WORK)
     try:
         if state is None:
+            previous = ModelState.from_json(
+                ScoreSettings.objects.filter(merchant=merchant).values_list("model", flat=True)[0]
+            )
             state = model_state(
                 inputs,
                 as_of=as_of.astimezone(merchant.tzinfo).isoformat(),
-                holdout=_holdout(context),
+                holdout=_holdout(context, previous) if holdout else None,
+                previous=previous,
             )
         scores = predictions_score(inputs, state)
         prediction_store.store(merchant, inputs, scores, context["today"], everyone=True)
@@ -617,7 +626,7 @@ def _predict_merchant(
     return _Predicted(state, len(inputs.n), Counter(scores.segment.tolist()))
 
 
-def _holdout(context: dict[str, Any]) -> dict[str, Any]:
+def _holdout(context: dict[str, Any], previous: ModelState) -> dict[str, Any]:
     """The calibration/holdout check, from what `merchant_inputs` gathered."""
     if "error" in context:
         return {"error": context["error"]}
@@ -629,6 +638,7 @@ def _holdout(context: dict[str, Any]) -> dict[str, Any]:
         end=today,
         cohorts=context["cohorts"],
         repeat_days=prediction_store.repeat_days_by_day(calibration_end, since),
+        start=previous,
     )
 
 
@@ -642,6 +652,7 @@ def scores_compute(
     as_of: dt.datetime | None = None,
     announce: bool = True,
     scheduled: bool = True,
+    holdout: bool = True,
 ) -> dict[str, Any]:
     """Compute and store every score of every customer of `merchant` as of `as_of`
     (default: now), write the history of stage and tier changes, record the run on the
@@ -652,8 +663,9 @@ def scores_compute(
     settings change) moves everything else but leaves downgrades to the schedule.
 
     One transaction: a failure leaves the previous scores. Two computations of one merchant
-    never overlap (the settings row is locked). Returns the summary `compute_scores --json`
-    prints.
+    never overlap (the settings row is locked). Without `holdout`, the fit is not checked
+    on a holdout period (the demo's backfill of past weeks). Returns the summary
+    `compute_scores --json` prints.
     """
     as_of = as_of or timezone.now()
     if timezone.is_naive(as_of):
@@ -670,7 +682,7 @@ def scores_compute(
             reason = REASON_COMPUTATION if scheduled else REASON_RECOMPUTATION
             _build_work(merchant, rules, as_of)
             _write_lifecycle_and_rfm(merchant, rules, as_of, reason_prefix=reason)
-            predicted = _predict_merchant(merchant, as_of)
+            predicted = _predict_merchant(merchant, as_of, holdout=holdout)
             if rules.tiers:
                 _write_tiers(merchant, rules, as_of, scheduled=scheduled, reason_prefix=reason)
             else:  # no rules (any more): no downgrade is pending
