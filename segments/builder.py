@@ -97,7 +97,9 @@ def field_catalogue() -> list[tuple[str, list[FieldChoice]]]:
     """The registry's fields by their group, for the field select (`FIELD_GROUPS` order)."""
     grouped: dict[str, list[FieldChoice]] = {group: [] for group in FIELD_GROUPS}
     for key, criterion in REGISTRY.items():
-        grouped[criterion.group].append(FieldChoice(key, criterion.label.capitalize()))
+        # The first letter only: "RFM group", "P(alive)" and "predicted CLV" keep the rest.
+        label = criterion.label[:1].upper() + criterion.label[1:]
+        grouped[criterion.group].append(FieldChoice(key, label))
     return [(group, fields) for group, fields in grouped.items() if fields]
 
 
@@ -541,6 +543,10 @@ class EditorNode:
     prompt: str = ""
     #: What the number counts ("units", the merchant's currency, "days").
     unit: str = ""
+    #: The number inputs' step ("1", "0.01" for money and probabilities) and greatest
+    #: value ("" for none).
+    step: str = "1"
+    maximum: str = ""
     # groups
     match: str = "all"
     negate: bool = False
@@ -630,10 +636,13 @@ def editor_nodes(
         item.kind = widget_kind(criterion, item.op)
         if item.kind.startswith("money"):
             item.unit = currency
+            item.step = "0.01"
         elif item.kind == "days":
             item.unit = "days"
         elif item.kind.startswith("number"):
             item.unit = criterion.unit
+            item.step = criterion.step
+            item.maximum = _shown(getattr(criterion, "maximum", None))
         value = node.get("value")
         if item.kind.endswith("_pair"):
             pair = value if isinstance(value, list) and len(value) == 2 else [None, None]

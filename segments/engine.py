@@ -432,9 +432,11 @@ def explain(
         None if isinstance(node, Group) else REGISTRY.get(node.field) for _, node, _ in nodes
     ]
     columns = sorted({c for crit in criteria if crit for c in crit.explain_columns})
-    rows = _merchant_rows(merchant).filter(pk=customer.pk).annotate(**annotations)
+    # Named values the criteria share (the merchant's score model): one expression each.
+    extras = {k: v for crit in criteria if crit for k, v in crit.explain_expressions(ctx).items()}
+    rows = _merchant_rows(merchant).filter(pk=customer.pk).annotate(**annotations, **extras)
     with evaluation_settings():
-        row = rows.values(*annotations, *columns).first()
+        row = rows.values(*annotations, *extras, *columns).first()
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer.pk} is not one of {merchant.slug}'s")
     return [
@@ -444,7 +446,11 @@ def explain(
             matched=bool(row[f"n{i}"]),
             is_group=isinstance(node, Group),
             depth=depth,
-            actual=criterion.explain_value(row) if criterion and criterion.explain_columns else "",
+            actual=(
+                criterion.explain_value(row, node)
+                if criterion and isinstance(node, Condition) and criterion.explain_columns
+                else ""
+            ),
         )
         for i, ((path, node, depth), criterion) in enumerate(zip(nodes, criteria, strict=True))
     ]

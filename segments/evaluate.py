@@ -70,6 +70,12 @@ class Person:
     rfm_frequency: int | None = None
     rfm_monetary: int | None = None
     rfm_group: str | None = None
+    # Predictions and the smart segment: None without a prediction (no order, no fit).
+    p_alive: float | None = None
+    churn_risk: float | None = None
+    expected_orders_90d: float | None = None
+    predicted_clv: Decimal | None = None
+    smart_segment: str | None = None
     transactions: list[Txn] = field(default_factory=list)
     redemptions: list[dt.datetime] = field(default_factory=list)
 
@@ -102,6 +108,11 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
         "metrics__rfm_frequency",
         "metrics__rfm_monetary",
         "metrics__rfm_group",
+        "metrics__p_alive",
+        "metrics__churn_risk",
+        "metrics__expected_orders_90d",
+        "metrics__predicted_clv",
+        "metrics__smart_segment",
         "tags__name",
     ):
         person = people.get(row["pk"])
@@ -129,6 +140,11 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
                 rfm_frequency=row["metrics__rfm_frequency"],
                 rfm_monetary=row["metrics__rfm_monetary"],
                 rfm_group=row["metrics__rfm_group"],
+                p_alive=row["metrics__p_alive"],
+                churn_risk=row["metrics__churn_risk"],
+                expected_orders_90d=row["metrics__expected_orders_90d"],
+                predicted_clv=row["metrics__predicted_clv"],
+                smart_segment=row["metrics__smart_segment"],
             )
         if row["tags__name"] is not None:
             person.tags.add(row["tags__name"].lower())

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from segments.criteria import NOT_YET_AVAILABLE, REGISTRY
+from segments.criteria import REGISTRY
 from segments.criteria.base import CleanError
 from segments.rule_tree import (
     CONDITION_KEYS,
@@ -244,10 +244,7 @@ class _Parser:
         name = data["field"]
         criterion = REGISTRY.get(name) if isinstance(name, str) else None
         if criterion is None:
-            if isinstance(name, str) and name in NOT_YET_AVAILABLE:
-                self.error(key_path(path, "field"), f"{_quote(name)} is not available yet")
-            else:
-                self.error(key_path(path, "field"), f"{_quote(name)} is not a known field")
+            self.error(key_path(path, "field"), f"{_quote(name)} is not a known field")
             return None
         ok = True
         for key in sorted(set(data) - CONDITION_KEYS - criterion.extras):

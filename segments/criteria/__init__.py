@@ -6,7 +6,6 @@ Importing this package registers every criterion (`REGISTRY[key]`).
 from segments.criteria.base import (
     MATCH_ALL,
     MATCH_NONE,
-    NOT_YET_AVAILABLE,
     REGISTRY,
     CompileContext,
     Criterion,
@@ -19,7 +18,6 @@ from . import profile, purchases, scores, segments  # noqa: F401 - importing reg
 __all__ = [
     "MATCH_ALL",
     "MATCH_NONE",
-    "NOT_YET_AVAILABLE",
     "REGISTRY",
     "CompileContext",
     "Criterion",

@@ -157,6 +157,9 @@ class Criterion:
     #: What a number of this field counts, shown after its input ("units", "years"); money
     #: fields show the merchant's currency, day counts "days".
     unit: ClassVar[str] = ""
+    #: The step of the builder's number inputs for this field ("0.01" for a probability);
+    #: money inputs step by cents whatever this says.
+    step: ClassVar[str] = "1"
 
     # -- cleaning -------------------------------------------------------------------------
 
@@ -233,8 +236,16 @@ class Criterion:
     #: own value next to the condition (`explain_value`); none by default.
     explain_columns: ClassVar[tuple[str, ...]] = ()
 
-    def explain_value(self, values: Mapping[str, Any]) -> str:
-        """The customer's value, in words, from `explain_columns` (shown by explain)."""
+    def explain_expressions(self, ctx: CompileContext) -> Mapping[str, Any]:
+        """Values beyond the row's own columns that `explain_value` reads, by name: query
+        expressions over the merchant's rows (the merchant's score model, say), read in the
+        explanation's one query, once however many conditions name them. Scoped to
+        `ctx.merchant` by the rows they read. None by default."""
+        return {}
+
+    def explain_value(self, values: Mapping[str, Any], condition: Condition) -> str:
+        """The customer's value, in words, from `explain_columns` and
+        `explain_expressions` (shown by explain next to `condition`)."""
         return ""
 
 
@@ -249,18 +260,6 @@ _C = TypeVar("_C", bound=type[Criterion])
 
 REGISTRY: dict[str, Criterion] = {}
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-#: Contract fields whose analytics do not exist yet: validation says so instead of
-#: calling them unknown.
-NOT_YET_AVAILABLE = frozenset(
-    {
-        "smart_segment",
-        "predicted_clv",
-        "p_alive",
-        "churn_risk",
-        "expected_orders_90d",
-    }
-)
 
 
 def register(key: str) -> Callable[[_C], _C]:
@@ -344,6 +343,26 @@ def clean_int(
     if value > maximum:
         raise CleanError(f"must be at most {maximum}, got {shown(value)}", key)
     return int(value)
+
+
+def clean_float(
+    value: Any, *, minimum: float = 0.0, maximum: float = 1e12, key: str = "value"
+) -> float:
+    """A JSON number (bools are not numbers), finite, within bounds, as a float: what a
+    model output (a probability, an expected number of orders) is compared with. Floats
+    both sides, so SQL (double precision) and Python compare the same numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CleanError(f"expected a number, got {_type_name(value)}", key)
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise CleanError(f"must be at most {maximum:g}, got {shown(value)}", key)
+    number = float(value)
+    if not math.isfinite(number):
+        raise CleanError(f"expected a number, got {_type_name(value)}", key)
+    if number < minimum:
+        raise CleanError(f"must be at least {minimum:g}, got {shown(value)}", key)
+    if number > maximum:
+        raise CleanError(f"must be at most {maximum:g}, got {shown(value)}", key)
+    return number
 
 
 def clean_days(value: Any, *, key: str = "value") -> int:
@@ -557,6 +576,8 @@ def is_null(expr: Combinable) -> Q:
 
 
 def describe_number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a probability of 1, not "1.0"
     return str(value)
 
 

@@ -45,13 +45,18 @@ def test_the_builder_reads_groups_widgets_and_options_from_the_criteria(merchant
 
     assert list(catalogue) == ["Profile", "Purchases", "Scores", "Segments"]
     assert {f.key for f in catalogue["Purchases"]} >= {"purchased", "orders_count"}
-    assert {f.key for f in catalogue["Scores"]} == {
-        "lifecycle_stage",
-        "rfm_group",
-        "rfm_recency",
-        "rfm_frequency",
-        "rfm_monetary",
-    }
+    assert [(f.key, f.label) for f in catalogue["Scores"]] == [
+        ("lifecycle_stage", "Lifecycle stage"),
+        ("rfm_group", "RFM group"),
+        ("rfm_recency", "RFM recency score"),
+        ("rfm_frequency", "RFM frequency score"),
+        ("rfm_monetary", "RFM monetary score"),
+        ("smart_segment", "Smart segment"),
+        ("p_alive", "P(alive)"),
+        ("churn_risk", "Churn risk"),
+        ("expected_orders_90d", "Expected orders in the next 90 days"),
+        ("predicted_clv", "Predicted CLV"),
+    ]
     # the stage and group lists explain each name, with the merchant's thresholds
     assert options["lifecycle_stage"]["value"][0] == "new"
     assert (
@@ -59,6 +64,7 @@ def test_the_builder_reads_groups_widgets_and_options_from_the_criteria(merchant
         in (options["lifecycle_stage"]["help"])
     )
     assert len(options["rfm_group"]["help"]) == 11
+    assert len(options["smart_segment"]["help"]) == 10
     assert options["tags"] == {"value": ["vip"]}
     assert options["gender"]["value"] == ["female", "male", "other", "unspecified"]
     assert set(options["purchased"]) == {

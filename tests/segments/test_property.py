@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from customers.metrics import refresh_merchant_metrics
-from customers.models import Gender, LineItem, Redemption, Transaction
+from customers.models import CustomerMetrics, Gender, LineItem, Redemption, Transaction
 from customers.scores.definitions import RFM_GROUP_NAMES, STAGE_NAMES
 from customers.scores.service import scores_compute
+from customers.scores.smart import SMART_SEGMENT_NAMES
 from segments import engine
 from segments.evaluate import Evaluator, load_people
 from segments.rules import RuleValidationError, parse_rules
@@ -41,6 +42,10 @@ BRANCHES = ["MAIN", "EAST", "WEST"]
 TAGS = ["vip", "Staff", "wholesale"]
 TIERS = ["Bronze", "Gold"]
 TYPES = ["employee", "Regular", "medical"]
+PROBABILITIES = [0, 0.05, 0.2, 0.35, 0.5, 0.8, 1]
+EXPECTED_ORDERS = [0, 0.01, 0.5, 1, 2.5]
+CLV = ["0", "0.25", "12.50", "40", "250.75"]
+PREDICTED = ["p_alive", "churn_risk", "expected_orders_90d", "predicted_clv", "smart_segment"]
 PRODUCTS = [  # (sku, product_type, brand, category)
     ("P1", "preroll", "Phat Panda", "flower"),
     ("P2", "Preroll", "other", "flower"),
@@ -135,6 +140,17 @@ def build_dataset(merchant):
     refresh_merchant_metrics(merchant.pk)
     # The stored scores the score criteria read (lifecycle stage, RFM), as of AS_OF.
     scores_compute(merchant=merchant, as_of=AS_OF, announce=False)
+    # The predictions and smart segments as a computation might store them: drawn from the
+    # values the conditions compare with (ties at every threshold), a quarter missing.
+    rows = list(CustomerMetrics.objects.filter(merchant=merchant).order_by("pk"))
+    for row in rows:
+        missing = rnd.random() < 0.25
+        row.p_alive = None if missing else rnd.choice(PROBABILITIES)
+        row.churn_risk = None if missing else rnd.choice(PROBABILITIES)
+        row.expected_orders_90d = None if missing else rnd.choice(EXPECTED_ORDERS)
+        row.predicted_clv = None if missing else Decimal(rnd.choice(CLV))
+        row.smart_segment = rnd.choice(SMART_SEGMENT_NAMES)
+    CustomerMetrics.objects.bulk_update(rows, PREDICTED)
 
 
 def _pair(values: list[Any]) -> st.SearchStrategy[list[Any]]:
@@ -199,6 +215,11 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
                 "rfm_recency",
                 "rfm_frequency",
                 "rfm_monetary",
+                "smart_segment",
+                "p_alive",
+                "churn_risk",
+                "expected_orders_90d",
+                "predicted_clv",
             ]
         )
     )
@@ -213,9 +234,21 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
             "home_branch": BRANCHES,
         }[field]
         op, value = draw(st.sampled_from(["in", "not_in"])), draw(names(pool))
-    elif field in ("lifecycle_stage", "rfm_group"):
-        pool = list(STAGE_NAMES if field == "lifecycle_stage" else RFM_GROUP_NAMES)
+    elif field in ("lifecycle_stage", "rfm_group", "smart_segment"):
+        pool = list(
+            {
+                "lifecycle_stage": STAGE_NAMES,
+                "rfm_group": RFM_GROUP_NAMES,
+                "smart_segment": SMART_SEGMENT_NAMES,
+            }[field]
+        )
         op, value = draw(st.sampled_from(["in", "not_in"])), draw(names(pool))
+    elif field in ("p_alive", "churn_risk"):
+        op, value = draw(numbers(PROBABILITIES))
+    elif field == "expected_orders_90d":
+        op, value = draw(numbers(EXPECTED_ORDERS))
+    elif field == "predicted_clv":
+        op, value = draw(numbers(CLV))
     elif field.startswith("rfm_"):
         op, value = draw(numbers([1, 2, 3, 4, 5]))
     elif field == "tags":

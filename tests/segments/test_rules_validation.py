@@ -60,7 +60,7 @@ def test_unknown_operator_names_the_nested_path(merchant):
 def test_all_errors_are_collected(merchant):
     data = rules(
         cond("colour", "in", ["red"]),
-        cond("smart_segment", "in", ["lost"]),
+        cond("p_alive", "gte", 1.5),
         cond("orders_count", "gte", "many"),
         cond("gender", "in", ["female"], window_days=3),
         rules(),
@@ -68,7 +68,7 @@ def test_all_errors_are_collected(merchant):
     )
     assert errors_of(data, merchant) == [
         'conditions[0].field: "colour" is not a known field',
-        'conditions[1].field: "smart_segment" is not available yet',
+        "conditions[1].value: must be at most 1, got 1.5",
         'conditions[2].value: expected a whole number, got "many"',
         'conditions[3].window_days: "window_days" is not a key of gender',
         "conditions[4].conditions: a group needs at least 1 condition",
@@ -123,6 +123,21 @@ def test_all_errors_are_collected(merchant):
             cond("visited_branch", "not_in", ["A"]),
             'op: "not_in" is not an operator of visited_branch',
         ),
+        (cond("churn_risk", "lt", "high"), 'value: expected a number, got "high"'),
+        (cond("churn_risk", "lt", True), "value: expected a number, got true"),
+        (cond("p_alive", "between", [0.5, 0.2]), "value: expected low <= high, got [0.5, 0.2]"),
+        (cond("expected_orders_90d", "gt", -0.5), "value: must be at least 0, got -0.5"),
+        (
+            cond("predicted_clv", "gte", "1.23456"),
+            'value: money has at most 4 decimal places, got "1.23456"',
+        ),
+        (
+            cond("smart_segment", "in", ["Lost"]),
+            'value: "Lost" is not one of active_loyal, big_spender, richie_rich, bulk_shopper, '
+            "loyal_at_risk, sleeping_opportunist, churn_candidate, one_time_shopper, "
+            "waiting_first_order, lost",
+        ),
+        (cond("smart_segment", "eq", "lost"), 'op: "eq" is not an operator of smart_segment'),
     ],
 )
 def test_value_errors_name_the_key(merchant, condition, error):
