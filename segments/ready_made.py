@@ -1,7 +1,8 @@
 """Ready-made segments over the customer scores: the six lifecycle stages, the eleven RFM
-groups, and one segment per tier. Ordinary dynamic segments (one `in` condition each), so
-they refresh like any other, and right after each score computation (which announces a
-merchant-level change). `segments.services.segments_add_ready_made` creates them."""
+groups, one segment per tier and the ten smart segments. Ordinary dynamic segments (one `in`
+condition each), so they refresh like any other, and right after each score computation
+(which announces a merchant-level change). `segments.services.segments_add_ready_made`
+creates them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from customers.scores.definitions import (
     STAGE_LABELS,
 )
 from customers.scores.service import score_rules, score_settings_for
+from customers.scores.smart import AT_RISK_BELOW, LOST_BELOW, SMART_SEGMENTS
 from segments.models import Segment
 
 #: The families of ready-made segments, with the button's wording.
@@ -25,8 +27,33 @@ FAMILIES = {
     "lifecycle": "lifecycle stages",
     "rfm": "RFM groups",
     "tiers": "tiers",
+    "smart": "the ten smart segments",
 }
-UNKNOWN_FAMILY_ERROR = "Unknown ready-made segments {family!r}: use lifecycle, rfm or tiers."
+UNKNOWN_FAMILY_ERROR = "Unknown ready-made segments {family!r}: use lifecycle, rfm, tiers or smart."
+#: What each smart segment holds, for its description. Without the merchant's figures (its
+#: percentiles move with every computation, and a merchant without a fit yet has the
+#: recency ratio rule in place of P(alive)): the builder's help and "why in, why out" give
+#: them as they are now (`customers.scores.smart.step_reason`).
+SMART_DESCRIPTIONS = {
+    "active_loyal": (
+        f"two or more orders, P(alive) at least {AT_RISK_BELOW}, and neither a richie rich, "
+        "a big spender nor a bulk shopper"
+    ),
+    "big_spender": "spend at or above the merchant's 80th percentile",
+    "richie_rich": "mean price per unit at or above the merchant's 90th percentile",
+    "bulk_shopper": "2 or more units per line item on average",
+    "loyal_at_risk": f"4 or more orders, and P(alive) below {AT_RISK_BELOW}",
+    "sleeping_opportunist": (
+        f"P(alive) below {AT_RISK_BELOW}, and at least half the orders redeemed points"
+    ),
+    "churn_candidate": f"P(alive) below {AT_RISK_BELOW}",
+    "one_time_shopper": "one order, within the merchant's one-time cut-off (90 days or more)",
+    "waiting_first_order": "no order yet",
+    "lost": (
+        "one order, longer ago than the merchant's one-time cut-off, "
+        f"or P(alive) below {LOST_BELOW}"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,10 @@ def _keys(family: str, tiers: list[tuple[int, str]]) -> list[tuple[str, str, str
         return [(f"rfm-{n.replace('_', '-')}", f"RFM: {label}", n) for n, label in RFM_GROUPS]
     if family == "tiers":
         return [(f"tier-{pk}", f"Tier: {name}", name) for pk, name in tiers]
+    if family == "smart":
+        return [
+            (f"smart-{n.replace('_', '-')}", f"Smart: {label}", n) for n, label in SMART_SEGMENTS
+        ]
     raise ValueError(UNKNOWN_FAMILY_ERROR.format(family=family))
 
 
@@ -83,6 +114,17 @@ def ready_made_segments(*, merchant: Merchant, family: str) -> list[ReadyMade]:
                 name,
                 f"RFM group {RFM_GROUP_LABELS[value].lower()}: {RFM_GROUP_HELP[value]}.",
                 _one("rfm_group", value),
+            )
+            for slug, name, value in keys
+        ]
+    if family == "smart":
+        return [
+            ReadyMade(
+                slug,
+                name,
+                f"Smart segment {name.removeprefix('Smart: ').lower()}: "
+                f"{SMART_DESCRIPTIONS[value]}.",
+                _one("smart_segment", value),
             )
             for slug, name, value in keys
         ]

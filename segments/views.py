@@ -187,15 +187,15 @@ class SegmentListView(MerchantTableListView):
 
 
 class ReadyMadeView(MerchantRequiredMixin, View):
-    """POST `family` (lifecycle, rfm or tiers): add that family's ready-made segments the
-    merchant does not have yet."""
+    """POST `family` (lifecycle, rfm, tiers or smart): add that family's ready-made segments
+    the merchant does not have yet."""
 
     permission = Action.SAVE_SEGMENTS
 
     def post(self, request: HttpRequest) -> HttpResponse:
         family = request.POST.get("family", "")
         if family not in ready_made.FAMILIES:
-            messages.error(request, "Pick lifecycle stages, RFM groups or tiers.")
+            messages.error(request, "Pick lifecycle stages, RFM groups, tiers or smart segments.")
             return redirect("segments:list")
         created = services.segments_add_ready_made(
             merchant=current_merchant(request), family=family, user=request.user

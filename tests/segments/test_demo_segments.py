@@ -44,11 +44,11 @@ def test_the_templates_and_a_call_list_are_created_and_filled(merchant, shoppers
     call_command("seed_demo_segments", merchant=merchant.slug, weeks=3)
 
     # then: every template and the ready-made score segments (6 stages, 11 RFM groups, no
-    # tiers here), each holding what its rules match now
+    # tiers here, 10 smart segments), each holding what its rules match now
     dynamic = Segment.objects.filter(merchant=merchant, kind=SegmentKind.DYNAMIC)
-    templates = dynamic.exclude(slug__regex=r"^(lifecycle|rfm|tier)-")
+    templates = dynamic.exclude(slug__regex=r"^(lifecycle|rfm|tier|smart)-")
     assert sorted(s.name for s in templates) == sorted(t["name"] for t in TEMPLATES)
-    assert dynamic.count() == len(TEMPLATES) + 6 + 11
+    assert dynamic.count() == len(TEMPLATES) + 6 + 11 + 10
     for segment in dynamic:
         expected = engine.count_matching(merchant=merchant, rules=segment.rules)
         assert segment.member_count == segment.memberships.count() == expected
@@ -77,6 +77,9 @@ def test_the_score_segments_history_is_computed_week_by_week(merchant, shoppers)
     # then: Ann (20 days ago) is new from two weeks ago, Bob (10 days ago) from a week ago
     assert sizes(merchant, "Lifecycle: New") == {0: 2, 7: 2, 14: 1, 21: 0}
     assert sizes(merchant, "RFM: Prospects") == {0: 1, 7: 1, 14: 2, 21: 3}
+    # the smart segments too: a single order within the one-time cut-off
+    assert sizes(merchant, "Smart: One-time shopper") == {0: 2, 7: 2, 14: 1, 21: 0}
+    assert sizes(merchant, "Smart: Waiting for the first order") == {0: 1, 7: 1, 14: 2, 21: 3}
     # and the stage history is in time order: each of them entered "new" once
     changes = ScoreChange.objects.filter(merchant=merchant, kind="lifecycle")
     assert sorted(changes.values_list("from_value", "to_value")) == [("", "new"), ("", "new")]
