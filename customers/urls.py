@@ -12,6 +12,7 @@ urlpatterns = [
     path("scores/", scores.ScoresView.as_view(), name="scores"),
     path("scores/recompute/", scores.ScoreRecomputeView.as_view(), name="score_recompute"),
     path("scores/settings/", scores.ScoreSettingsView.as_view(), name="score_settings"),
+    path("scores/model/", scores.ScoreModelView.as_view(), name="score_model"),
     path("scores/transitions/", scores.TransitionsView.as_view(), name="score_transitions"),
     path(
         "scores/transitions/customers/",

@@ -156,6 +156,7 @@ CASES = [
     # customer scores
     Case("customers:scores", Action.VIEW, "get", url("customers:scores")),
     Case("customers:score_transitions", Action.VIEW, "get", url("customers:score_transitions")),
+    Case("customers:score_model", Action.VIEW, "get", url("customers:score_model")),
     Case(
         "customers:score_transition_customers",
         Action.VIEW,

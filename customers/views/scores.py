@@ -1,5 +1,6 @@
 """Portal pages of the customer scores: the overview (stages, RFM grid, tiers, freshness,
-"recompute now"), the settings page, and the transitions between stages.
+"recompute now"), the settings page, the transitions between stages, and the prediction
+model's page (the fit, the smart segments' cut-offs and the holdout check).
 
 Tenancy: every read goes through `customers.scores.selectors` with the current merchant;
 the settings and the recomputation are that merchant's own.
@@ -36,6 +37,7 @@ from customers.scores.settings import (
     score_settings_update,
     scores_recompute_request,
 )
+from customers.views.predictions import ModelReport, merchant_model
 
 RECOMPUTE_QUEUED = "The scores are being recomputed; this page shows when they are done."
 SETTINGS_SAVED = "Score settings saved. The scores are being recomputed with them."
@@ -81,6 +83,9 @@ class ScoresView(MerchantRequiredMixin, View):
             ],
             "tiers": tiers,
             "has_tier_rules": any(rule for _, _, rule in tiers),
+            "model": ModelReport.from_json(
+                settings_row.model if isinstance(settings_row.model, dict) else {}
+            ),
         }
         return render(request, "customers/scores.html", context)
 
@@ -254,3 +259,21 @@ class TransitionCustomersView(MerchantRequiredMixin, View):
             "page_obj": page,
         }
         return render(request, "customers/score_transition_customers.html", context)
+
+
+class ScoreModelView(MerchantRequiredMixin, View):
+    """GET: the merchant's prediction model as the last computation fitted it: BG/NBD and
+    Gamma-Gamma parameters, the smart segments' cut-offs, the calibration/holdout check."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        merchant = current_merchant(request)
+        report = ModelReport.from_json(merchant_model(merchant))
+        holdout = report.holdout
+        context = {
+            "merchant": merchant,
+            "report": report,
+            "steps": report.steps(),
+            "holdout": holdout,
+            "chart": holdout.chart() if holdout and len(holdout.rows) > 1 else None,
+        }
+        return render(request, "customers/score_model.html", context)
