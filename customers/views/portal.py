@@ -25,6 +25,7 @@ from customers.portal.middleware import SESSION_KEY
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from customers.scores.selectors import customer_score_history
 from customers.tables import CustomerTable
+from customers.views.predictions import customer_predictions, merchant_model
 
 TRANSACTIONS_PER_PAGE = 20
 REDEMPTIONS_PER_PAGE = 20
@@ -86,7 +87,8 @@ class CustomerListView(MerchantTableListView):
 
 
 class CustomerDetailView(MerchantRequiredMixin, DetailView):
-    """One of the merchant's customers: profile, tags, metrics, transactions, redemptions."""
+    """One of the merchant's customers: profile, tags, metrics, scores and predictions,
+    transactions, redemptions."""
 
     template_name = "customers/customer_detail.html"
     context_object_name = "customer"
@@ -102,6 +104,9 @@ class CustomerDetailView(MerchantRequiredMixin, DetailView):
         context["merchant"] = merchant
         context["merchant_tz"] = merchant.time_zone
         context["metrics"] = getattr(customer, "metrics", None)
+        context["predictions"] = customer_predictions(
+            metrics=context["metrics"], model=merchant_model(merchant), today=merchant.today()
+        )
         context["score_history"] = customer_score_history(customer=customer)
         context["transactions"] = _page(
             selectors.customer_transactions(customer=customer),
