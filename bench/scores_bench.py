@@ -1,6 +1,7 @@
-"""Customer scores benchmark (issue 12) on PostgreSQL: `compute_scores` for a whole merchant
-(time and peak memory, first computation and steady state) and one new purchase's database
-time with the lifecycle stage and tier kept.
+"""Customer scores benchmark (issues 12 and 13) on PostgreSQL: `compute_scores` for a whole
+merchant (time and peak memory, first computation and steady state; the predictions' fit and
+the holdout check included) and one new purchase's database time with the lifecycle stage,
+tier, predictions and smart segment kept.
 
     DJANGO_DEBUG=1 BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/segment_portal_bench \\
         .venv/bin/python bench/scores_bench.py [--sizes 10000,100000,1000000] [--purchases 200]
@@ -14,8 +15,9 @@ Reads the merchants `bench-10k`, `bench-100k` and `bench-1m` made by `generate_b
    (lifetime spend from 0 / 500 / 2,000 / 6,000 for Bronze / Silver / Gold / Platinum), so
    tiers are part of the measured work; existing rules are used as they are. The rules are
    left in place (later runs measure the same thing).
-2. Resets the merchant's scores (stage, RFM, group, tier and its grace date on every metrics
-   row, the customers' tiers, every `ScoreChange` row of the merchant), then VACUUM ANALYZE
+2. Resets the merchant's scores (stage, RFM, group, tier and its grace date, predictions,
+   smart segment and churn cut-off on every metrics row, the stored fit, the customers'
+   tiers, every `ScoreChange` row of the merchant), then VACUUM ANALYZE
    of those tables, so that the first computation is reproducible: every customer with an
    order gets a stage from none, every customer a tier from none, and a history row each.
    (The generator had already run the write chain's merchant-level follow: stages, no RFM,
@@ -82,8 +84,10 @@ STAMP = time.strftime("%Y%m%d-%H%M%S")
 def service_hash() -> str:
     """The code under test as it is on disk now (it may be uncommitted): each run records it,
     so figures of different versions are never mixed unnoticed."""
-    path = ROOT / "customers" / "scores" / "service.py"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "customers" / "scores").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def slug_for(size: int) -> str:
@@ -152,7 +156,14 @@ def reset_scores(merchant: Any) -> dict[str, float]:
         cursor.execute(
             "UPDATE customers_customermetrics SET lifecycle_stage = NULL, rfm_recency = NULL, "
             "rfm_frequency = NULL, rfm_monetary = NULL, rfm_group = 'prospects', "
-            "tier_id = NULL, tier_below_since = NULL WHERE merchant_id = %s",
+            "tier_id = NULL, tier_below_since = NULL, p_alive = NULL, churn_risk = NULL, "
+            "expected_orders_90d = NULL, p_order_30d = NULL, predicted_clv = NULL, "
+            "smart_segment = 'waiting_first_order', churn_cutoff_on = NULL "
+            "WHERE merchant_id = %s",
+            [merchant.pk],
+        )
+        cursor.execute(
+            "UPDATE customers_scoresettings SET model = '{}' WHERE merchant_id = %s",
             [merchant.pk],
         )
         cursor.execute(

@@ -51,6 +51,9 @@ METRIC_COLUMNS = (
     "first_purchase_at",
     "last_purchase_at",
     "redemptions_count",
+    "line_items",
+    "units",
+    "items_amount",
 )
 
 #: Customer columns copied to CustomerMetrics as they are (same names on both tables).
@@ -120,6 +123,7 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*COPIED_COLUMNS, "updated_at"))
     profile = ", ".join(f"c.{c}" for c in PROFILE_COLUMNS)
     txn_where, txn_params = scope.where("customer_id", "merchant_id")
+    line_where, line_params = scope.where("t.customer_id", "t.merchant_id")
     customer_where, customer_params = scope.where("c.id", "c.merchant_id")
     # TRICKY: avg_order_value multiplies by 1.0 so SQLite does not divide integers; the
     # WHERE on the SELECT is also what lets SQLite parse INSERT ... SELECT ... ON CONFLICT.
@@ -136,6 +140,9 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
                t.first_purchase_at,
                t.last_purchase_at,
                COALESCE(r.redemptions_count, 0),
+               COALESCE(li.line_items, 0),
+               COALESCE(li.units, 0),
+               COALESCE(li.items_amount, 0),
                {profile},
                {_tag_ids_sql()},
                %s
@@ -158,11 +165,19 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
             WHERE {txn_where}
             GROUP BY customer_id
         ) r ON r.customer_id = c.id
+        LEFT JOIN (
+            SELECT t.customer_id, COUNT(*) AS line_items, SUM(i.quantity) AS units,
+                   SUM(i.amount) AS items_amount
+            FROM {LineItem._meta.db_table} i
+            JOIN {Transaction._meta.db_table} t ON t.id = i.transaction_id
+            WHERE {line_where} AND t.kind = 'purchase'
+            GROUP BY t.customer_id
+        ) li ON li.customer_id = c.id
         WHERE {customer_where}
         ON CONFLICT (customer_id) DO UPDATE SET {updates}
         WHERE ({current}) {_distinct()} ({incoming})
     """
-    return sql, [now, *txn_params, *txn_params, *customer_params]
+    return sql, [now, *txn_params, *txn_params, *line_params, *customer_params]
 
 
 def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:

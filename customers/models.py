@@ -510,6 +510,8 @@ class CustomerMetrics(models.Model):
     - `avg_order_value` = gross_spend / orders_count, NULL without orders.
     - `first_purchase_at` / `last_purchase_at`: earliest and latest purchase, NULL without orders.
     - `redemptions_count`: redemptions of the customer.
+    - `line_items`, `units`, `items_amount`: the line items of orders, their quantities and
+      amounts.
 
     Profile attributes, copied from the customer (`PROFILE_COLUMNS`) with its tag ids: the
     rules read current profile values, and reading them here instead of the wide customer
@@ -533,6 +535,11 @@ class CustomerMetrics(models.Model):
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
     redemptions_count = models.PositiveIntegerField(default=0)
+    # The line items of orders: how many, their units and amounts (the smart segments'
+    # price per unit and units per line item).
+    line_items = models.PositiveIntegerField(default=0)
+    units = models.PositiveIntegerField(default=0)
+    items_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     updated_at = models.DateTimeField(default=timezone.now)
 
     # Copies of the customer's profile (see the class docstring).

@@ -4,7 +4,7 @@ and whether they are still "alive", and the Gamma-Gamma spend model (Fader and H
 for what an order is worth.
 
 Both are fitted by maximum likelihood on log-parameters (so every parameter stays positive)
-with Nelder-Mead, over the distinct (x, t_x, T) or (x, m) of the customers with their
+with L-BFGS-B, over the distinct (x, t_x, T) or (x, m) of the customers with their
 counts: a million customers share a few hundred thousand distinct triples at most, and each
 evaluation of the likelihood is one vectorised pass over them. The BG/NBD likelihood is
 written in the numerically stable form of Fader and Hardie's note on it (a log-sum-exp of
@@ -16,6 +16,7 @@ parameters on the CDNOW sample.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,39 @@ def _grouped(*columns: ArrayLike) -> tuple[list[NDArray[np.float64]], NDArray[np
     stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
     distinct, counts = np.unique(stacked, axis=0, return_counts=True)
     return [distinct[:, i] for i in range(distinct.shape[1])], counts.astype(float)
+
+
+#: The log-parameters are searched within these bounds (e^-30 to e^30): a fit that ends on
+#: one has a parameter running off to zero or infinity, which the data do not pin down.
+LOG_BOUND = 30.0
+
+
+def _maximise(
+    negative: Callable[[NDArray[np.float64]], float], initial: NDArray[np.float64], model: str
+) -> tuple[NDArray[np.float64], float]:
+    """The log-parameters minimising `negative` (the negative log-likelihood), and its value.
+
+    L-BFGS-B (a quasi-Newton search with numerical gradients) takes about a hundred
+    evaluations where Nelder-Mead takes a thousand, which matters at a million customers;
+    with these tolerances it lands on the CDNOW optimum to 1e-10 of the log-likelihood.
+    Raises ArithmeticError when it does not converge."""
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(initial)
+    result = minimize(
+        negative,
+        initial,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 2_000, "ftol": 1e-13, "gtol": 1e-9},
+    )
+    if not np.isfinite(result.fun) or not result.success:
+        raise ArithmeticError(f"{model} did not converge: {result.message}")
+    if np.any(np.abs(result.x) >= LOG_BOUND - 1e-3):
+        raise ArithmeticError(
+            f"{model} did not converge: a parameter runs off to "
+            f"{'zero' if result.x.min() <= -LOG_BOUND + 1e-3 else 'infinity'} "
+            "(the data do not pin the model down)"
+        )
+    return result.x, float(result.fun)
 
 
 def bgnbd_log_likelihood(
@@ -96,16 +130,9 @@ def fit_bgnbd(
         return float(-(weights * (head[ix] + np.logaddexp(a3, a4))).sum())
 
     initial = np.zeros(4) if start is None else np.log([start.r, start.alpha, start.a, start.b])
-    result = minimize(
-        negative,
-        initial,
-        method="Nelder-Mead",
-        options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 40_000},
-    )
-    if not result.success:
-        raise ArithmeticError(f"BG/NBD did not converge: {result.message}")
-    r, alpha, a, b = (float(v) for v in np.exp(result.x))
-    return BgNbdFit(r, alpha, a, b, -float(result.fun), int(weights.sum()))
+    best, value = _maximise(negative, initial, "BG/NBD")
+    r, alpha, a, b = (float(v) for v in np.exp(best))
+    return BgNbdFit(r, alpha, a, b, -value, int(weights.sum()))
 
 
 def gamma_gamma_log_likelihood(
@@ -148,15 +175,8 @@ def fit_gamma_gamma(
         return float(-(weights * each).sum())
 
     initial = np.zeros(3) if start is None else np.log([start.p, start.q, start.gamma])
-    result = minimize(
-        negative,
-        initial,
-        method="Nelder-Mead",
-        options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 40_000},
-    )
-    if not result.success:
-        raise ArithmeticError(f"Gamma-Gamma did not converge: {result.message}")
-    p, q, gamma = (float(v) for v in np.exp(result.x))
+    best, _ = _maximise(negative, initial, "Gamma-Gamma")
+    p, q, gamma = (float(v) for v in np.exp(best))
     return GammaGammaFit(p, q, gamma, int(weights.sum()))
 
 

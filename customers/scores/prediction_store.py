@@ -74,10 +74,12 @@ def _inputs_sql(
     spend_sql: str,
     spend_params: list[Any],
     calibration_end: dt.date | None,
+    items_from_metrics: bool,
 ) -> tuple[str, list[Any]]:
     """One row per customer with an order: `Inputs.COLUMNS`, then (with a calibration
     end) their purchase days and latest purchase day up to it. `spend_sql` is a query of
-    (customer_id, spend) to join."""
+    (customer_id, spend) to join. The line items' figures come from the metrics rows when
+    `items_from_metrics` (nothing is dated after `as_of`), otherwise from the line items."""
     today = merchant.today(as_of)
     items, txns = LineItem._meta.db_table, Transaction._meta.db_table
     scope, scope_params = "t.merchant_id = %s", [merchant.pk]
@@ -85,6 +87,25 @@ def _inputs_sql(
         scope = f"t.customer_id IN ({', '.join(['%s'] * len(ids))})"
         scope_params = list(ids)
     real = "DOUBLE PRECISION"
+    if items_from_metrics:
+        # The metrics rows keep these exact after every write: no pass over the line items.
+        metrics_scope = scope.replace("t.", "m.")
+        line_items = f"""
+            SELECT m.customer_id, m.items_amount AS amount, m.units AS units,
+                   m.line_items AS items
+            FROM {CustomerMetrics._meta.db_table} m
+            WHERE {metrics_scope} AND m.line_items > 0
+        """
+        line_params: list[Any] = list(scope_params)
+    else:
+        line_items = f"""
+            SELECT t.customer_id, SUM(i.amount) AS amount, SUM(i.quantity) AS units,
+                   COUNT(*) AS items
+            FROM {items} i JOIN {txns} t ON t.id = i.transaction_id
+            WHERE {scope} AND t.kind = 'purchase' AND t.occurred_at <= %s
+            GROUP BY t.customer_id
+        """
+        line_params = [*scope_params, as_of]
     calibration, calibration_params = "", []
     if calibration_end is not None:
         calibration = f""",
@@ -114,16 +135,10 @@ def _inputs_sql(
             GROUP BY s.customer_id, f.first
         ) b
         LEFT JOIN ({spend_sql}) w ON w.customer_id = b.customer_id
-        LEFT JOIN (
-            SELECT t.customer_id, SUM(i.amount) AS amount, SUM(i.quantity) AS units,
-                   COUNT(*) AS items
-            FROM {items} i JOIN {txns} t ON t.id = i.transaction_id
-            WHERE {scope} AND t.kind = 'purchase' AND t.occurred_at <= %s
-            GROUP BY t.customer_id
-        ) li ON li.customer_id = b.customer_id
+        LEFT JOIN ({line_items}) li ON li.customer_id = b.customer_id
         ORDER BY b.customer_id
     """
-    return sql, [today, *calibration_params, *spend_params, *scope_params, as_of]
+    return sql, [today, *calibration_params, *spend_params, *line_params]
 
 
 def merchant_inputs(
@@ -162,6 +177,9 @@ def merchant_inputs(
             spend_sql=f"SELECT customer_id, spend FROM {spend_table}",
             spend_params=[],
             calibration_end=calibration_end,
+            items_from_metrics=not Transaction.objects.filter(
+                merchant=merchant, occurred_at__gt=as_of
+            ).exists(),
         )
         cursor.execute(sql, adapt(params))
         rows = cursor.fetchall()
@@ -233,6 +251,8 @@ def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> 
         ),
         spend_params=list(ids),
         calibration_end=None,
+        # A write's follow-up runs after the metrics rows took the write in.
+        items_from_metrics=True,
     )
     with connection.cursor() as cursor:
         cursor.execute(
