@@ -8,7 +8,12 @@ from django.utils import timezone
 
 from customers.metrics import refresh_merchant_metrics, refresh_metrics
 from customers.models import CustomerMetrics, Transaction
-from tests.factories import CustomerFactory, RedemptionFactory, TransactionFactory
+from tests.factories import (
+    CustomerFactory,
+    LineItemFactory,
+    RedemptionFactory,
+    TransactionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +177,24 @@ def test_a_bulk_update_of_many_customers_is_one_merchant_level_change(merchant, 
         )
     ) == {reached}
     assert other.__class__.objects.get(pk=other.pk).last_contacted_at is None
+
+
+def test_line_items_of_orders_are_counted_on_the_metrics_row(merchant):
+    # given two orders with line items and a refund with one
+    customer = CustomerFactory(merchant=merchant)
+    order = TransactionFactory(customer=customer)
+    LineItemFactory(transaction=order, quantity=3, amount=Decimal("30.00"))
+    LineItemFactory(transaction=order, quantity=1, amount=Decimal("5.50"))
+    second = TransactionFactory(customer=customer)
+    LineItemFactory(transaction=second, quantity=2, amount=Decimal("8.00"))
+    refund = TransactionFactory(customer=customer, kind="refund")
+    LineItemFactory(transaction=refund, quantity=9, amount=Decimal("99.00"))
+
+    # then the orders' line items, units and amounts, the refund's left out
+    row = CustomerMetrics.objects.get(pk=customer.pk)
+    assert (row.line_items, row.units, row.items_amount) == (3, 6, Decimal("43.50"))
+
+    # when a line item goes, the row follows
+    second.items.get().delete()
+    row.refresh_from_db()
+    assert (row.line_items, row.units, row.items_amount) == (2, 4, Decimal("35.50"))
