@@ -220,7 +220,7 @@ def step_reason(step: int, cutoffs: SmartCutoffs, *, fitted: bool) -> str:
         if fitted
         else f"no order for more than {AT_RISK_GAPS} of their own gaps between orders"
     )
-    price = f"{cutoffs.unit_price_p90:.2f}" if cutoffs.unit_price_p90 is not None else "none yet"
+    price = f"{cutoffs.unit_price_p90:,.2f}" if cutoffs.unit_price_p90 is not None else "none yet"
     spend = f"{cutoffs.spend_p80:,.2f}" if cutoffs.spend_p80 is not None else "none yet"
     number, _ = STEPS[step]
     text = (
