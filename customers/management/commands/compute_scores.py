@@ -50,3 +50,14 @@ class Command(BaseCommand):
             f"{summary['scored']} of {summary['customers']} customers scored as of "
             f"{summary['as_of']} in {summary['seconds']} s; stages: {stages}"
         )
+        fit = summary["bgnbd"]
+        if fit is None:
+            self.stdout.write(f"no predictions: {summary['prediction_error']}")
+        else:
+            self.stdout.write(
+                f"BG/NBD on {fit['customers']} customers: r {fit['r']}, alpha {fit['alpha']}, "
+                f"a {fit['a']}, b {fit['b']}"
+                + (f"; {summary['prediction_error']}" if summary["prediction_error"] else "")
+            )
+        smart = ", ".join(f"{name} {n}" for name, n in summary["smart_segments"].items())
+        self.stdout.write(f"smart segments: {smart}")
