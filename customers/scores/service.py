@@ -724,12 +724,15 @@ def scores_compute(
 def customer_scores_follow(
     *, merchant_id: int, customer_ids: Collection[int] | None, as_of: dt.datetime | None = None
 ) -> None:
-    """Bring the lifecycle stage and tier of these customers (every customer of the
-    merchant when None) up to date after a write, in the caller's transaction: the stage
-    follows, a tier upgrade happens now; downgrades and RFM wait for the computation.
+    """Bring the lifecycle stage, tier, predictions and smart segment of these customers
+    (every customer of the merchant when None) up to date after a write, in the caller's
+    transaction: the stage follows, a tier upgrade happens now, the predictions come from
+    the stored fit; downgrades, RFM, the fit and the merchant's cut-offs wait for the
+    computation.
 
-    Few customers are read into Python (three indexed queries, writes only where something
-    moved); a merchant-level change runs the same set-based SQL as the computation."""
+    Few customers are read into Python (four indexed queries: settings, tier rules, the
+    stage and tier inputs, the prediction inputs; then one UPDATE per customer and the
+    history); a merchant-level change runs the same set-based SQL as the computation."""
     as_of = as_of or timezone.now()
     # One query for the settings and the merchant (this runs on every purchase).
     settings_row = (
@@ -743,8 +746,8 @@ def customer_scores_follow(
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        _follow_few(merchant, rules, as_of, chunk)
-        _predict_few(merchant, as_of, chunk, ModelState.from_json(settings_row.model))
+        stages = _follow_few(merchant, rules, as_of, chunk)
+        _predict_few(merchant, as_of, chunk, ModelState.from_json(settings_row.model), stages)
 
 
 def _follow_merchant(
@@ -761,7 +764,11 @@ def _follow_merchant(
         cursor.execute(f"DROP TABLE {_WORK}")
 
 
-def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: list[int]) -> None:
+def _follow_few(
+    merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: list[int]
+) -> dict[int, str | None]:
+    """Tiers and the history written; returns the customers whose stage moved, with their
+    new stage, for `_predict_few` to write with their predictions (one UPDATE each)."""
     inputs = _inputs(merchant, rules, as_of, ids, few=True)
     with connection.cursor() as cursor:
         cursor.execute(inputs.sql, _adapt(inputs.params))
@@ -769,7 +776,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
     tz, today = merchant.tzinfo, merchant.today(as_of)
     definitions = rules.lifecycle.definitions()
     history: list[ScoreChange] = []
-    stage_updates: dict[str | None, list[int]] = {}
+    stage_updates: dict[int, str | None] = {}
     tier_updates: dict[int | None, list[int]] = {}
     back_at_threshold: list[int] = []
     for row in rows:
@@ -786,7 +793,7 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
             orders=n or 0, days_since_last=days, window_orders=window_n or 0
         )
         if stage != old_stage:
-            stage_updates.setdefault(stage, []).append(customer_id)
+            stage_updates[customer_id] = stage
             history.append(
                 ScoreChange(
                     merchant=merchant,
@@ -830,8 +837,6 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
                     reason=move.reason[:200],
                 )
             )
-    for stage, changed in stage_updates.items():
-        CustomerMetrics.objects.filter(pk__in=changed).update(lifecycle_stage=stage)
     for new_tier, changed in tier_updates.items():
         # The plain QuerySet.update: the metrics copy is written on the next line, and the
         # caller (the write chain) announces the change.
@@ -843,21 +848,31 @@ def _follow_few(merchant: Merchant, rules: ScoreRules, as_of: dt.datetime, ids: 
         CustomerMetrics.objects.filter(pk__in=back_at_threshold).update(tier_below_since=None)
     if history:
         ScoreChange.objects.bulk_create(history)
+    return stage_updates
 
 
-def _predict_few(merchant: Merchant, as_of: dt.datetime, ids: list[int], state: ModelState) -> None:
+def _predict_few(
+    merchant: Merchant,
+    as_of: dt.datetime,
+    ids: list[int],
+    state: ModelState,
+    stages: dict[int, str | None],
+) -> None:
     """Score these customers from the stored fit (the closed forms; no refit): their
-    predictions, smart segment and churn cut-off follow a purchase at once."""
+    predictions, smart segment and churn cut-off follow a purchase at once, written with
+    the new lifecycle `stages` of those whose stage moved."""
     inputs = prediction_store.few_inputs(merchant, as_of, ids)
     scores = predictions_score(inputs, state)
     today = merchant.today(as_of)
     for row in prediction_store.result_rows(inputs, scores, today):
-        CustomerMetrics.objects.filter(pk=row[0]).update(
-            **dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
-        )
+        values: dict[str, Any] = dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
+        if row[0] in stages:
+            values["lifecycle_stage"] = stages[row[0]]
+        CustomerMetrics.objects.filter(pk=row[0]).update(**values)
     without_order = set(ids) - set(inputs.customer_id.tolist())
     if without_order:
+        # No order (any more): no stage, no prediction, waiting for the first order.
         CustomerMetrics.objects.filter(pk__in=without_order).update(
             **{column: None for column in prediction_store.RESULT_COLUMNS}
-            | {"smart_segment": NO_ORDER_SEGMENT}
+            | {"smart_segment": NO_ORDER_SEGMENT, "lifecycle_stage": None}
         )
