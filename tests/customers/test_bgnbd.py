@@ -4,10 +4,6 @@ and Lee 2005; Fader and Hardie 2013): 2,357 customers, a 39-week calibration per
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,28 +15,13 @@ from customers.scores.bgnbd import (
     fit_gamma_gamma,
     p_alive,
 )
-
-CDNOW = Path(__file__).resolve().parent / "data" / "CDNOW_sample.txt"
-END = dt.date(1997, 9, 30)
+from tests.customers.cdnow import calibration_by_customer
 
 
 @pytest.fixture(scope="module")
 def calibration():
     """(x, t_x, T, m) per customer, from the purchases up to the calibration's end."""
-    days: dict[str, dict[dt.date, float]] = defaultdict(lambda: defaultdict(float))
-    for line in CDNOW.read_text().splitlines():
-        _, customer, date, _, value = line.split()
-        day = dt.datetime.strptime(date, "%Y%m%d").date()
-        if day <= END:
-            days[customer][day] += float(value)
-    rows = []
-    for spend in days.values():
-        dates = sorted(spend)
-        first, last = dates[0], dates[-1]
-        x = len(dates) - 1
-        m = sum(spend[d] for d in dates[1:]) / x if x else 0.0
-        rows.append((x, (last - first).days / 7, (END - first).days / 7, m))
-    return np.array(rows)
+    return np.array(list(calibration_by_customer().values()))
 
 
 def test_bgnbd_reproduces_the_paper(calibration):

@@ -10,7 +10,6 @@ import json
 from collections import Counter, defaultdict
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,9 +21,9 @@ from customers.models import Customer, CustomerMetrics, ScoreSettings, Transacti
 from customers.scores.service import scores_compute
 from customers.scores.smart import SMART_SEGMENT_NAMES
 from customers.services import merchant_metrics_refresh
+from tests.customers.cdnow import CDNOW, calibration_by_customer
 from tests.factories import CustomerFactory, MerchantFactory, TransactionFactory
 
-CDNOW = Path(__file__).resolve().parent / "data" / "CDNOW_sample.txt"
 NEW_YORK = ZoneInfo("America/New_York")
 END = dt.date(1997, 9, 30)
 pytestmark = pytest.mark.django_db
@@ -64,23 +63,6 @@ def cdnow():
     return merchant
 
 
-def calibration_inputs() -> dict[str, tuple[int, float, float, float]]:
-    """(x, t_x, T, m) per sample id as of 1997-09-30, computed here from the file."""
-    days: dict[str, dict[dt.date, float]] = defaultdict(lambda: defaultdict(float))
-    for line in CDNOW.read_text().splitlines():
-        _, customer, date, _, value = line.split()
-        day = dt.datetime.strptime(date, "%Y%m%d").date()
-        if day <= END:
-            days[customer][day] += float(value)
-    inputs = {}
-    for customer, spend in days.items():
-        dates = sorted(spend)
-        x = len(dates) - 1
-        m = sum(spend[d] for d in dates[1:]) / x if x else 0.0
-        inputs[customer] = (x, (dates[-1] - dates[0]).days / 7, (END - dates[0]).days / 7, m)
-    return inputs
-
-
 def test_compute_scores_on_cdnow_reproduces_the_published_fits(cdnow):
     # given the CDNOW sample as a merchant
     out = StringIO()
@@ -116,7 +98,7 @@ def test_stored_predictions_are_the_closed_forms_of_the_fit(cdnow):
     model = ScoreSettings.objects.get(merchant=cdnow).model
     r, alpha, a, b = (model["bgnbd"][k] for k in ("r", "alpha", "a", "b"))
     p, q, gamma = (model["gamma_gamma"][k] for k in ("p", "q", "gamma"))
-    inputs = calibration_inputs()
+    inputs = calibration_by_customer()
 
     def by_hand(x: int, t_x: float, T: float, m: float) -> tuple[float, float, float]:
         """P(alive), E[orders in 90 days] and 12-month CLV, written out from the papers."""
