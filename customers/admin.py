@@ -49,6 +49,13 @@ SCORE_FIELDS = (
     "rfm_monetary",
     "rfm_group",
     "tier_below_since",
+    "smart_segment",
+    "p_alive",
+    "churn_risk",
+    "expected_orders_90d",
+    "p_order_30d",
+    "predicted_clv",
+    "churn_cutoff_on",
 )
 
 
@@ -241,8 +248,17 @@ class CustomerTagAdmin(admin.ModelAdmin):
 
 @admin.register(CustomerMetrics)
 class CustomerMetricsAdmin(admin.ModelAdmin):
-    list_display = ["customer", "merchant", *METRIC_FIELDS, "lifecycle_stage", "rfm_group"]
-    list_filter = ["merchant", "lifecycle_stage", "rfm_group"]
+    list_display = [
+        "customer",
+        "merchant",
+        *METRIC_FIELDS,
+        "lifecycle_stage",
+        "rfm_group",
+        "smart_segment",
+        "p_alive",
+        "predicted_clv",
+    ]
+    list_filter = ["merchant", "lifecycle_stage", "rfm_group", "smart_segment"]
     search_fields = ["customer__external_id", "customer__email", "customer__last_name"]
     list_select_related = ["customer", "merchant"]
     readonly_fields = ["customer", "merchant", *METRIC_FIELDS, *SCORE_FIELDS]
@@ -353,6 +369,7 @@ class ScoreSettingsAdmin(admin.ModelAdmin):
         "seconds",
         "error",
         "summary",
+        "model",
     ]
     actions = ["recompute_scores"]
 

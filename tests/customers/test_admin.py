@@ -246,3 +246,24 @@ def test_support_queues_a_score_computation_from_the_merchant_list(
     # without a broker the queued computation ran when the request's transaction committed
     assert ScoreSettings.objects.get(merchant=merchant).status == "ok"
     assert CustomerMetrics.objects.get(pk=customer.pk).rfm_group == "dormant"
+
+
+def test_predictions_are_read_only_in_the_admin_and_filter_by_smart_segment(
+    support_client, populated
+):
+    # given a customer with stored predictions
+    customer, _ = populated
+    CustomerMetrics.objects.filter(pk=customer.pk).update(
+        p_alive=0.8342, smart_segment="big_spender", predicted_clv=Decimal("123.45")
+    )
+
+    # when support opens the metrics list filtered on the smart segment, and the row
+    listing = support_client.get(
+        reverse("admin:customers_customermetrics_changelist"), {"smart_segment": "big_spender"}
+    )
+    page = support_client.get(reverse("admin:customers_customermetrics_change", args=[customer.pk]))
+
+    # then the row is listed, and the predictions are shown, not editable
+    assert listing.status_code == 200 and b"123.45" in listing.content
+    assert page.status_code == 200 and b"0.8342" in page.content
+    assert b'name="p_alive"' not in page.content
