@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -182,14 +182,14 @@ def merchant_inputs(
             ).exists(),
         )
         cursor.execute(sql, adapt(params))
-        rows = cursor.fetchall()
+        table = _fetch_floats(cursor, len(Inputs.COLUMNS) + (2 if calibration_end else 0))
     width = len(Inputs.COLUMNS)
-    inputs = Inputs.from_rows([row[:width] for row in rows])
+    inputs = Inputs.from_table(table[:, :width])
     context: dict[str, Any] = {"calibration_end": calibration_end, "today": today}
     if calibration_end is None:
         context["error"] = "no check: the history is shorter than 12 weeks"
         return inputs, context
-    extra = np.array([row[width:] for row in rows], dtype=float).reshape(len(rows), 2)
+    extra = table[:, width:]
     in_calibration = ~np.isnan(extra[:, 1])
     context["calibration"] = Inputs(
         customer_id=inputs.customer_id[in_calibration],
@@ -210,6 +210,15 @@ def merchant_inputs(
         for age, size in zip(first_days, sizes, strict=True)
     }
     return inputs, context
+
+
+def _fetch_floats(cursor: Any, width: int, chunk: int = 50_000) -> np.ndarray:
+    """The cursor's rows as one float array (None as NaN), read in chunks: a million rows
+    as Python tuples would hold several hundred megabytes at once."""
+    parts = []
+    while rows := cursor.fetchmany(chunk):
+        parts.append(np.array(rows, dtype=float).reshape(len(rows), width))
+    return np.vstack(parts) if parts else np.empty((0, width))
 
 
 def repeat_days_by_day(calibration_end: dt.date, since: dt.date) -> dict[dt.date, int]:
@@ -263,35 +272,38 @@ def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> 
     return Inputs.from_rows(rows)
 
 
-def result_rows(inputs: Inputs, scores: Scores, today: dt.date) -> list[tuple[Any, ...]]:
-    """(customer_id, *RESULT_COLUMNS) per customer, NULL for NaN. Probabilities are kept
-    to 4 decimals and expected orders to 3 (more than any page shows): a customer's values
-    then often stay the same from one day to the next, and the UPDATE skips the row."""
+def result_rows(
+    inputs: Inputs, scores: Scores, today: dt.date, chunk: int = 50_000
+) -> Iterator[tuple[Any, ...]]:
+    """(customer_id, *RESULT_COLUMNS) per customer, NULL for NaN, made a chunk at a time
+    (a million rows of Python objects at once would hold several hundred megabytes).
+    Probabilities are kept to 4 decimals and expected orders to 3 (more than any page
+    shows): a customer's values then often stay the same from one day to the next, and
+    the UPDATE skips the row."""
 
     def nullable(values: np.ndarray, digits: int) -> list[float | None]:
-        rounded = np.round(values, digits)
-        return [None if math.isnan(v) else v for v in rounded.tolist()]
+        return [None if math.isnan(v) else v for v in np.round(values, digits).tolist()]
 
     last = np.datetime64(today, "D") - inputs.d.astype(int) * np.timedelta64(1, "D")
     cutoff_days = np.nan_to_num(scores.cutoff_days, nan=0).astype(int)
     cutoff = last + cutoff_days * np.timedelta64(1, "D")
-    cutoff_dates = [
-        None if math.isnan(days) else day.item()
-        for days, day in zip(scores.cutoff_days.tolist(), cutoff, strict=True)
-    ]
-    return list(
-        zip(
-            inputs.customer_id.tolist(),
-            nullable(scores.p_alive, 4),
-            nullable(scores.churn_risk, 4),
-            nullable(scores.expected_orders_90d, 3),
-            nullable(scores.p_order_30d, 4),
-            nullable(scores.predicted_clv, 2),
-            scores.segment.tolist(),
+    for start in range(0, len(inputs.customer_id), chunk):
+        part = slice(start, start + chunk)
+        cutoff_dates = [
+            None if math.isnan(days) else day.item()
+            for days, day in zip(scores.cutoff_days[part].tolist(), cutoff[part], strict=True)
+        ]
+        yield from zip(
+            inputs.customer_id[part].tolist(),
+            nullable(scores.p_alive[part], 4),
+            nullable(scores.churn_risk[part], 4),
+            nullable(scores.expected_orders_90d[part], 3),
+            nullable(scores.p_order_30d[part], 4),
+            nullable(scores.predicted_clv[part], 2),
+            scores.segment[part].tolist(),
             cutoff_dates,
             strict=True,
         )
-    )
 
 
 def store(
@@ -322,6 +334,7 @@ def store(
                     copy.write_row(row)
         else:
             marks = ", ".join(["%s"] * (len(RESULT_COLUMNS) + 1))
+            # SQLite holds small merchants: one batch is fine there.
             cursor.executemany(
                 f"INSERT INTO {RESULTS} ({columns}) VALUES ({marks})",
                 [adapt(row) for row in rows],
