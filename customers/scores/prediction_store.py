@@ -149,6 +149,9 @@ def merchant_inputs(
     none."""
     days_sql, days_params = _days_sql(merchant, as_of, None)
     today = merchant.today(as_of)
+    # Nothing dated after as_of (a computation of now): the metrics rows know each
+    # customer's first order, and line items, exactly.
+    now = not Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of).exists()
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
         cursor.execute(f"DROP TABLE IF EXISTS {FIRSTS}")
@@ -157,14 +160,27 @@ def merchant_inputs(
         cursor.execute(
             f"CREATE TEMPORARY TABLE {FIRSTS} (customer_id BIGINT PRIMARY KEY, first DATE)"
         )
-        cursor.execute(f"INSERT INTO {FIRSTS} {FIRSTS_SQL}")
+        if now:
+            first_day, first_params = connection.ops.datetime_cast_date_sql(
+                "first_purchase_at", [], merchant.time_zone
+            )
+            cursor.execute(
+                f"""
+                INSERT INTO {FIRSTS}
+                SELECT customer_id, {first_day} FROM {CustomerMetrics._meta.db_table}
+                WHERE merchant_id = %s AND first_purchase_at IS NOT NULL
+                """,
+                adapt([*first_params, merchant.pk]),
+            )
+        else:
+            cursor.execute(f"INSERT INTO {FIRSTS} {FIRSTS_SQL}")
         if connection.vendor == "sqlite":
             cursor.execute(f"CREATE INDEX {DAYS}_customer ON {DAYS} (customer_id)")
             cursor.execute(f"CREATE INDEX {spend_table}_customer ON {spend_table} (customer_id)")
         else:
             cursor.execute(f"ANALYZE {DAYS}")
             cursor.execute(f"ANALYZE {FIRSTS}")
-        cursor.execute(f"SELECT MIN(day) FROM {DAYS}")
+        cursor.execute(f"SELECT MIN(first) FROM {FIRSTS}")
         first = cursor.fetchone()[0]
         if isinstance(first, str):
             first = dt.date.fromisoformat(first)
@@ -177,9 +193,7 @@ def merchant_inputs(
             spend_sql=f"SELECT customer_id, spend FROM {spend_table}",
             spend_params=[],
             calibration_end=calibration_end,
-            items_from_metrics=not Transaction.objects.filter(
-                merchant=merchant, occurred_at__gt=as_of
-            ).exists(),
+            items_from_metrics=now,
         )
         cursor.execute(sql, adapt(params))
         table = _fetch_floats(cursor, len(Inputs.COLUMNS) + (2 if calibration_end else 0))
