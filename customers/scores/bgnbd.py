@@ -77,6 +77,17 @@ def _maximise(
         bounds=bounds,
         options={"maxiter": 2_000, "ftol": 1e-13, "gtol": 1e-9},
     )
+    if np.isfinite(result.fun) and not result.success:
+        # TRICKY: L-BFGS-B stops "abnormally" when its line search cannot improve on
+        # numerical gradients that are noise near a flat optimum; Nelder-Mead, which needs
+        # no gradient, finishes from there (or says it cannot).
+        result = minimize(
+            negative,
+            result.x,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-8, "fatol": 1e-10, "maxfev": 5_000},
+        )
     if not np.isfinite(result.fun) or not result.success:
         raise ArithmeticError(f"{model} did not converge: {result.message}")
     if np.any(np.abs(result.x) >= LOG_BOUND - 1e-3):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from customers.scores import bgnbd
 from customers.scores.bgnbd import (
     BgNbdFit,
     conditional_order_value,
@@ -69,3 +70,27 @@ def test_the_order_value_shrinks_to_the_population_mean():
 
     assert values[0] == pytest.approx(fit.mean_order_value)
     assert fit.mean_order_value < values[1] < values[2] < 100.0
+
+
+def test_an_abnormal_stop_of_the_gradient_search_is_finished_by_nelder_mead(
+    calibration, monkeypatch
+):
+    # given L-BFGS-B stopping "abnormally" short of the optimum, as it does on flat data
+    real = bgnbd.minimize
+
+    def stopping_early(fun, x0, **kwargs):
+        if kwargs.get("method") == "L-BFGS-B":
+            kwargs["options"] = {**kwargs["options"], "maxiter": 3}
+            result = real(fun, x0, **kwargs)
+            result.success = False
+            return result
+        return real(fun, x0, **kwargs)
+
+    monkeypatch.setattr(bgnbd, "minimize", stopping_early)
+    repeat = calibration[(calibration[:, 0] > 0) & (calibration[:, 3] > 0)]
+
+    # when
+    fit = fit_gamma_gamma(repeat[:, 0], repeat[:, 3])
+
+    # then the fit is still the paper's
+    assert (round(fit.p, 2), round(fit.q, 2), round(fit.gamma, 2)) == (6.25, 3.74, 15.44)
