@@ -18,6 +18,7 @@ from customers import selectors
 from customers.models import Customer, Merchant
 from customers.portal.tenancy import current_merchant
 from customers.scores.definitions import RFM_GROUPS, STAGE_DISPLAY_ORDER, STAGE_LABELS
+from customers.scores.smart import SMART_SEGMENTS
 
 #: The lifecycle filter's choice for customers without a stage (no order yet).
 NO_STAGE = "none"
@@ -111,6 +112,9 @@ class CustomerFilter(django_filters.FilterSet):
     )
     rfm_group = django_filters.MultipleChoiceFilter(
         label="RFM group", choices=RFM_GROUPS, field_name="metrics__rfm_group"
+    )
+    smart_segment = django_filters.MultipleChoiceFilter(
+        label="Smart segment", choices=SMART_SEGMENTS, field_name="metrics__smart_segment"
     )
 
     #: Shown open in the filter panel; the others are under "More filters".

@@ -77,6 +77,17 @@ def group_counts(*, merchant: Merchant) -> dict[str, int]:
     return dict(rows)
 
 
+def smart_segment_counts(*, merchant: Merchant) -> dict[str, int]:
+    """Customers per smart segment (every customer has one)."""
+    rows = (
+        CustomerMetrics.objects.filter(merchant=merchant)
+        .values_list("smart_segment")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 # -- transitions ------------------------------------------------------------------------------
 
 

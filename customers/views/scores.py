@@ -20,7 +20,13 @@ from django.shortcuts import redirect, render
 from django.views import View
 
 from customers.forms import ScoreSettingsForm, TierRuleFormSet
-from customers.models import Customer, ScoreChangeKind, ScoreSettingsChange, TierRule
+from customers.models import (
+    Customer,
+    Merchant,
+    ScoreChangeKind,
+    ScoreSettingsChange,
+    TierRule,
+)
 from customers.portal.permissions import Action
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from customers.scores import selectors
@@ -37,6 +43,8 @@ from customers.scores.settings import (
     score_settings_update,
     scores_recompute_request,
 )
+from customers.scores.smart import SMART_SEGMENTS, SmartCutoffs, step_reason
+from customers.scores.smart import STEPS as SMART_STEPS
 from customers.views.predictions import ModelReport, merchant_model
 
 RECOMPUTE_QUEUED = "The scores are being recomputed; this page shows when they are done."
@@ -83,11 +91,28 @@ class ScoresView(MerchantRequiredMixin, View):
             ],
             "tiers": tiers,
             "has_tier_rules": any(rule for _, _, rule in tiers),
+            "smart": _smart_rows(merchant, settings_row.model),
             "model": ModelReport.from_json(
                 settings_row.model if isinstance(settings_row.model, dict) else {}
             ),
         }
         return render(request, "customers/scores.html", context)
+
+
+def _smart_rows(merchant: Merchant, model: Any) -> list[tuple[str, str, int, str]]:
+    """(name, label, customers, the rule's steps that give it) per smart segment, with the
+    merchant's stored cut-offs."""
+    model = model if isinstance(model, dict) else {}
+    cutoffs = SmartCutoffs.from_json(model.get("cutoffs"))
+    fitted = bool(model.get("bgnbd"))
+    counts = selectors.smart_segment_counts(merchant=merchant)
+    rules: dict[str, list[str]] = {}
+    for index, (_, name) in enumerate(SMART_STEPS):
+        rules.setdefault(name, []).append(step_reason(index, cutoffs, fitted=fitted))
+    return [
+        (name, label, counts.get(name, 0), "; or ".join(rules[name]))
+        for name, label in SMART_SEGMENTS
+    ]
 
 
 class ScoreRecomputeView(MerchantRequiredMixin, View):

@@ -355,6 +355,33 @@ def test_the_customer_list_filters_by_stage_and_group(staff_client, merchant):
     assert listed(lifecycle_stage="none") == ["N"]
     assert listed(lifecycle_stage=["none", "new"]) == ["B", "N"]
     assert listed(rfm_group="prospects") == ["N"]
+    assert listed(smart_segment="one_time_shopper") == ["B"]
+    assert listed(smart_segment=["waiting_first_order", "lost"]) == ["N"]
+
+
+def test_the_overview_lists_the_smart_segments_with_their_rules(staff_client, merchant):
+    # given two one-time shoppers, one of them long ago, and a customer without an order
+    now = dt.datetime.now(dt.UTC)
+    for days in (3, 400):
+        TransactionFactory(
+            customer=CustomerFactory(merchant=merchant), occurred_at=now - dt.timedelta(days=days)
+        )
+    CustomerFactory(merchant=merchant)
+    scores_compute(merchant=merchant)
+
+    # when
+    response = staff_client.get(reverse("customers:scores"))
+
+    # then every one of the ten, counted, with its rule and a link to its customers
+    rows = {name: (count, rule) for name, _, count, rule in response.context["smart"]}
+    assert len(rows) == 10
+    assert rows["one_time_shopper"][0] == rows["lost"][0] == rows["waiting_first_order"][0] == 1
+    assert rows["lost"][1] == (
+        "step 2: one order, more than 90 days ago; or step 3: no order for more than 4 of "
+        "their own gaps between orders"
+    )
+    html = response.content.decode()
+    assert 'href="/customers/?smart_segment=one_time_shopper"' in html
 
 
 # -- the schedule -------------------------------------------------------------------------------
