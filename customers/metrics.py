@@ -34,6 +34,7 @@ from customers.models import (
     CustomerProductStats,
     CustomerTag,
     LineItem,
+    Merchant,
     Redemption,
     Transaction,
 )
@@ -54,6 +55,10 @@ METRIC_COLUMNS = (
     "line_items",
     "units",
     "items_amount",
+    "purchase_days",
+    "first_day_total",
+    "first_gap_days",
+    "redeemed_orders",
 )
 
 #: Customer columns copied to CustomerMetrics as they are (same names on both tables).
@@ -115,6 +120,56 @@ class _Scope:
         )
 
 
+def local_date_sql(instant: str, time_zone: str) -> str:
+    """The merchant-local date of the instant column `instant` in the time zone named by
+    the column `time_zone` (a date on PostgreSQL, ISO text on SQLite)."""
+    if connection.vendor == "postgresql":
+        return f"({instant} AT TIME ZONE {time_zone})::date"
+    return f"django_datetime_cast_date({instant}, {time_zone}, '{connection.timezone_name}')"
+
+
+def day_diff_sql(later: str, earlier: str) -> str:
+    """Whole days between two date expressions of `local_date_sql`."""
+    if connection.vendor == "postgresql":
+        return f"({later} - {earlier})"
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+def _purchase_days_sql(line_where: str) -> str:
+    """Per customer of the scope, from their orders' merchant-local dates: the purchase
+    days (distinct dates), the first day's order totals, and the days from the first order
+    to the second (0 when the first day had two orders; NULL with one order). The
+    predictions' inputs (`customers.scores`), kept here so a computation need not group
+    every order by day."""
+    day = local_date_sql("t.occurred_at", "mm.time_zone")
+    # TRICKY: on SQLite the (Python) date function would run twice per order, for the
+    # select list and for the grouping, if the innermost query were flattened into its
+    # parent; a LIMIT keeps it apart (-1: no limit).
+    keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""
+    gap = day_diff_sql("MIN(CASE WHEN day > first THEN day END)", "MIN(first)")
+    return f"""
+        SELECT customer_id, COUNT(*) AS purchase_days,
+               SUM(CASE WHEN day = first THEN total ELSE 0 END) AS first_day_total,
+               CASE WHEN MAX(CASE WHEN day = first THEN orders ELSE 0 END) >= 2 THEN 0
+                    ELSE {gap} END AS first_gap_days
+        FROM (
+            SELECT customer_id, day, total, orders,
+                   MIN(day) OVER (PARTITION BY customer_id) AS first
+            FROM (
+                SELECT customer_id, day, SUM(total) AS total, COUNT(*) AS orders
+                FROM (
+                    SELECT t.customer_id, {day} AS day, t.total
+                    FROM {Transaction._meta.db_table} t
+                    JOIN {Merchant._meta.db_table} mm ON mm.id = t.merchant_id
+                    WHERE {line_where} AND t.kind = 'purchase'{keep_apart}
+                ) orders
+                GROUP BY customer_id, day
+            ) days
+        ) ranked
+        GROUP BY customer_id
+    """
+
+
 def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
     """The upsert of the CustomerMetrics rows of `scope`."""
     metrics = CustomerMetrics._meta.db_table
@@ -143,6 +198,10 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
                COALESCE(li.line_items, 0),
                COALESCE(li.units, 0),
                COALESCE(li.items_amount, 0),
+               COALESCE(pd.purchase_days, 0),
+               COALESCE(pd.first_day_total, 0),
+               pd.first_gap_days,
+               COALESCE(t.redeemed_orders, 0),
                {profile},
                {_tag_ids_sql()},
                %s
@@ -154,7 +213,9 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
                    SUM(CASE WHEN kind = 'refund' THEN 1 ELSE 0 END) AS refunds_count,
                    SUM(CASE WHEN kind = 'refund' THEN total ELSE 0 END) AS refunds_total,
                    MIN(CASE WHEN kind = 'purchase' THEN occurred_at END) AS first_purchase_at,
-                   MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last_purchase_at
+                   MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last_purchase_at,
+                   SUM(CASE WHEN kind = 'purchase' AND points_redeemed > 0 THEN 1 ELSE 0 END)
+                     AS redeemed_orders
             FROM {Transaction._meta.db_table}
             WHERE {txn_where}
             GROUP BY customer_id
@@ -173,11 +234,12 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
             WHERE {line_where} AND t.kind = 'purchase'
             GROUP BY t.customer_id
         ) li ON li.customer_id = c.id
+        LEFT JOIN ({_purchase_days_sql(line_where)}) pd ON pd.customer_id = c.id
         WHERE {customer_where}
         ON CONFLICT (customer_id) DO UPDATE SET {updates}
         WHERE ({current}) {_distinct()} ({incoming})
     """
-    return sql, [now, *txn_params, *txn_params, *line_params, *customer_params]
+    return sql, [now, *txn_params, *txn_params, *line_params, *line_params, *customer_params]
 
 
 def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:

@@ -540,6 +540,13 @@ class CustomerMetrics(models.Model):
     line_items = models.PositiveIntegerField(default=0)
     units = models.PositiveIntegerField(default=0)
     items_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    # The orders by merchant-local day (the predictions' inputs): distinct days with an
+    # order, the first day's order totals, days from the first order to the second (0 when
+    # the first day had two; NULL with one order), orders that redeemed points.
+    purchase_days = models.PositiveIntegerField(default=0)
+    first_day_total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    first_gap_days = models.PositiveIntegerField(null=True, blank=True)
+    redeemed_orders = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     # Copies of the customer's profile (see the class docstring).

@@ -40,8 +40,11 @@ RESULT_COLUMNS = (
 )
 
 
-def _days_sql(merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | None) -> tuple:
-    """Purchase days: customer_id, day (merchant-local), total, orders, redeemed."""
+def _days_sql(
+    merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | None, *, sample: int = 1
+) -> tuple:
+    """Purchase days: customer_id, day (merchant-local), total, orders, redeemed; of the
+    one-in-`sample` customers by id."""
     local_day, local_params = connection.ops.datetime_cast_date_sql(
         "occurred_at", [], merchant.time_zone
     )
@@ -53,13 +56,14 @@ def _days_sql(merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | Non
     # the select list and once for the grouping, if the inner query were flattened into
     # the outer; a LIMIT keeps it apart (SQLite's flattening rule 14). -1 is no limit.
     keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""
+    sampled = f" AND customer_id %% {int(sample)} = 0" if sample > 1 else ""
     sql = f"""
         SELECT customer_id, day, SUM(total) AS total, COUNT(*) AS orders,
                SUM(CASE WHEN points_redeemed > 0 THEN 1 ELSE 0 END) AS redeemed
         FROM (
             SELECT customer_id, {local_day} AS day, total, points_redeemed
             FROM {Transaction._meta.db_table}
-            WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s{keep_apart}
+            WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s{sampled}{keep_apart}
         ) orders
         GROUP BY customer_id, day
     """
@@ -141,17 +145,116 @@ def _inputs_sql(
     return sql, [today, *calibration_params, *spend_params, *line_params]
 
 
+#: The holdout check reads the orders of at most about this many customers: above it, a
+#: fixed one-in-k sample of them by id (the check compares totals; a sample of this size
+#: leaves them within a fraction of a percent).
+HOLDOUT_SAMPLE_CUSTOMERS = 100_000
+
+
 def merchant_inputs(
-    merchant: Merchant, as_of: dt.datetime, *, spend_table: str
+    merchant: Merchant, as_of: dt.datetime, *, spend_table: str, holdout: bool = True
 ) -> tuple[Inputs, dict[str, Any]]:
-    """Every customer's inputs (the purchase-days table is left for `holdout_inputs`), and
-    what the holdout check needs: the calibration inputs and its end, or why there is
-    none."""
-    days_sql, days_params = _days_sql(merchant, as_of, None)
+    """Every customer's inputs, and what the holdout check needs (unless not `holdout`):
+    the calibration inputs, cohorts and end, or why there is none. The purchase-days
+    tables are left for `repeat_days_by_day`.
+
+    A computation of now (nothing dated after `as_of`) reads every customer's inputs from
+    the metrics rows, which keep them exact after every write; the holdout check then
+    groups the orders of a sample of customers by day. A computation of a past instant
+    groups every order up to it."""
     today = merchant.today(as_of)
-    # Nothing dated after as_of (a computation of now): the metrics rows know each
-    # customer's first order, and line items, exactly.
     now = not Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of).exists()
+    if now:
+        inputs = _metrics_inputs(merchant, today)
+        if not holdout or not len(inputs.n):
+            return inputs, _no_holdout(today, "no check asked for" if not holdout else None)
+        sample = max(1, math.ceil(len(inputs.n) / HOLDOUT_SAMPLE_CUSTOMERS))
+        first = today - dt.timedelta(days=int(inputs.age.max()))
+        checked, calibration_end, extra = _days_inputs(
+            merchant, as_of, today, first, spend_table=spend_table, sample=sample, now=True
+        )
+    else:
+        inputs, calibration_end, extra = _days_inputs(
+            merchant, as_of, today, None, spend_table=spend_table, sample=1, now=False
+        )
+        checked, sample = inputs, 1
+    if calibration_end is None or extra is None:
+        return inputs, _no_holdout(today, None)
+    in_calibration = ~np.isnan(extra[:, 1])
+    size = int(in_calibration.sum())
+    context: dict[str, Any] = {"calibration_end": calibration_end, "today": today}
+    context["sample_every"] = sample
+    context["calibration"] = Inputs(
+        customer_id=checked.customer_id[in_calibration],
+        n=extra[in_calibration, 0] + 1,
+        spend=checked.spend[in_calibration],
+        x=extra[in_calibration, 0],
+        span=extra[in_calibration, 1],
+        age=(checked.age - (today - calibration_end).days)[in_calibration],
+        repeat_total=np.full(size, np.nan),
+        redeemed=np.zeros(size),
+        first_gap=np.full(size, np.nan),
+        unit_price=np.full(size, np.nan),
+        mean_quantity=np.full(size, np.nan),
+    )
+    first_days, sizes = np.unique(checked.age[in_calibration].astype(int), return_counts=True)
+    context["cohorts"] = {
+        today - dt.timedelta(days=int(age)): int(count)
+        for age, count in zip(first_days, sizes, strict=True)
+    }
+    return inputs, context
+
+
+def _no_holdout(today: dt.date, why: str | None) -> dict[str, Any]:
+    return {
+        "calibration_end": None,
+        "today": today,
+        "error": f"no check: {why or 'the history is shorter than 12 weeks'}",
+    }
+
+
+def _metrics_inputs(merchant: Merchant, today: dt.date) -> Inputs:
+    """Every customer's inputs from their metrics row (as of now)."""
+    first, first_params = connection.ops.datetime_cast_date_sql(
+        "m.first_purchase_at", [], merchant.time_zone
+    )
+    last, last_params = connection.ops.datetime_cast_date_sql(
+        "m.last_purchase_at", [], merchant.time_zone
+    )
+    real = "DOUBLE PRECISION"
+    sql = f"""
+        SELECT m.customer_id, m.orders_count, CAST(m.net_spend AS {real}),
+               m.purchase_days - 1, {day_diff(last, first)}, {day_diff(date_param(), first)},
+               CAST(m.gross_spend - m.first_day_total AS {real}), m.redeemed_orders,
+               m.first_gap_days,
+               CASE WHEN m.units > 0 THEN CAST(m.items_amount AS {real}) / m.units END,
+               CASE WHEN m.line_items > 0 THEN CAST(m.units AS {real}) / m.line_items END
+        FROM {CustomerMetrics._meta.db_table} m
+        WHERE m.merchant_id = %s AND m.orders_count > 0
+        ORDER BY m.customer_id
+    """
+    params = [*last_params, *first_params, today, *first_params, merchant.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, adapt(params))
+        return Inputs.from_table(_fetch_floats(cursor, len(Inputs.COLUMNS)))
+
+
+def _days_inputs(
+    merchant: Merchant,
+    as_of: dt.datetime,
+    today: dt.date,
+    first: dt.date | None,
+    *,
+    spend_table: str,
+    sample: int,
+    now: bool,
+) -> tuple[Inputs, dt.date | None, np.ndarray | None]:
+    """The inputs of the customers of the one-in-`sample` sample by id (all with 1) from
+    their orders grouped by day, with the holdout check's calibration end (from the
+    merchant's `first` purchase day, or the sample's when None) and, per customer, their
+    purchase days up to it - 1 and the days from their first to their last one then (NaN
+    for a customer whose first order is after it)."""
+    days_sql, days_params = _days_sql(merchant, as_of, None, sample=sample)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
         cursor.execute(f"DROP TABLE IF EXISTS {FIRSTS}")
@@ -160,30 +263,18 @@ def merchant_inputs(
         cursor.execute(
             f"CREATE TEMPORARY TABLE {FIRSTS} (customer_id BIGINT PRIMARY KEY, first DATE)"
         )
-        if now:
-            first_day, first_params = connection.ops.datetime_cast_date_sql(
-                "first_purchase_at", [], merchant.time_zone
-            )
-            cursor.execute(
-                f"""
-                INSERT INTO {FIRSTS}
-                SELECT customer_id, {first_day} FROM {CustomerMetrics._meta.db_table}
-                WHERE merchant_id = %s AND first_purchase_at IS NOT NULL
-                """,
-                adapt([*first_params, merchant.pk]),
-            )
-        else:
-            cursor.execute(f"INSERT INTO {FIRSTS} {FIRSTS_SQL}")
+        cursor.execute(f"INSERT INTO {FIRSTS} {FIRSTS_SQL}")
         if connection.vendor == "sqlite":
             cursor.execute(f"CREATE INDEX {DAYS}_customer ON {DAYS} (customer_id)")
             cursor.execute(f"CREATE INDEX {spend_table}_customer ON {spend_table} (customer_id)")
         else:
             cursor.execute(f"ANALYZE {DAYS}")
             cursor.execute(f"ANALYZE {FIRSTS}")
-        cursor.execute(f"SELECT MIN(first) FROM {FIRSTS}")
-        first = cursor.fetchone()[0]
-        if isinstance(first, str):
-            first = dt.date.fromisoformat(first)
+        if first is None:
+            cursor.execute(f"SELECT MIN(first) FROM {FIRSTS}")
+            first = cursor.fetchone()[0]
+            if isinstance(first, str):
+                first = dt.date.fromisoformat(first)
         weeks = holdout_weeks((today - first).days) if first is not None else None
         calibration_end = today - dt.timedelta(weeks=weeks) if weeks else None
         sql, params = _inputs_sql(
@@ -198,32 +289,8 @@ def merchant_inputs(
         cursor.execute(sql, adapt(params))
         table = _fetch_floats(cursor, len(Inputs.COLUMNS) + (2 if calibration_end else 0))
     width = len(Inputs.COLUMNS)
-    inputs = Inputs.from_table(table[:, :width])
-    context: dict[str, Any] = {"calibration_end": calibration_end, "today": today}
-    if calibration_end is None:
-        context["error"] = "no check: the history is shorter than 12 weeks"
-        return inputs, context
-    extra = table[:, width:]
-    in_calibration = ~np.isnan(extra[:, 1])
-    context["calibration"] = Inputs(
-        customer_id=inputs.customer_id[in_calibration],
-        n=extra[in_calibration, 0] + 1,
-        spend=inputs.spend[in_calibration],
-        x=extra[in_calibration, 0],
-        span=extra[in_calibration, 1],
-        age=(inputs.age - (today - calibration_end).days)[in_calibration],
-        repeat_total=np.full(int(in_calibration.sum()), np.nan),
-        redeemed=np.zeros(int(in_calibration.sum())),
-        first_gap=np.full(int(in_calibration.sum()), np.nan),
-        unit_price=np.full(int(in_calibration.sum()), np.nan),
-        mean_quantity=np.full(int(in_calibration.sum()), np.nan),
-    )
-    first_days, sizes = np.unique(inputs.age[in_calibration].astype(int), return_counts=True)
-    context["cohorts"] = {
-        today - dt.timedelta(days=int(age)): int(size)
-        for age, size in zip(first_days, sizes, strict=True)
-    }
-    return inputs, context
+    extra = table[:, width:] if calibration_end else None
+    return Inputs.from_table(table[:, :width]), calibration_end, extra
 
 
 def _fetch_floats(cursor: Any, width: int, chunk: int = 50_000) -> np.ndarray:

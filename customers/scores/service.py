@@ -607,7 +607,9 @@ def _predict_merchant(
     """Fit the models (unless `state`, a stored fit, is given; with the holdout check
     unless told not to), score every customer of the merchant and store it; the work
     table `score_work` gives each customer's spend."""
-    inputs, context = prediction_store.merchant_inputs(merchant, as_of, spend_table=_WORK)
+    inputs, context = prediction_store.merchant_inputs(
+        merchant, as_of, spend_table=_WORK, holdout=holdout and state is None
+    )
     try:
         if state is None:
             previous = ModelState.from_json(
@@ -628,7 +630,7 @@ def _predict_merchant(
 
 def _holdout(context: dict[str, Any], previous: ModelState) -> dict[str, Any]:
     """The calibration/holdout check, from what `merchant_inputs` gathered."""
-    if "error" in context:
+    if context.get("error"):
         return {"error": context["error"]}
     calibration_end, today = context["calibration_end"], context["today"]
     since = calibration_end - dt.timedelta(weeks=TRACKING_CALIBRATION_WEEKS + 1)
@@ -639,7 +641,7 @@ def _holdout(context: dict[str, Any], previous: ModelState) -> dict[str, Any]:
         cohorts=context["cohorts"],
         repeat_days=prediction_store.repeat_days_by_day(calibration_end, since),
         start=previous,
-    )
+    ) | {"sample_every": context["sample_every"]}
 
 
 class ScoresError(Exception):

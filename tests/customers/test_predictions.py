@@ -216,3 +216,82 @@ def test_a_purchase_rescores_its_customer_from_the_stored_fit(cdnow):
     assert after.smart_segment in SMART_SEGMENT_NAMES
     assert after.churn_cutoff_on is not None and after.churn_cutoff_on > dt.date.today()
     assert np.isfinite(float(after.predicted_clv))
+
+
+def test_the_metrics_rows_give_the_same_inputs_as_grouping_the_orders(merchant):
+    # given orders on shared and separate days, in the merchant's time zone around
+    # midnight, with line items, points redeemed and a refund
+    from django.db import connection, transaction
+
+    from customers.scores import prediction_store
+    from tests.factories import LineItemFactory
+
+    toronto = ZoneInfo("America/Toronto")
+    now = dt.datetime.now(toronto).replace(microsecond=0)
+    day = lambda n, hour=12: (now - dt.timedelta(days=n)).replace(hour=hour)  # noqa: E731
+    twice_first = CustomerFactory(merchant=merchant)
+    for when in (day(40, 9), day(40, 23), day(10)):
+        TransactionFactory(customer=twice_first, occurred_at=when, points_redeemed=5)
+    spread = CustomerFactory(merchant=merchant)
+    for n in (300, 200, 7):
+        order = TransactionFactory(customer=spread, occurred_at=day(n), total=Decimal("20.00"))
+        LineItemFactory(transaction=order, quantity=3, amount=Decimal("18.00"))
+    TransactionFactory(customer=spread, occurred_at=day(5), kind="refund", total=Decimal("5"))
+    once = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=once, occurred_at=day(3, 0))
+    CustomerFactory(merchant=merchant)  # no order
+
+    # when the inputs are read both ways
+    today = merchant.today(now)
+    with transaction.atomic(), connection.cursor() as cursor:
+        from_metrics = prediction_store._metrics_inputs(merchant, today)
+        cursor.execute(
+            "CREATE TEMPORARY TABLE spend_check AS "
+            "SELECT customer_id, net_spend AS spend FROM customers_customermetrics"
+        )
+        from_orders, _, _ = prediction_store._days_inputs(
+            merchant, now, today, None, spend_table="spend_check", sample=1, now=True
+        )
+        prediction_store.drop_days()
+        cursor.execute("DROP TABLE spend_check")
+
+    # then they are the same, customer by customer
+    for column in from_metrics.COLUMNS:
+        np.testing.assert_allclose(
+            getattr(from_metrics, column), getattr(from_orders, column), err_msg=column
+        )
+    assert list(from_metrics.customer_id) == sorted([twice_first.pk, spread.pk, once.pk])
+    # two orders on the first day: 0 days to the second order; x counts days
+    first_row = list(from_metrics.customer_id).index(twice_first.pk)
+    assert from_metrics.first_gap[first_row] == 0 and from_metrics.x[first_row] == 1
+    assert from_metrics.redeemed[first_row] == 3
+
+
+def test_the_holdout_check_reads_a_sample_of_a_large_merchant(cdnow, monkeypatch):
+    # given a merchant "larger" than the sample size (2,357 customers, samples of 1,000)
+    from customers.scores import prediction_store
+
+    monkeypatch.setattr(prediction_store, "HOLDOUT_SAMPLE_CUSTOMERS", 1_000)
+
+    # when computed as of the end of the data (nothing later: the metrics path)
+    scores_compute(merchant=cdnow, as_of=dt.datetime(1998, 6, 30, 23, 59, tzinfo=NEW_YORK))
+
+    # then one customer in three by id is checked, and their repeat purchases are counted
+    holdout = ScoreSettings.objects.get(merchant=cdnow).model["holdout"]
+    assert holdout["sample_every"] == 3
+    calibration_end = dt.date.fromisoformat(holdout["calibration_end"])
+    sampled = set(Customer.objects.filter(merchant=cdnow).values_list("external_id", "pk"))
+    in_sample = {external for external, pk in sampled if pk % 3 == 0}
+    days: dict[str, set[dt.date]] = defaultdict(set)
+    for line in CDNOW.read_text().splitlines():
+        _, customer, date, _, _ = line.split()
+        days[customer].add(dt.datetime.strptime(date, "%Y%m%d").date())
+    actual = sum(
+        1
+        for customer, dates in days.items()
+        if customer in in_sample
+        for day in dates
+        if day > min(dates) and min(dates) <= calibration_end < day <= dt.date(1998, 6, 30)
+    )
+    assert holdout["actual_total"] == actual
+    assert holdout["expected_total"] == pytest.approx(actual, rel=0.2)
