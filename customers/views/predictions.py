@@ -162,6 +162,8 @@ class HoldoutCheck:
     rows: tuple[HoldoutWeek, ...] = ()
     actual_total: int | None = None
     expected_total: float | None = None
+    #: Above 100,000 customers, one customer in `sample_every` by id is checked.
+    sample_every: int = 1
 
     @classmethod
     def from_json(cls, data: Any) -> HoldoutCheck | None:
@@ -184,6 +186,7 @@ class HoldoutCheck:
             rows=tuple(rows),
             actual_total=_int(data, "actual_total"),
             expected_total=_float(data, "expected_total"),
+            sample_every=max(1, _int(data, "sample_every") or 1),
         )
 
     @property

@@ -97,6 +97,19 @@ def test_before_any_computation_the_model_page_says_so(staff_client, merchant):
     assert not ScoreSettings.objects.filter(merchant=merchant).exists()  # a read writes nothing
 
 
+def test_a_sampled_holdout_check_says_so(staff_client, merchant):
+    # given a check made on one customer in 12
+    model = full_model()
+    model["holdout"]["sample_every"] = 12
+    store_model(merchant, model)
+
+    # then the page says the counts are a sample's; without a sample it says nothing
+    html = staff_client.get(MODEL_URL).content.decode()
+    assert "one customer in 12 (by customer id)" in html
+    store_model(merchant, full_model())
+    assert 'id="holdout-sample"' not in staff_client.get(MODEL_URL).content.decode()
+
+
 def test_a_model_without_a_holdout_check_says_so(staff_client, merchant):
     store_model(merchant, full_model(holdout=None))
 
