@@ -148,7 +148,7 @@ def _inputs_sql(
 #: The holdout check reads the orders of at most about this many customers: above it, a
 #: fixed one-in-k sample of them by id (the check compares totals; a sample of this size
 #: leaves them within a fraction of a percent).
-HOLDOUT_SAMPLE_CUSTOMERS = 100_000
+HOLDOUT_SAMPLE_CUSTOMERS = 50_000
 
 
 def merchant_inputs(

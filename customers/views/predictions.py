@@ -162,7 +162,7 @@ class HoldoutCheck:
     rows: tuple[HoldoutWeek, ...] = ()
     actual_total: int | None = None
     expected_total: float | None = None
-    #: Above 100,000 customers, one customer in `sample_every` by id is checked.
+    #: Above 50,000 customers, one customer in `sample_every` by id is checked.
     sample_every: int = 1
 
     @classmethod
