@@ -1,11 +1,12 @@
 """The predictions' inputs gathered in SQL, and the scores written back: the database side
 of `customers.scores.predictions`.
 
-The inputs of a whole merchant go through a temporary table of purchase days (one row per
-customer and merchant-local day with an order), from which one statement derives every
-customer's x, t_x, T, m and the smart segments' figures; a few customers (a purchase) use
-the same statement with that table as a common table expression over their own orders.
-Results go back in one UPDATE that touches only the rows whose values changed.
+Of now (nothing dated after `as_of`: the schedule, Recompute now, a write's follow-up),
+every customer's inputs come from their metrics row, which every write keeps exact. Of a
+past instant, and for the holdout check, the orders are grouped by customer and
+merchant-local day into a temporary table, from which one statement derives each
+customer's x, t_x, T, m and the smart segments' figures. Results go back in one UPDATE
+that touches only the rows whose values changed.
 """
 
 from __future__ import annotations
@@ -40,18 +41,12 @@ RESULT_COLUMNS = (
 )
 
 
-def _days_sql(
-    merchant: Merchant, as_of: dt.datetime, ids: Collection[int] | None, *, sample: int = 1
-) -> tuple:
+def _days_sql(merchant: Merchant, as_of: dt.datetime, *, sample: int = 1) -> tuple:
     """Purchase days: customer_id, day (merchant-local), total, orders, redeemed; of the
     one-in-`sample` customers by id."""
     local_day, local_params = connection.ops.datetime_cast_date_sql(
         "occurred_at", [], merchant.time_zone
     )
-    scope, scope_params = "merchant_id = %s", [merchant.pk]
-    if ids is not None:
-        scope = f"customer_id IN ({', '.join(['%s'] * len(ids))})"
-        scope_params = list(ids)
     # TRICKY: SQLite would call the (Python) local-date function twice per order, once for
     # the select list and once for the grouping, if the inner query were flattened into
     # the outer; a LIMIT keeps it apart (SQLite's flattening rule 14). -1 is no limit.
@@ -63,17 +58,16 @@ def _days_sql(
         FROM (
             SELECT customer_id, {local_day} AS day, total, points_redeemed
             FROM {Transaction._meta.db_table}
-            WHERE {scope} AND kind = 'purchase' AND occurred_at <= %s{sampled}{keep_apart}
+            WHERE merchant_id = %s AND kind = 'purchase' AND occurred_at <= %s{sampled}{keep_apart}
         ) orders
         GROUP BY customer_id, day
     """
-    return sql, [*local_params, *scope_params, as_of]
+    return sql, [*local_params, merchant.pk, as_of]
 
 
 def _inputs_sql(
     merchant: Merchant,
     as_of: dt.datetime,
-    ids: Collection[int] | None,
     *,
     spend_sql: str,
     spend_params: list[Any],
@@ -87,9 +81,6 @@ def _inputs_sql(
     today = merchant.today(as_of)
     items, txns = LineItem._meta.db_table, Transaction._meta.db_table
     scope, scope_params = "t.merchant_id = %s", [merchant.pk]
-    if ids is not None:
-        scope = f"t.customer_id IN ({', '.join(['%s'] * len(ids))})"
-        scope_params = list(ids)
     real = "DOUBLE PRECISION"
     if items_from_metrics:
         # The metrics rows keep these exact after every write: no pass over the line items.
@@ -213,8 +204,11 @@ def _no_holdout(today: dt.date, why: str | None) -> dict[str, Any]:
     }
 
 
-def _metrics_inputs(merchant: Merchant, today: dt.date) -> Inputs:
-    """Every customer's inputs from their metrics row (as of now)."""
+def _metrics_inputs(
+    merchant: Merchant, today: dt.date, ids: Collection[int] | None = None
+) -> Inputs:
+    """The inputs of every customer of the merchant with an order, or of those of `ids`,
+    from their metrics rows (as of now)."""
     first, first_params = connection.ops.datetime_cast_date_sql(
         "m.first_purchase_at", [], merchant.time_zone
     )
@@ -222,6 +216,10 @@ def _metrics_inputs(merchant: Merchant, today: dt.date) -> Inputs:
         "m.last_purchase_at", [], merchant.time_zone
     )
     real = "DOUBLE PRECISION"
+    scope, scope_params = "m.merchant_id = %s", [merchant.pk]
+    if ids is not None:
+        scope = f"m.customer_id IN ({', '.join(['%s'] * len(ids))})"
+        scope_params = list(ids)
     sql = f"""
         SELECT m.customer_id, m.orders_count, CAST(m.net_spend AS {real}),
                m.purchase_days - 1, {day_diff(last, first)}, {day_diff(date_param(), first)},
@@ -230,10 +228,10 @@ def _metrics_inputs(merchant: Merchant, today: dt.date) -> Inputs:
                CASE WHEN m.units > 0 THEN CAST(m.items_amount AS {real}) / m.units END,
                CASE WHEN m.line_items > 0 THEN CAST(m.units AS {real}) / m.line_items END
         FROM {CustomerMetrics._meta.db_table} m
-        WHERE m.merchant_id = %s AND m.orders_count > 0
+        WHERE {scope} AND m.orders_count > 0
         ORDER BY m.customer_id
     """
-    params = [*last_params, *first_params, today, *first_params, merchant.pk]
+    params = [*last_params, *first_params, today, *first_params, *scope_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, adapt(params))
         return Inputs.from_table(_fetch_floats(cursor, len(Inputs.COLUMNS)))
@@ -254,7 +252,7 @@ def _days_inputs(
     merchant's `first` purchase day, or the sample's when None) and, per customer, their
     purchase days up to it - 1 and the days from their first to their last one then (NaN
     for a customer whose first order is after it)."""
-    days_sql, days_params = _days_sql(merchant, as_of, None, sample=sample)
+    days_sql, days_params = _days_sql(merchant, as_of, sample=sample)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {DAYS}")
         cursor.execute(f"DROP TABLE IF EXISTS {FIRSTS}")
@@ -280,7 +278,6 @@ def _days_inputs(
         sql, params = _inputs_sql(
             merchant,
             as_of,
-            None,
             spend_sql=f"SELECT customer_id, spend FROM {spend_table}",
             spend_params=[],
             calibration_end=calibration_end,
@@ -329,28 +326,9 @@ def drop_days() -> None:
 
 
 def few_inputs(merchant: Merchant, as_of: dt.datetime, ids: Collection[int]) -> Inputs:
-    """The inputs of a few customers (those with an order), from their own orders."""
-    days_sql, days_params = _days_sql(merchant, as_of, ids)
-    sql, params = _inputs_sql(
-        merchant,
-        as_of,
-        ids,
-        spend_sql=(
-            f"SELECT customer_id, net_spend AS spend FROM {CustomerMetrics._meta.db_table} "
-            f"WHERE customer_id IN ({', '.join(['%s'] * len(ids))})"
-        ),
-        spend_params=list(ids),
-        calibration_end=None,
-        # A write's follow-up runs after the metrics rows took the write in.
-        items_from_metrics=True,
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH {DAYS} AS ({days_sql}), {FIRSTS} AS ({FIRSTS_SQL}) {sql}",
-            adapt([*days_params, *params]),
-        )
-        rows = cursor.fetchall()
-    return Inputs.from_rows(rows)
+    """The inputs of a few customers (those with an order), from their metrics rows: a
+    write's follow-up runs after the metrics upsert took the write in."""
+    return _metrics_inputs(merchant, merchant.today(as_of), ids)
 
 
 def result_rows(

@@ -228,14 +228,19 @@ def test_the_purchase_path_agrees_with_the_computation(merchant, tiers):
     scores_compute(merchant=merchant, as_of=now)
     computed = dict(CustomerMetrics.objects.values_list("pk", "lifecycle_stage"))
     tiers_computed = dict(CustomerMetrics.objects.values_list("pk", "tier_id"))
+    predicted = ("smart_segment", "p_alive", "predicted_clv", "churn_cutoff_on")
+    predictions = set(CustomerMetrics.objects.values_list("pk", *predicted))
 
-    # when the stages are forgotten and the purchase path recomputes them
-    CustomerMetrics.objects.update(lifecycle_stage=None)
+    # when the stages and predictions are forgotten and the purchase path recomputes them
+    CustomerMetrics.objects.update(
+        lifecycle_stage=None, smart_segment="lost", p_alive=None, churn_cutoff_on=None
+    )
     customer_scores_follow(merchant_id=merchant.pk, customer_ids=list(computed), as_of=now)
 
     # then both paths agree
     assert dict(CustomerMetrics.objects.values_list("pk", "lifecycle_stage")) == computed
     assert dict(CustomerMetrics.objects.values_list("pk", "tier_id")) == tiers_computed
+    assert set(CustomerMetrics.objects.values_list("pk", *predicted)) == predictions
     assert len(set(computed.values())) >= 4
 
 
