@@ -67,25 +67,25 @@ def rfm_grid_counts(*, merchant: Merchant, grid: list[list[str]]) -> list[list[G
     ]
 
 
-def group_counts(*, merchant: Merchant) -> dict[str, int]:
+def _counts_by(merchant: Merchant, column: str) -> dict[str, int]:
+    """The merchant's customers per value of a metrics column."""
     rows = (
         CustomerMetrics.objects.filter(merchant=merchant)
-        .values_list("rfm_group")
+        .values_list(column)
         .annotate(n=Count("pk"))
         .order_by()
     )
     return dict(rows)
+
+
+def group_counts(*, merchant: Merchant) -> dict[str, int]:
+    """Customers per RFM group (Prospects for those without scores)."""
+    return _counts_by(merchant, "rfm_group")
 
 
 def smart_segment_counts(*, merchant: Merchant) -> dict[str, int]:
     """Customers per smart segment (every customer has one)."""
-    rows = (
-        CustomerMetrics.objects.filter(merchant=merchant)
-        .values_list("smart_segment")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    return dict(rows)
+    return _counts_by(merchant, "smart_segment")
 
 
 # -- transitions ------------------------------------------------------------------------------
