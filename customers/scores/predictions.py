@@ -93,11 +93,6 @@ class Inputs:
     )
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[Any, ...]]) -> Inputs:
-        """From rows of `COLUMNS` (None for a missing value)."""
-        return cls.from_table(np.array(rows, dtype=float).reshape(len(rows), len(cls.COLUMNS)))
-
-    @classmethod
     def from_table(cls, table: NDArray[np.float64]) -> Inputs:
         """From a float array whose columns are `COLUMNS` (NaN for a missing value)."""
         columns: dict[str, Any] = {
