@@ -38,6 +38,7 @@ from customers.models import (
     Redemption,
     Transaction,
 )
+from customers.sql import day_diff, distinct, local_date
 
 BATCH_SIZE = 500
 
@@ -95,10 +96,6 @@ def _tag_ids_sql() -> str:
     )
 
 
-def _distinct() -> str:
-    return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-
-
 @dataclass(frozen=True)
 class _Scope:
     """The customers a statement recomputes: a batch of ids, or every customer of a merchant."""
@@ -120,33 +117,18 @@ class _Scope:
         )
 
 
-def local_date_sql(instant: str, time_zone: str) -> str:
-    """The merchant-local date of the instant column `instant` in the time zone named by
-    the column `time_zone` (a date on PostgreSQL, ISO text on SQLite)."""
-    if connection.vendor == "postgresql":
-        return f"({instant} AT TIME ZONE {time_zone})::date"
-    return f"django_datetime_cast_date({instant}, {time_zone}, '{connection.timezone_name}')"
-
-
-def day_diff_sql(later: str, earlier: str) -> str:
-    """Whole days between two date expressions of `local_date_sql`."""
-    if connection.vendor == "postgresql":
-        return f"({later} - {earlier})"
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
-
-
 def _purchase_days_sql(line_where: str) -> str:
     """Per customer of the scope, from their orders' merchant-local dates: the purchase
     days (distinct dates), the first day's order totals, and the days from the first order
     to the second (0 when the first day had two orders; NULL with one order). The
     predictions' inputs (`customers.scores`), kept here so a computation need not group
     every order by day."""
-    day = local_date_sql("t.occurred_at", "mm.time_zone")
+    day = local_date("t.occurred_at", "mm.time_zone")
     # TRICKY: on SQLite the (Python) date function would run twice per order, for the
     # select list and for the grouping, if the innermost query were flattened into its
     # parent; a LIMIT keeps it apart (-1: no limit).
     keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""
-    gap = day_diff_sql("MIN(CASE WHEN day > first THEN day END)", "MIN(first)")
+    gap = day_diff("MIN(CASE WHEN day > first THEN day END)", "MIN(first)")
     return f"""
         SELECT customer_id, COUNT(*) AS purchase_days,
                SUM(CASE WHEN day = first THEN total ELSE 0 END) AS first_day_total,
@@ -237,7 +219,7 @@ def _metrics_statement(scope: _Scope, now: datetime) -> tuple[str, list[Any]]:
         LEFT JOIN ({_purchase_days_sql(line_where)}) pd ON pd.customer_id = c.id
         WHERE {customer_where}
         ON CONFLICT (customer_id) DO UPDATE SET {updates}
-        WHERE ({current}) {_distinct()} ({incoming})
+        WHERE ({current}) {distinct()} ({incoming})
     """
     return sql, [now, *txn_params, *txn_params, *line_params, *line_params, *customer_params]
 
@@ -262,7 +244,7 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
         SET merchant_id = excluded.merchant_id, units = excluded.units,
             last_purchased_at = excluded.last_purchased_at
         WHERE ({stats}.merchant_id, {stats}.units, {stats}.last_purchased_at)
-              {_distinct()} (excluded.merchant_id, excluded.units, excluded.last_purchased_at)
+              {distinct()} (excluded.merchant_id, excluded.units, excluded.last_purchased_at)
     """
     if connection.vendor == "postgresql" and scope.merchant_id is None:
         # A few customers (a purchase): one statement. The aggregate is computed once, the

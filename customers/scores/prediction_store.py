@@ -22,7 +22,7 @@ from django.db import connection
 from customers.models import CustomerMetrics, LineItem, Merchant, Transaction
 from customers.scores.predictions import Inputs, Scores, holdout_weeks
 from customers.scores.smart import NO_ORDER_SEGMENT
-from customers.scores.sql import adapt, date_param, day_diff, distinct
+from customers.sql import adapt, date_param, day_diff, distinct
 
 DAYS = "score_days"
 FIRSTS = "score_firsts"

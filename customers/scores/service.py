@@ -66,10 +66,13 @@ from customers.scores.predictions import (
 )
 from customers.scores.predictions import score as predictions_score
 from customers.scores.smart import NO_ORDER_SEGMENT, SMART_SEGMENT_NAMES
-from customers.scores.sql import adapt as _adapt
-from customers.scores.sql import distinct as _distinct
 from customers.signals import customers_changed
+from customers.sql import adapt as _adapt
+from customers.sql import distinct as _distinct
 
+#: Up to this many customers, a write's follow-up updates each metrics row with its own
+#: statement (a purchase: one); more go through a temporary table.
+FEW_UPDATES = 20
 #: The history's reasons, by what moved the customer.
 REASON_COMPUTATION = "scheduled computation"
 REASON_RECOMPUTATION = "recomputation"
@@ -866,11 +869,21 @@ def _predict_few(
     inputs = prediction_store.few_inputs(merchant, as_of, ids)
     scores = predictions_score(inputs, state)
     today = merchant.today(as_of)
-    for row in prediction_store.result_rows(inputs, scores, today):
-        values: dict[str, Any] = dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
-        if row[0] in stages:
-            values["lifecycle_stage"] = stages[row[0]]
-        CustomerMetrics.objects.filter(pk=row[0]).update(**values)
+    if len(inputs.customer_id) > FEW_UPDATES:
+        # A batch (an import): the stages by value, the predictions through the
+        # computation's COPY and one UPDATE, not an UPDATE per customer.
+        by_stage: dict[str | None, list[int]] = {}
+        for customer_id, stage in stages.items():
+            by_stage.setdefault(stage, []).append(customer_id)
+        for stage, changed in by_stage.items():
+            CustomerMetrics.objects.filter(pk__in=changed).update(lifecycle_stage=stage)
+        prediction_store.store(merchant, inputs, scores, today, everyone=False)
+    else:
+        for row in prediction_store.result_rows(inputs, scores, today):
+            values = dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
+            if row[0] in stages:
+                values["lifecycle_stage"] = stages[row[0]]
+            CustomerMetrics.objects.filter(pk=row[0]).update(**values)
     without_order = set(ids) - set(inputs.customer_id.tolist())
     if without_order:
         # No order (any more): no stage, no prediction, waiting for the first order.

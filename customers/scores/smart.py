@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -237,3 +239,15 @@ def step_reason(step: int, cutoffs: SmartCutoffs, *, fitted: bool) -> str:
         "none of the steps before matched",
     )[step]
     return f"step {number}: {text}"
+
+
+def segment_rules(model: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each smart segment's rule in words: the steps that give it, with the merchant's
+    cut-offs from its stored fit (`ScoreSettings.model`; the defaults before any)."""
+    model = model if isinstance(model, Mapping) else {}
+    cutoffs = SmartCutoffs.from_json(model.get("cutoffs"))
+    fitted = bool(model.get("bgnbd"))
+    steps: dict[str, list[str]] = {}
+    for index, (_, name) in enumerate(STEPS):
+        steps.setdefault(name, []).append(step_reason(index, cutoffs, fitted=fitted))
+    return {name: "; or ".join(steps[name]) for name in SMART_SEGMENT_NAMES}

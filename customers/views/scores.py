@@ -43,8 +43,7 @@ from customers.scores.settings import (
     score_settings_update,
     scores_recompute_request,
 )
-from customers.scores.smart import SMART_SEGMENTS, SmartCutoffs, step_reason
-from customers.scores.smart import STEPS as SMART_STEPS
+from customers.scores.smart import SMART_SEGMENTS, segment_rules
 from customers.views.predictions import ModelReport, merchant_model
 
 RECOMPUTE_QUEUED = "The scores are being recomputed; this page shows when they are done."
@@ -102,17 +101,9 @@ class ScoresView(MerchantRequiredMixin, View):
 def _smart_rows(merchant: Merchant, model: Any) -> list[tuple[str, str, int, str]]:
     """(name, label, customers, the rule's steps that give it) per smart segment, with the
     merchant's stored cut-offs."""
-    model = model if isinstance(model, dict) else {}
-    cutoffs = SmartCutoffs.from_json(model.get("cutoffs"))
-    fitted = bool(model.get("bgnbd"))
     counts = selectors.smart_segment_counts(merchant=merchant)
-    rules: dict[str, list[str]] = {}
-    for index, (_, name) in enumerate(SMART_STEPS):
-        rules.setdefault(name, []).append(step_reason(index, cutoffs, fitted=fitted))
-    return [
-        (name, label, counts.get(name, 0), "; or ".join(rules[name]))
-        for name, label in SMART_SEGMENTS
-    ]
+    rules = segment_rules(model)
+    return [(name, label, counts.get(name, 0), rules[name]) for name, label in SMART_SEGMENTS]
 
 
 class ScoreRecomputeView(MerchantRequiredMixin, View):

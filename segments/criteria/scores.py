@@ -29,6 +29,7 @@ from customers.scores.smart import (
     SMART_SEGMENT_NAMES,
     STEPS,
     SmartCutoffs,
+    segment_rules,
     step_reason,
 )
 from segments.criteria.base import (
@@ -193,15 +194,8 @@ def decided_step(segment: str, orders: int) -> int:
 def smart_help(model: Mapping[str, Any] | None) -> list[str]:
     """Each smart segment's label and the rule's steps that give it, in words, with the
     merchant's cut-offs (`model`: its `ScoreSettings.model`)."""
-    model = model or {}
-    cutoffs = SmartCutoffs.from_json(model.get("cutoffs"))
-    fitted = model.get("bgnbd") is not None
-    lines = []
-    for name in SMART_SEGMENT_NAMES:
-        steps = [index for index, (_, gives) in enumerate(STEPS) if gives == name]
-        reasons = "; or ".join(step_reason(index, cutoffs, fitted=fitted) for index in steps)
-        lines.append(f"{SMART_SEGMENT_LABELS[name]}: {reasons}")
-    return lines
+    rules = segment_rules(model)
+    return [f"{SMART_SEGMENT_LABELS[name]}: {rules[name]}" for name in SMART_SEGMENT_NAMES]
 
 
 def score_model(merchant: Merchant) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""SQL that runs on both databases (the score service's raw statements)."""
+"""Raw SQL that runs on both databases: the metrics upsert's and the score service's."""
 
 from __future__ import annotations
 
@@ -29,7 +29,17 @@ def adapt(params: Iterable[Any]) -> list[Any]:
 
 
 def distinct() -> str:
+    """NULL-safe inequality."""
     return "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+
+
+def local_date(instant: str, time_zone: str) -> str:
+    """The merchant-local date of the instant column `instant` in the time zone named by
+    the column `time_zone` (a date on PostgreSQL, ISO text on SQLite). For a time zone
+    known in Python, `connection.ops.datetime_cast_date_sql` does the same."""
+    if connection.vendor == "postgresql":
+        return f"({instant} AT TIME ZONE {time_zone})::date"
+    return f"django_datetime_cast_date({instant}, {time_zone}, '{connection.timezone_name}')"
 
 
 def day_diff(later: str, earlier: str) -> str:
