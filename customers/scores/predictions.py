@@ -32,12 +32,12 @@ MIN_CUSTOMERS = 50
 MIN_REPEATERS = 10
 #: Why a fit is missing (`prediction_error`).
 TOO_FEW_CUSTOMERS = (
-    "too little data for predictions: {n} customers with an order, the model needs at least "
-    f"{MIN_CUSTOMERS}"
+    f"too little data for predictions: the model needs at least {MIN_CUSTOMERS} customers "
+    "with an order, there are {n}"
 )
 TOO_FEW_REPEATERS = (
-    "too little data for predictions: {n} customers with a repeat purchase (on a second "
-    f"day), the model needs at least {MIN_REPEATERS}"
+    f"too little data for predictions: the model needs at least {MIN_REPEATERS} customers "
+    "with a repeat purchase (on a second day), there are {n}"
 )
 NO_CONVERGENCE = "the BG/NBD model did not converge on this merchant's data: {why}"
 NO_SPEND_MODEL = (

@@ -258,7 +258,7 @@ def test_compute_scores_command(merchant):
     assert summary["smart_segments"]["one_time_shopper"] == 1
     assert sum(summary["smart_segments"].values()) == 1
     assert summary["bgnbd"] is None and summary["gamma_gamma"] is None
-    assert "1 customers with an order" in summary["prediction_error"]
+    assert summary["prediction_error"].endswith("customers with an order, there are 1")
     row = ScoreSettings.objects.get(merchant=merchant)
     assert row.status == "ok" and row.computed_as_of == AS_OF and row.summary == summary
 
