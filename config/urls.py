@@ -3,8 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
+from analytics.views import DashboardView
 from customers.portal.help import HelpIndexView, HelpPageView
 
 
@@ -19,7 +19,7 @@ admin.site.site_title = "Segment Portal admin"
 admin.site.index_title = "Every merchant's data"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="customers:list", permanent=False), name="home"),
+    path("", DashboardView.as_view(), name="home"),
     path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -27,5 +27,6 @@ urlpatterns = [
     path("help/", HelpIndexView.as_view(), name="help_index"),
     path("help/<slug:slug>/", HelpPageView.as_view(), name="help"),
     path("segments/", include("segments.urls")),
+    path("reports/", include("analytics.urls")),
     path("", include("customers.urls")),
 ]

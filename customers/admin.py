@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -59,10 +60,41 @@ SCORE_FIELDS = (
 )
 
 
+class StaffMembershipForm(forms.ModelForm):
+    """A membership's branches (the reports' limit) must be the merchant's own."""
+
+    class Meta:
+        model = StaffMembership
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        merchant = cleaned.get("merchant") or (
+            self.instance.merchant if self.instance.merchant_id else None
+        )
+        if merchant is None:
+            return cleaned
+        others = [b for b in cleaned.get("branches") or [] if b.merchant_id != merchant.pk]
+        if others:
+            names = ", ".join(str(b) for b in others)
+            self.add_error("branches", f"Not branches of {merchant}: {names}.")
+        return cleaned
+
+
 class StaffMembershipInline(admin.TabularInline):
     model = StaffMembership
+    form = StaffMembershipForm
     extra = 0
     autocomplete_fields = ["user"]
+
+    def formfield_for_manytomany(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> forms.ModelMultipleChoiceField | None:
+        # Offer the merchant's own branches only (the merchant being edited).
+        match = request.resolver_match
+        if db_field.name == "branches" and match and match.kwargs.get("object_id"):
+            kwargs["queryset"] = Branch.objects.filter(merchant_id=match.kwargs["object_id"])
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 @admin.register(Merchant)
@@ -110,11 +142,20 @@ class MerchantAdmin(admin.ModelAdmin):
 
 @admin.register(StaffMembership)
 class StaffMembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "merchant", "role", "created_at"]
-    list_filter = ["role", "merchant"]
+    form = StaffMembershipForm
+    list_display = ["user", "merchant", "role", "branch_limit", "created_at"]
+    list_filter = ["role", "merchant", ("branches", admin.EmptyFieldListFilter)]
+    filter_horizontal = ["branches"]
     search_fields = ["user__username", "user__email", "merchant__name", "merchant__slug"]
     list_select_related = ["user", "merchant"]
     autocomplete_fields = ["user", "merchant"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StaffMembership]:
+        return super().get_queryset(request).prefetch_related("branches")
+
+    @admin.display(description="Reports limited to")
+    def branch_limit(self, obj: StaffMembership) -> str:
+        return ", ".join(b.name for b in obj.branches.all()) or "All branches"
 
 
 class MerchantScopedAdmin(admin.ModelAdmin):

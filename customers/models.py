@@ -91,6 +91,14 @@ class StaffMembership(models.Model):
     )
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
+    #: Limits the member's reports to the sales of these branches (a store manager); none:
+    #: every branch. Segment lists, customers and counts stay merchant-wide.
+    branches: models.ManyToManyField[Branch, Any] = models.ManyToManyField(
+        "Branch",
+        blank=True,
+        related_name="limited_memberships",
+        help_text="Reports show only the sales of these branches; leave empty for all branches.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

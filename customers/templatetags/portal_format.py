@@ -59,3 +59,12 @@ def stage_label(name: str | None) -> str:
 def group_label(name: str | None) -> str:
     """An RFM group's wording ("needs_attention" -> "Needs attention")."""
     return RFM_GROUP_LABELS.get(name or "", name or EMPTY)
+
+
+@register.filter
+def change(value: Any) -> str:
+    """A relative change as a signed percentage: `0.125` -> "+12.5%"; None -> "—"."""
+    if value is None or value == "":
+        return format_percent(None)
+    text = format_percent(abs(value))
+    return f"+{text}" if value > 0 else f"-{text}" if value < 0 else text
