@@ -34,6 +34,7 @@ HELP_PAGES: tuple[tuple[str, str], ...] = (
     ("segment-list", "The segment list and a segment's page"),
     ("segments", "Segments: refresh, freshness and manual members"),
     ("segment-downloads", "Downloading a segment's members"),
+    ("reports", "Reports: what each one shows and how it is computed"),
     ("roles", "Roles: who may do what"),
 )
 TITLES = dict(HELP_PAGES)
