@@ -2,7 +2,8 @@
 overlap. Read-only over the other apps; `docs/reports.md` gives every formula.
 
 Scoping: every query starts from one merchant's rows (`Scope.merchant`, the caller's current
-merchant), and every sales figure is limited to `Scope.branch_ids` when the user's
+merchant); segments passed in must be that merchant's (callers look them up among the
+merchant's own, as the views and the `report` command do), and every sales figure is limited to `Scope.branch_ids` when the user's
 membership is limited to branches (transactions without a branch are then out). Group
 sizes, segment sizes and overlaps are memberships, which stay merchant-wide.
 
@@ -93,7 +94,8 @@ def money(value: Any) -> Decimal:
     to the cent; None (no rows) is zero."""
     if value is None:
         return NO_MONEY
-    return Decimal(str(value)).quantize(CENT)
+    # + 0 turns SQLite's float -0.0 (refunds that cancel the orders) into 0.00.
+    return Decimal(str(value)).quantize(CENT) + 0
 
 
 def ratio(part: Decimal | int, whole: Decimal | int) -> Decimal | None:
@@ -224,7 +226,7 @@ def key_figures(scope: Scope, period: Period, *, segment: Segment | None = None)
                COUNT(DISTINCT CASE WHEN t.kind = 'purchase' THEN t.customer_id END),
                COUNT(DISTINCT CASE WHEN t.kind = 'purchase' AND m.first_purchase_at >= %s
                                    THEN t.customer_id END)
-        FROM {txns} t JOIN {metrics} m ON m.customer_id = t.customer_id
+        FROM {txns} t LEFT JOIN {metrics} m ON m.customer_id = t.customer_id
         WHERE {where}{segment_sql}
         """,
         [period.since, *params],

@@ -1,5 +1,6 @@
-/* The reports' charts (templates/analytics/): every <canvas data-report-chart="id"> is drawn
- * from the json_script of that id:
+/* The reports' charts (templates/analytics/): every <canvas data-report-chart="id"
+ * data-chart="JSON"> is drawn from its JSON (an attribute: htmx drops <script> elements,
+ * json_script included, from the content it swaps in):
  *   {type: "bar" | "line" | "doughnut", labels: [...], datasets: [{label, data, color}],
  *    stacked: bool, percent: bool (values are fractions), money: "CAD" or ""}
  * Redrawn after htmx swaps the report (a new period), so chart and table always agree.
@@ -18,11 +19,9 @@
   }
 
   function draw(canvas) {
-    const source = document.getElementById(canvas.dataset.reportChart);
-    if (!source || !window.Chart) return;
-    const existing = window.Chart.getChart(canvas);
-    if (existing) existing.destroy();
-    const spec = JSON.parse(source.textContent);
+    if (!canvas.dataset.chart || !window.Chart) return;
+    if (window.Chart.getChart(canvas)) return;  // drawn already
+    const spec = JSON.parse(canvas.dataset.chart);
     const doughnut = spec.type === "doughnut";
     const datasets = spec.datasets.map(function (d) {
       return {
@@ -80,5 +79,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(); });
-  document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+  // New content (a report swapped in for a new period) brings new canvases to draw.
+  document.addEventListener("htmx:load", function (event) { drawAll(event.target); });
+  document.addEventListener("htmx:afterSettle", function () { drawAll(); });
 })();

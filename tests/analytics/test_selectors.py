@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
 
 from analytics.periods import Granularity, Period
 from analytics.selectors import (
@@ -899,12 +898,6 @@ def test_top_segments_by_revenue_in_the_period(merchant, other_merchant):
 # --- Money --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    connection.vendor == "sqlite",
-    reason="SQLite sums money as floats: 0.30 - 0.10 - 0.20 is -2.8e-17, which money() "
-    "rounds to Decimal('-0.00') and the pages show as '-0.00 CAD'",
-    strict=True,
-)
 def test_refunds_that_cancel_the_orders_leave_zero_not_minus_zero(merchant):
     # given an order of 0.30 and refunds of 0.10 and 0.20 in the week of 1 June
     customer = CustomerFactory(merchant=merchant)

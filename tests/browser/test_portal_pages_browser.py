@@ -204,6 +204,12 @@ def test_the_main_pages_have_no_serious_accessibility_violations(live_server, br
         "/scores/transitions/customers/?from=&to=new",
         "/help/",
         "/help/segment-builder/",
+        "/",
+        "/reports/",
+        "/reports/branches/",
+        "/reports/key-figures/",
+        f"/reports/growth/?segments={segment.pk}",
+        f"/reports/overlap/?segments={segment.pk}&segments={shop.segments.exclude(pk=segment.pk).first().pk}",
     ]
     found: dict[str, list[str]] = {}
 

@@ -66,11 +66,7 @@ def _share(value: Decimal | None) -> str | None:
 
 
 def _money(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    # TRICKY: SQLite sums money as floats, and a refund that cancels orders can leave a
-    # tiny negative remainder that rounds to -0.00; print it as 0.00.
-    return f"{abs(value) if value.is_zero() else value:.2f}"
+    return None if value is None else f"{value:.2f}"
 
 
 def _row(row: GroupRow) -> dict[str, Any]:
