@@ -3,8 +3,9 @@ overlap. Read-only over the other apps; `docs/reports.md` gives every formula.
 
 Scoping: every query starts from one merchant's rows (`Scope.merchant`, the caller's current
 merchant); segments passed in must be that merchant's (callers look them up among the
-merchant's own, as the views and the `report` command do), and every sales figure is limited to `Scope.branch_ids` when the user's
-membership is limited to branches (transactions without a branch are then out). Group
+merchant's own, as the views and the `report` command do), and every sales figure is
+limited to `Scope.branch_ids` when the user's membership is limited to branches
+(transactions without a branch are then out). Group
 sizes, segment sizes and overlaps are memberships, which stay merchant-wide.
 
 Revenue is order totals minus refund totals, by the instant of the transaction, in the
@@ -20,25 +21,27 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Case, Count, DateField, F, Q, QuerySet, Sum, When
+from django.db import connection, transaction
+from django.db.models import Count, DateField, QuerySet
 from django.db.models.functions import Trunc
 
-from analytics.periods import Granularity, Period, bucket_label
+from analytics.periods import Granularity, Period, bucket_label, next_bucket
 from customers.models import (
     Branch,
     Customer,
     CustomerMetrics,
+    CustomerSales,
     Merchant,
     Redemption,
-    Transaction,
-    TransactionKind,
+    SalesSpan,
 )
 from customers.scores.definitions import RFM_GROUPS, STAGE_DISPLAY_ORDER, STAGE_LABELS
 from customers.scores.smart import SMART_SEGMENTS
-from customers.sql import adapt
+from customers.sql import adapt, month_start
 from segments.models import MembershipEvent, Segment, SegmentMembership, SegmentSizeSnapshot
 
+#: PostgreSQL memory per sort or hash of a report statement (the server default is 4 MB).
+REPORT_WORK_MEM = "64MB"
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
 NO_MONEY = Decimal("0.00")
@@ -121,18 +124,72 @@ def average(total: Decimal, count: int) -> Decimal | None:
 # --- Shared SQL pieces ---------------------------------------------------------------------
 
 
-def _sales_where(
-    scope: Scope, since: dt.datetime, until: dt.datetime, alias: str = "t"
+@dataclass(frozen=True)
+class Piece:
+    """A run of dates read at one span of the sales summary: month rows (`m`) for whole
+    months, day rows (`d`) for the rest; `first` and `last` bound the rows' `starts_on`."""
+
+    span: str
+    first: dt.date
+    last: dt.date
+
+
+def pieces(start: dt.date, end: dt.date) -> list[Piece]:
+    """The dates `start` to `end` (both included) as few summary rows as possible: the whole
+    months inside them from month rows, the days before and after from day rows."""
+    first_full = start if start.day == 1 else next_bucket(start.replace(day=1), Granularity.MONTH)
+    after_full = (end + dt.timedelta(days=1)).replace(day=1)
+    if first_full >= after_full:
+        return [Piece(SalesSpan.DAY, start, end)]
+    result = []
+    if start < first_full:
+        result.append(Piece(SalesSpan.DAY, start, first_full - dt.timedelta(days=1)))
+    result.append(Piece(SalesSpan.MONTH, first_full, after_full - dt.timedelta(days=1)))
+    if after_full <= end:
+        result.append(Piece(SalesSpan.DAY, after_full, end))
+    return result
+
+
+def _sales_rows(
+    scope: Scope,
+    periods: Sequence[tuple[Period, int]],
+    *,
+    segment: Segment | None = None,
+    days_only: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The transactions of the scope in [since, until): merchant, time, and branches."""
-    sql = f"{alias}.merchant_id = %s AND {alias}.occurred_at >= %s AND {alias}.occurred_at < %s"
-    params: list[Any] = [scope.merchant.pk, since, until]
+    """A subquery of the scope's summary rows over the periods, each row tagged with its
+    period's number (`tag`): customer_id, branch_id, starts_on, span, orders, gross_cents,
+    refund_cents. `days_only`: day rows throughout (daily or weekly buckets)."""
+    sales = CustomerSales._meta.db_table
+    parts, params = [], []
+    branch_sql = ""
+    branch_params: list[Any] = []
     if scope.branch_ids is not None:
         if not scope.branch_ids:
-            return "1 = 0", []
-        sql += f" AND {alias}.branch_id IN ({', '.join(['%s'] * len(scope.branch_ids))})"
-        params += list(scope.branch_ids)
-    return sql, params
+            branch_sql = " AND 1 = 0"
+        else:
+            branch_sql = f" AND branch_id IN ({', '.join(['%s'] * len(scope.branch_ids))})"
+            branch_params = list(scope.branch_ids)
+    segment_sql = ""
+    if segment is not None:
+        segment_sql = f" AND customer_id IN ({_members_sql([segment.pk])})"
+    for period, tag in periods:
+        runs = (
+            [Piece(SalesSpan.DAY, period.start, period.end)]
+            if days_only
+            else pieces(period.start, period.end)
+        )
+        for piece in runs:
+            parts.append(
+                f"SELECT customer_id, branch_id, starts_on, span, orders, gross_cents, "
+                f"refund_cents, {int(tag)} AS tag FROM {sales} "
+                f"WHERE merchant_id = %s AND span = %s AND starts_on >= %s AND starts_on <= %s"
+                f"{branch_sql}{segment_sql}"
+            )
+            params += [scope.merchant.pk, piece.span, piece.first, piece.last, *branch_params]
+            if segment is not None:
+                params.append(segment.pk)
+    return " UNION ALL ".join(parts), params
 
 
 def _members_sql(segment_ids: Sequence[int]) -> str:
@@ -143,37 +200,23 @@ def _members_sql(segment_ids: Sequence[int]) -> str:
     )
 
 
-def _fetch(sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, adapt(params))
+def _fetch(sql: str, params: Iterable[Any], *, memory: bool = True) -> list[tuple[Any, ...]]:
+    """The rows of a report statement. `memory`: on PostgreSQL, with REPORT_WORK_MEM for
+    its sorts and hashes (a million customers' hash tables stay in memory instead of
+    spilling to disk); without, the server's default, which keeps streaming plans."""
+    if connection.vendor != "postgresql" or not memory:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, adapt(params))
+            return list(cursor.fetchall())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        cursor.execute(sql, list(params))
         return list(cursor.fetchall())
 
 
-def sales_queryset(
-    scope: Scope, period: Period, *, segment: Segment | None = None
-) -> QuerySet[Transaction]:
-    """The scope's transactions in the period, of the segment's current members when given."""
-    qs = Transaction.objects.filter(
-        merchant=scope.merchant, occurred_at__gte=period.since, occurred_at__lt=period.until
-    )
-    if scope.branch_ids is not None:
-        qs = qs.filter(branch_id__in=scope.branch_ids)
-    if segment is not None:
-        qs = qs.filter(
-            customer_id__in=SegmentMembership.objects.filter(segment=segment).values("customer_id")
-        )
-    return qs
-
-
-_REVENUE = Sum(
-    Case(
-        When(kind=TransactionKind.PURCHASE, then=F("total")),
-        default=-F("total"),
-    )
-)
-_GROSS = Sum("total", filter=Q(kind=TransactionKind.PURCHASE))
-_ORDERS = Count("pk", filter=Q(kind=TransactionKind.PURCHASE))
-_CUSTOMERS = Count("customer_id", filter=Q(kind=TransactionKind.PURCHASE), distinct=True)
+def cents_money(value: Any) -> Decimal:
+    """A sum of cents as money (None: no rows, zero)."""
+    return (Decimal(int(value or 0)) / 100).quantize(CENT)
 
 
 # --- Key figures ---------------------------------------------------------------------------
@@ -212,25 +255,16 @@ def key_figures(scope: Scope, period: Period, *, segment: Segment | None = None)
     first order ever falls in the period and who ordered in it within the scope), average
     order value (order totals / orders) and redemptions (rewards redeemed in the period;
     they have no branch, so a branch limit does not apply to them)."""
-    txns, metrics = Transaction._meta.db_table, CustomerMetrics._meta.db_table
-    where, params = _sales_where(scope, period.since, period.until)
-    segment_sql = ""
-    if segment is not None:
-        segment_sql = f" AND t.customer_id IN ({_members_sql([segment.pk])})"
-        params.append(segment.pk)
+    rows, params = _sales_rows(scope, [(period, 1)], segment=segment)
     row = _fetch(
         f"""
-        SELECT SUM(CASE WHEN t.kind = 'purchase' THEN t.total ELSE 0 END),
-               SUM(CASE WHEN t.kind = 'refund' THEN t.total ELSE 0 END),
-               SUM(CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END),
-               COUNT(DISTINCT CASE WHEN t.kind = 'purchase' THEN t.customer_id END),
-               COUNT(DISTINCT CASE WHEN t.kind = 'purchase' AND m.first_purchase_at >= %s
-                                   THEN t.customer_id END)
-        FROM {txns} t LEFT JOIN {metrics} m ON m.customer_id = t.customer_id
-        WHERE {where}{segment_sql}
+        SELECT SUM(gross_cents), SUM(refund_cents), SUM(orders),
+               COUNT(DISTINCT CASE WHEN orders > 0 THEN customer_id END)
+        FROM ({rows}) s
         """,
-        [period.since, *params],
+        params,
     )[0]
+    new_customers = _new_customers(scope, period, segment)
     redemptions = Redemption.objects.filter(
         merchant=scope.merchant, redeemed_at__gte=period.since, redeemed_at__lt=period.until
     )
@@ -238,16 +272,40 @@ def key_figures(scope: Scope, period: Period, *, segment: Segment | None = None)
         redemptions = redemptions.filter(
             customer_id__in=SegmentMembership.objects.filter(segment=segment).values("customer_id")
         )
-    gross, refunds = money(row[0]), money(row[1])
+    gross, refunds = cents_money(row[0]), cents_money(row[1])
     return KeyFigures(
         revenue=gross - refunds,
         gross=gross,
         refunds=refunds,
         orders=int(row[2] or 0),
         active_customers=int(row[3] or 0),
-        new_customers=int(row[4] or 0),
+        new_customers=new_customers,
         redemptions=redemptions.count(),
     )
+
+
+def _new_customers(scope: Scope, period: Period, segment: Segment | None) -> int:
+    """Customers whose first order ever falls in the period (the metrics' first purchase,
+    by index), who ordered within the scope's branches, among the segment's members."""
+    metrics, sales = CustomerMetrics._meta.db_table, CustomerSales._meta.db_table
+    sql = (
+        f"SELECT COUNT(*) FROM {metrics} m WHERE m.merchant_id = %s "
+        "AND m.first_purchase_at >= %s AND m.first_purchase_at < %s"
+    )
+    params: list[Any] = [scope.merchant.pk, period.since, period.until]
+    if scope.branch_ids is not None:
+        if not scope.branch_ids:
+            return 0
+        sql += (
+            f" AND EXISTS (SELECT 1 FROM {sales} s WHERE s.customer_id = m.customer_id "
+            "AND s.span = 'd' AND s.starts_on >= %s AND s.starts_on <= %s AND s.orders > 0 "
+            f"AND s.branch_id IN ({', '.join(['%s'] * len(scope.branch_ids))}))"
+        )
+        params += [period.start, period.end, *scope.branch_ids]
+    if segment is not None:
+        sql += f" AND m.customer_id IN ({_members_sql([segment.pk])})"
+        params.append(segment.pk)
+    return int(_fetch(sql, params)[0][0] or 0)
 
 
 # --- Segment analysis ----------------------------------------------------------------------
@@ -342,65 +400,58 @@ def segment_analysis(
 ) -> Analysis:
     """One row per group (current members): customers, share of the merchant's customers,
     revenue, share of the merchant's revenue in the period, orders, average order value,
-    and the previous period's revenue and orders (`compare`). One statement: the period's
-    (and the previous period's) transactions summed per customer, joined to the groups."""
+    and the previous period's revenue and orders (`compare`). The sales summary rows of both
+    periods (tagged 1 and 0) are joined to the groups once; the group sizes are counted from
+    the groups alone."""
     source, source_params, groups = _group_source(scope, group_by, segments)
     previous = period.previous()
-    since = previous.since if compare else period.since
-    where, where_params = _sales_where(scope, since, period.until)
-    txns = Transaction._meta.db_table
-    now = "t.occurred_at >= %s"
-    sql = f"""
-        WITH sales AS (
-            SELECT t.customer_id,
-                   SUM(CASE WHEN {now} THEN
-                       CASE WHEN t.kind = 'purchase' THEN t.total ELSE -t.total END
-                       ELSE 0 END) AS revenue,
-                   SUM(CASE WHEN {now} AND t.kind = 'purchase' THEN t.total ELSE 0 END) AS gross,
-                   SUM(CASE WHEN {now} AND t.kind = 'purchase' THEN 1 ELSE 0 END) AS orders,
-                   SUM(CASE WHEN {now} THEN 0 WHEN t.kind = 'purchase' THEN t.total
-                       ELSE -t.total END) AS prev_revenue,
-                   SUM(CASE WHEN {now} THEN 0 WHEN t.kind = 'purchase' THEN 1
-                       ELSE 0 END) AS prev_orders
-            FROM {txns} t
-            WHERE {where}
-            GROUP BY t.customer_id
-        )
-        SELECT g.grp, COUNT(*), SUM(s.revenue), SUM(s.gross), SUM(s.orders),
-               SUM(s.prev_revenue), SUM(s.prev_orders)
-        FROM ({source}) g LEFT JOIN sales s ON s.customer_id = g.customer_id
-        GROUP BY g.grp
-        UNION ALL
-        SELECT NULL, COUNT(*), SUM(revenue), SUM(gross), SUM(orders), SUM(prev_revenue),
-               SUM(prev_orders)
-        FROM sales
+    tagged = [(period, 1), (previous, 0)] if compare else [(period, 1)]
+    rows_sql, rows_params = _sales_rows(scope, tagged)
+    sums = """
+        SUM(CASE WHEN s.tag = 1 THEN s.gross_cents - s.refund_cents ELSE 0 END),
+        SUM(CASE WHEN s.tag = 1 THEN s.gross_cents ELSE 0 END),
+        SUM(CASE WHEN s.tag = 1 THEN s.orders ELSE 0 END),
+        SUM(CASE WHEN s.tag = 0 THEN s.gross_cents - s.refund_cents ELSE 0 END),
+        SUM(CASE WHEN s.tag = 0 THEN s.orders ELSE 0 END)
     """
-    cut = period.since
-    params = [cut, cut, cut, cut, cut, *where_params, *source_params]
-    found: dict[str, tuple[Any, ...]] = {}
-    total: tuple[Any, ...] = (None, 0, None, None, 0, None, 0)
-    for fetched in _fetch(sql, params):
-        if fetched[0] is None:
-            total = fetched
-        else:
-            found[str(fetched[0])] = fetched
-    customers = Customer.objects.filter(merchant=scope.merchant).count()
-    revenue = money(total[2])
+    sizes = dict(_fetch(f"SELECT grp, COUNT(*) FROM ({source}) g GROUP BY grp", source_params))
+    found = {
+        str(r[0]): r[1:]
+        for r in _fetch(
+            f"""
+            SELECT g.grp, {sums}
+            FROM ({rows_sql}) s JOIN ({source}) g ON g.customer_id = s.customer_id
+            GROUP BY g.grp
+            """,
+            [*rows_params, *source_params],
+        )
+    }
+    if group_by == "segment":
+        # Segments may share customers or leave some out: the merchant's total is its own sum.
+        total = _fetch(f"SELECT {sums} FROM ({rows_sql}) s", rows_params)[0]
+    else:
+        # The scores' groups split every customer exactly once: their sums are the total.
+        total = tuple(sum(int(r[i] or 0) for r in found.values()) for i in range(5))
+    if group_by == "segment":
+        customers = Customer.objects.filter(merchant=scope.merchant).count()
+    else:
+        customers = sum(int(n) for n in sizes.values())  # a metrics row per customer
+    revenue = cents_money(total[0])
     rows: list[GroupRow] = []
     for key, label, segment in groups:
-        found_row = found.get(key)
-        if found_row is None and key == UNPLACED:
+        size = int(sizes.get(key) or sizes.get(int(key) if key.isdigit() else key) or 0)
+        if not size and key == UNPLACED:
             continue  # no unplaced customers: no row
-        r = found_row or (key, 0, None, None, 0, None, 0)
+        r = found.get(key) or (0, 0, 0, 0, 0)
         row = GroupRow(
             key=key,
             label=label,
-            customers=int(r[1] or 0),
-            revenue=money(r[2]),
-            gross=money(r[3]),
-            orders=int(r[4] or 0),
-            prev_revenue=money(r[5]),
-            prev_orders=int(r[6] or 0),
+            customers=size,
+            revenue=cents_money(r[0]),
+            gross=cents_money(r[1]),
+            orders=int(r[2] or 0),
+            prev_revenue=cents_money(r[3]),
+            prev_orders=int(r[4] or 0),
             segment=segment,
         )
         row.customers_share = ratio(row.customers, customers)
@@ -413,8 +464,8 @@ def segment_analysis(
         rows=rows,
         customers=customers,
         revenue=revenue,
-        prev_revenue=money(total[5]),
-        orders=int(total[4] or 0),
+        prev_revenue=cents_money(total[3]),
+        orders=int(total[2] or 0),
         segments=list(segments),
     )
 
@@ -457,15 +508,6 @@ class BranchRevenue:
 NO_BRANCH_LABEL = "No branch"
 
 
-def _sales_cell(row: dict[str, Any]) -> SalesCell:
-    return SalesCell(
-        revenue=money(row["revenue"]),
-        gross=money(row["gross"]),
-        orders=int(row["orders"] or 0),
-        customers=int(row["customers"] or 0),
-    )
-
-
 def revenue_by_branch(
     scope: Scope,
     period: Period,
@@ -474,16 +516,54 @@ def revenue_by_branch(
     segment: Segment | None = None,
 ) -> BranchRevenue:
     """Per branch and bucket (merchant-local day, week from Monday, month or year), for all
-    customers or the segment's current members."""
-    qs = sales_queryset(scope, period, segment=segment)
-    bucket = Trunc("occurred_at", granularity.value, output_field=DateField(), tzinfo=period.tz)
-    figures = {"revenue": _REVENUE, "gross": _GROSS, "orders": _ORDERS, "customers": _CUSTOMERS}
-    per_cell = qs.annotate(bucket=bucket).values("bucket", "branch_id").annotate(**figures)
-    per_bucket = qs.annotate(bucket=bucket).values("bucket").annotate(**figures)
-    per_branch = qs.values("branch_id").annotate(**figures)
-    total = qs.aggregate(**figures)
-    cells = {(r["bucket"], r["branch_id"]): _sales_cell(r) for r in per_cell.order_by()}
-    branch_totals = {r["branch_id"]: _sales_cell(r) for r in per_branch.order_by()}
+    customers or the segment's current members, with the totals per bucket, per branch and
+    overall (customers counted once in each). One statement with grouping sets on
+    PostgreSQL; four on SQLite, which has none."""
+    days_only = granularity in (Granularity.DAY, Granularity.WEEK)
+    rows_sql, params = _sales_rows(scope, [(period, 1)], segment=segment, days_only=days_only)
+    figures = """
+        SUM(gross_cents - refund_cents), SUM(gross_cents), SUM(orders),
+        COUNT(DISTINCT CASE WHEN orders > 0 THEN customer_id END)
+    """
+    source = f"(SELECT {_bucket_sql(granularity)} AS bucket, s.* FROM ({rows_sql}) s) x"
+    results: list[tuple[Any, ...]] = []  # (by bucket?, by branch?, bucket, branch, figures...)
+    if connection.vendor == "postgresql":
+        for r in _fetch(
+            f"""
+            SELECT GROUPING(bucket) = 0, GROUPING(branch_id) = 0, bucket, branch_id, {figures}
+            FROM {source}
+            GROUP BY GROUPING SETS ((bucket, branch_id), (bucket), (branch_id), ())
+            """,
+            params,
+        ):
+            results.append(r)
+    else:
+        for by_bucket, by_branch in ((True, True), (True, False), (False, True), (False, False)):
+            keys = [k for k, on in (("bucket", by_bucket), ("branch_id", by_branch)) if on]
+            group = f"GROUP BY {', '.join(keys)}" if keys else ""
+            select = ", ".join(k if k in keys else "NULL" for k in ("bucket", "branch_id"))
+            for r in _fetch(f"SELECT {select}, {figures} FROM {source} {group}", params):
+                results.append((by_bucket, by_branch, *r))
+    cells: dict[tuple[dt.date, int | None], SalesCell] = {}
+    bucket_totals: dict[dt.date, SalesCell] = {}
+    branch_totals: dict[int | None, SalesCell] = {}
+    total = SalesCell()
+    for by_bucket, by_branch, bucket, branch, revenue, gross, orders, customers in results:
+        cell = SalesCell(
+            revenue=cents_money(revenue),
+            gross=cents_money(gross),
+            orders=int(orders or 0),
+            customers=int(customers or 0),
+        )
+        day = _as_date(bucket) if by_bucket else None
+        if by_bucket and by_branch:
+            cells[(day, branch)] = cell  # type: ignore[index]
+        elif by_bucket:
+            bucket_totals[day] = cell  # type: ignore[index]
+        elif by_branch:
+            branch_totals[branch] = cell
+        else:
+            total = cell
     names = dict(Branch.objects.filter(merchant=scope.merchant).values_list("pk", "name"))
     shown: list[tuple[int | None, str]] = [
         (pk, name)
@@ -497,10 +577,30 @@ def revenue_by_branch(
         buckets=period.buckets(granularity),
         branches=shown,
         cells=cells,
-        bucket_totals={r["bucket"]: _sales_cell(r) for r in per_bucket.order_by()},
+        bucket_totals=bucket_totals,
         branch_totals=branch_totals,
-        total=_sales_cell(total),
+        total=total,
     )
+
+
+def _bucket_sql(granularity: Granularity, day: str = "s.starts_on") -> str:
+    """The first day of the bucket of the date column `day` (weeks from Monday)."""
+    if granularity is Granularity.DAY:
+        return day
+    if granularity is Granularity.MONTH:
+        return month_start(day)
+    if connection.vendor == "postgresql":
+        return f"CAST(date_trunc('{granularity.value}', {day}) AS date)"
+    if granularity is Granularity.WEEK:
+        # %%w: 0 for Sunday; Monday is 0 to 6 days back.
+        back = f"((CAST(strftime('%%w', {day}) AS INTEGER) + 6) %% 7)"
+        return f"date({day}, '-' || {back} || ' days')"
+    return f"strftime('%%Y-01-01', {day})"
+
+
+def _as_date(value: Any) -> dt.date:
+    """A date as the backend returns it (ISO text on SQLite)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
 # --- Segment growth ------------------------------------------------------------------------
@@ -646,7 +746,10 @@ def overlap(scope: Scope, *, segments: Sequence[Segment]) -> Overlap:
         ) sets
         GROUP BY mask
     """
-    regions = {int(mask): int(n) for mask, n in _fetch(sql, [*ids, *ids])}
+    # TRICKY: the server's small default work_mem keeps the plan that streams the
+    # (customer, segment) index in customer order; with more memory PostgreSQL picks a hash
+    # aggregate over every membership, three times slower (bench/reports_bench.py).
+    regions = {int(mask): int(n) for mask, n in _fetch(sql, [*ids, *ids], memory=False)}
     return Overlap(segments=list(segments), regions=regions)
 
 
@@ -663,15 +766,13 @@ class SegmentRevenue:
 def top_segments(scope: Scope, period: Period, *, limit: int = 5) -> list[SegmentRevenue]:
     """The merchant's active segments with the most revenue from their current members in
     the period (several segments may share a customer's revenue)."""
-    txns, members = Transaction._meta.db_table, SegmentMembership._meta.db_table
-    segments = Segment._meta.db_table
-    where, params = _sales_where(scope, period.since, period.until)
+    members, segments = SegmentMembership._meta.db_table, Segment._meta.db_table
+    rows_sql, params = _sales_rows(scope, [(period, 1)])
     sql = f"""
         WITH sales AS (
-            SELECT t.customer_id,
-                   SUM(CASE WHEN t.kind = 'purchase' THEN t.total ELSE -t.total END) AS revenue,
-                   SUM(CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END) AS orders
-            FROM {txns} t WHERE {where} GROUP BY t.customer_id
+            SELECT customer_id, SUM(gross_cents - refund_cents) AS revenue,
+                   SUM(orders) AS orders
+            FROM ({rows_sql}) s GROUP BY customer_id
         )
         SELECT sm.segment_id, SUM(s.revenue) AS revenue,
                SUM(CASE WHEN s.orders > 0 THEN 1 ELSE 0 END)
@@ -686,7 +787,20 @@ def top_segments(scope: Scope, period: Period, *, limit: int = 5) -> list[Segmen
     rows = _fetch(sql, [*params, scope.merchant.pk, limit])
     by_id = Segment.objects.in_bulk([r[0] for r in rows])
     return [
-        SegmentRevenue(segment=by_id[r[0]], revenue=money(r[1]), buyers=int(r[2] or 0))
+        SegmentRevenue(segment=by_id[r[0]], revenue=cents_money(r[1]), buyers=int(r[2] or 0))
         for r in rows
         if r[0] in by_id
+    ]
+
+
+def top_segments_stored(merchant: Merchant, *, limit: int = 5) -> list[SegmentRevenue]:
+    """The merchant's active segments with the most revenue from their members in the 30
+    days up to each one's last statistics (stored at refresh: no membership is read).
+    The dashboard's list for users who see every branch."""
+    segments = Segment.objects.filter(
+        merchant=merchant, is_active=True, revenue_30d__isnull=False
+    ).order_by("-revenue_30d", "pk")[:limit]
+    return [
+        SegmentRevenue(segment=s, revenue=money(s.revenue_30d), buyers=int(s.buyers_30d or 0))
+        for s in segments
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -63,6 +64,7 @@ PALETTE = (
 GROWTH_DEFAULT_SEGMENTS = 5
 UNKNOWN_SEGMENT_ERROR = "No segment of this merchant has the id {value!r}."
 CHANGES_PER_PAGE = 50
+_ID = re.compile(r"[0-9]{1,18}")
 EMPTY_CELL = selectors.SalesCell()
 
 
@@ -72,12 +74,10 @@ def report_scope(request: HttpRequest) -> Scope:
     membership = getattr(request, "membership", None)
     branch_ids: tuple[int, ...] | None = None
     if membership is not None:
-        ids = tuple(
-            membership.branches.filter(merchant=merchant)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        branch_ids = ids or None
+        limits = list(membership.branches.order_by("pk").values_list("pk", "merchant_id"))
+        if limits:
+            # Limited: to the merchant's own branches among them (none left: no sales at all).
+            branch_ids = tuple(pk for pk, owner in limits if owner == merchant.pk)
     return Scope(merchant=merchant, branch_ids=branch_ids)
 
 
@@ -88,7 +88,7 @@ def _segments_from(merchant: Merchant, values: Sequence[str]) -> list[Segment]:
     for value in values:
         if not value.strip():
             continue
-        if not value.strip().isdigit():
+        if not _ID.fullmatch(value.strip()):  # ASCII digits a database id can hold
             raise Http404(UNKNOWN_SEGMENT_ERROR.format(value=value))
         if int(value) not in wanted:
             wanted.append(int(value))
@@ -123,11 +123,14 @@ class ReportView(MerchantRequiredMixin, View):
         errors: list[str] = []
         today = self.merchant.today()
         try:
+            if not self.uses_period:
+                raise PeriodError("")  # the report has no period: its default, no error
             period = period_from_params(
                 request.GET, today=today, tz=self.merchant.tzinfo, default=self.default_preset
             )
         except PeriodError as exc:
-            errors.append(str(exc))
+            if str(exc):
+                errors.append(str(exc))
             period = preset_period(self.default_preset, today, self.merchant.tzinfo)
         context: dict[str, Any] = {
             "period": period,
@@ -147,7 +150,8 @@ class ReportView(MerchantRequiredMixin, View):
         context["errors"] = errors
         fmt = request.GET.get("export")
         if fmt is not None:
-            return self.export(context["tables"], fmt, period)
+            # The period the report used (the dashboard's is always the last 30 days).
+            return self.export(context["tables"], fmt, context["period"])
         response = render(request, self.template_name, context)
         patch_vary_headers(response, ("HX-Request",))
         return response
@@ -167,6 +171,11 @@ class ReportView(MerchantRequiredMixin, View):
             f"-{period.start.isoformat()}-{period.end.isoformat()}"
         )
         return export_response(table, fmt, filename)
+
+    def _one_segment(self) -> Segment | None:
+        """The `segment` a report is limited to (blank: all customers)."""
+        value = self.request.GET.get("segment", "").strip()
+        return _segments_from(self.merchant, [value])[0] if value else None
 
     def segment_choices(self) -> list[Segment]:
         return list(segment_queryset(merchant=self.merchant).order_by("name"))
@@ -314,9 +323,7 @@ class BranchRevenueView(ReportView):
     default_preset = Preset.LAST_365
 
     def build(self, period: Period) -> dict[str, Any]:
-        segment = None
-        if self.request.GET.get("segment"):
-            segment = _segments_from(self.merchant, [self.request.GET["segment"]])[0]
+        segment = self._one_segment()
         interval = self.request.GET.get("interval") or "auto"
         granularity = granularity_from(interval, period)
         report = selectors.revenue_by_branch(
@@ -551,14 +558,15 @@ class GrowthChangesView(MerchantRequiredMixin, View):
         except PeriodError as exc:
             raise Http404(str(exc)) from None
         week -= dt.timedelta(days=week.weekday())
-        events = selectors.week_changes(
-            report_scope(request), segment, week=week, kind=kind, tz=merchant.tzinfo
-        )
+        scope = report_scope(request)
+        events = selectors.week_changes(scope, segment, week=week, kind=kind, tz=merchant.tzinfo)
         page = Paginator(events, CHANGES_PER_PAGE).get_page(request.GET.get("page"))
         return render(
             request,
             "analytics/growth_changes.html",
             {
+                "scope": scope,
+                "branch_names": scope.branch_names(),
                 "segment": segment,
                 "week": week,
                 "week_end": week + dt.timedelta(days=6),
@@ -705,9 +713,7 @@ class KeyFiguresView(ReportView):
     report_name = "key-figures"
 
     def build(self, period: Period) -> dict[str, Any]:
-        segment = None
-        if self.request.GET.get("segment"):
-            segment = _segments_from(self.merchant, [self.request.GET["segment"]])[0]
+        segment = self._one_segment()
         previous = period.previous()
         everyone = selectors.key_figures(self.scope, period)
         everyone_before = selectors.key_figures(self.scope, previous)
@@ -815,7 +821,14 @@ class DashboardView(ReportView):
                     selectors.ratio(counts.get(name, 0), total),
                 ]
             )
-        top = selectors.top_segments(self.scope, period)
+        # Every branch: the revenue each segment's statistics stored at its last refresh
+        # (no membership read); limited to branches: those branches' sales, counted now.
+        stored = not self.scope.limited
+        top = (
+            selectors.top_segments_stored(self.merchant)
+            if stored
+            else selectors.top_segments(self.scope, period)
+        )
         segments = ReportTable(
             name="top-segments",
             title="Segments with the most revenue, last 30 days",
@@ -857,5 +870,6 @@ class DashboardView(ReportView):
             "tables": [stages, segments],
             "stages": stages,
             "segments_table": segments,
+            "top_stored": stored,
             "charts": [chart],
         }

@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py --only scores     # customer scores, issue 12 (after generate)
     .venv/bin/python bench/run.py --only list --only downloads  # issue 4 (after generate)
     .venv/bin/python bench/run.py --only hardening --generate-sizes 100000  # hostile input
+    .venv/bin/python bench/run.py --only reports    # reports and dashboard (after generate)
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -51,7 +52,16 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument(
         "--only",
-        choices=["generate", "import", "segments", "scores", "list", "downloads", "hardening"],
+        choices=[
+            "generate",
+            "import",
+            "segments",
+            "scores",
+            "list",
+            "downloads",
+            "hardening",
+            "reports",
+        ],
         action="append",
     )
     parser.add_argument("--generate-sizes", default="10000,100000,1000000")
@@ -61,7 +71,8 @@ def main() -> None:
     ensure_database(args.database_url)
     env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
     wanted = set(
-        args.only or ["generate", "segments", "scores", "list", "downloads", "hardening", "import"]
+        args.only
+        or ["generate", "segments", "scores", "list", "downloads", "hardening", "reports", "import"]
     )
     if "generate" in wanted:
         subprocess.run(
@@ -101,6 +112,9 @@ def main() -> None:
             env=env,
             check=True,
         )
+    if "reports" in wanted:
+        # Reads the 1M merchant; adds its own manual segments once (bench-reports-*).
+        subprocess.run([sys.executable, "bench/reports_bench.py"], cwd=ROOT, env=env, check=True)
     if "import" in wanted:
         subprocess.run(
             [

@@ -8,6 +8,7 @@ the big tables. Derived metrics are read-only: they are recomputed from transact
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -22,6 +23,7 @@ from customers.models import (
     Branch,
     Customer,
     CustomerMetrics,
+    CustomerSales,
     CustomerTag,
     LineItem,
     Merchant,
@@ -36,10 +38,15 @@ from customers.models import (
     TierRule,
     Transaction,
 )
+from customers.portal.formatting import format_money
 from customers.portal.permissions import Action, support_may
 from customers.portal.security import unlock_sign_in
 from customers.scores.settings import describe_change, scores_recompute_request
-from customers.services import customer_metrics_refresh, merchant_metrics_refresh
+from customers.services import (
+    customer_metrics_refresh,
+    merchant_metrics_refresh,
+    merchant_update,
+)
 
 METRIC_FIELDS = (*METRIC_COLUMNS, "updated_at")
 #: The score columns of the metrics rows (written by the score service only).
@@ -65,7 +72,7 @@ class StaffMembershipForm(forms.ModelForm):
 
     class Meta:
         model = StaffMembership
-        fields = "__all__"
+        fields = ["user", "merchant", "role", "branches"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -105,6 +112,15 @@ class MerchantAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StaffMembershipInline]
     actions = ["recompute_metrics", "recompute_scores"]
+
+    def save_model(self, request: HttpRequest, obj: Merchant, form: Any, change: bool) -> None:
+        if change and "time_zone" in form.changed_data:
+            # A new zone moves every local day: the service recomputes what holds them.
+            new_zone = obj.time_zone
+            obj.time_zone = form.initial["time_zone"]
+            merchant_update(merchant=obj, time_zone=new_zone)
+            return
+        super().save_model(request, obj, form, change)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Merchant]:
         return super().get_queryset(request).annotate(_customers=Count("customers"))
@@ -309,6 +325,47 @@ class CustomerMetricsAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CustomerSales)
+class CustomerSalesAdmin(admin.ModelAdmin):
+    """The reports' summary, read-only: derived from the transactions by every write (the
+    merchants' "Recompute metrics" action rebuilds it with the metrics)."""
+
+    list_display = [
+        "customer",
+        "merchant",
+        "branch",
+        "span",
+        "starts_on",
+        "orders",
+        "refunds",
+        "order_total",
+        "refund_total",
+    ]
+    list_filter = ["span", "merchant"]
+    search_fields = ["customer__external_id", "customer__email", "customer__last_name"]
+    list_select_related = ["customer", "merchant", "branch"]
+    readonly_fields = [f.name for f in CustomerSales._meta.fields if f.name != "id"]
+    show_full_result_count = False
+    ordering = ["-starts_on"]
+
+    @admin.display(description="Order total")
+    def order_total(self, obj: CustomerSales) -> str:
+        return format_money(Decimal(obj.gross_cents) / 100)
+
+    @admin.display(description="Refund total")
+    def refund_total(self, obj: CustomerSales) -> str:
+        return format_money(Decimal(obj.refund_cents) / 100)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

@@ -4,6 +4,8 @@
   the profile attributes rules read (from the customer and its tags), one row per customer.
 - `CustomerProductStats`: units bought and latest order per customer and product (from the
   line items of orders).
+- `CustomerSales`: orders, refunds and their totals per customer, branch and merchant-local
+  day and month (from the transactions): the reports' summary.
 
 Two statements (`INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which both PostgreSQL and
 SQLite speak, and a `DELETE` of product rows that no longer have a line item) recompute a
@@ -32,13 +34,14 @@ from customers.models import (
     Customer,
     CustomerMetrics,
     CustomerProductStats,
+    CustomerSales,
     CustomerTag,
     LineItem,
     Merchant,
     Redemption,
     Transaction,
 )
-from customers.sql import day_diff, distinct, local_date
+from customers.sql import cents, day_diff, distinct, local_date, month_start
 
 BATCH_SIZE = 500
 
@@ -271,11 +274,79 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
     return [(upsert, txn_params), (delete, stats_params)]
 
 
+def _sales_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
+    """Bring the CustomerSales rows of `scope` to the day and month sums of its transactions:
+    delete the rows that are not exactly a fresh one, insert the fresh rows that are not
+    there yet (a purchase adds or replaces its day's and month's rows, nothing else)."""
+    sales, txns = CustomerSales._meta.db_table, Transaction._meta.db_table
+    txn_where, txn_params = scope.where("t.customer_id", "t.merchant_id")
+    sales_where, sales_params = scope.where(f"{sales}.customer_id", f"{sales}.merchant_id")
+    keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""  # see _purchase_days_sql
+    month = month_start("day")
+    columns = (
+        "merchant_id, customer_id, branch_id, span, starts_on, orders, refunds, gross_cents, "
+        "refund_cents"
+    )
+    fresh = f"""
+        WITH days AS (
+            SELECT merchant_id, customer_id, branch_id, day, SUM(o) AS orders,
+                   SUM(r) AS refunds, SUM(oc) AS gross_cents, SUM(rc) AS refund_cents
+            FROM (
+                SELECT t.merchant_id, t.customer_id, t.branch_id,
+                       {local_date("t.occurred_at", "mm.time_zone")} AS day,
+                       CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END AS o,
+                       CASE WHEN t.kind = 'refund' THEN 1 ELSE 0 END AS r,
+                       CASE WHEN t.kind = 'purchase' THEN {cents("t.total")} ELSE 0 END AS oc,
+                       CASE WHEN t.kind = 'refund' THEN {cents("t.total")} ELSE 0 END AS rc
+                FROM {txns} t JOIN {Merchant._meta.db_table} mm ON mm.id = t.merchant_id
+                WHERE {txn_where}{keep_apart}
+            ) x
+            GROUP BY merchant_id, customer_id, branch_id, day
+        ), fresh ({columns}) AS (
+            SELECT merchant_id, customer_id, branch_id, 'd', day, orders, refunds, gross_cents,
+                   refund_cents
+            FROM days
+            UNION ALL
+            SELECT merchant_id, customer_id, branch_id, 'm', {month}, SUM(orders),
+                   SUM(refunds), SUM(gross_cents), SUM(refund_cents)
+            FROM days
+            GROUP BY merchant_id, customer_id, branch_id, {month}
+        )
+    """
+
+    def same(a: str, b: str) -> str:
+        exact = " AND ".join(
+            f"{a}.{c} = {b}.{c}"
+            for c in ("customer_id", "span", "starts_on", "orders", "refunds", "gross_cents")
+        )
+        return (
+            f"{exact} AND {a}.refund_cents = {b}.refund_cents "
+            f"AND NOT ({a}.branch_id {distinct()} {b}.branch_id)"
+        )
+
+    insert = f"""
+        INSERT INTO {sales} ({columns})
+        SELECT {columns} FROM fresh f
+        WHERE NOT EXISTS (SELECT 1 FROM {sales} s WHERE {same("s", "f")})
+    """
+    delete = f"""
+        DELETE FROM {sales}
+        WHERE {sales_where} AND NOT EXISTS (SELECT 1 FROM fresh f WHERE {same("f", sales)})
+    """
+    if connection.vendor == "postgresql":
+        # One statement: the aggregate once; the delete and the insert see the same snapshot,
+        # so a changed row is deleted (old values) and inserted (new values).
+        combined = f"{fresh}, gone AS ({delete}) {insert}"
+        return [(combined, [*txn_params, *sales_params])]
+    return [(f"{fresh} {delete}", [*txn_params, *sales_params]), (f"{fresh} {insert}", txn_params)]
+
+
 def _refresh(scope: _Scope) -> None:
     with connection.cursor() as cursor:
         for sql, params in [
             _metrics_statement(scope, timezone.now()),
             *_product_stats_statements(scope),
+            *_sales_statements(scope),
         ]:
             cursor.execute(sql, params)
 
@@ -320,3 +391,12 @@ def vacuum_segment_tables() -> None:
     with connection.cursor() as cursor:
         for model in (CustomerMetrics, CustomerProductStats):
             cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
+
+
+def refresh_merchant_sales(merchant_id: int) -> None:
+    """Recompute the CustomerSales rows of every customer of a merchant alone (the migration
+    that added the table fills it with this; writers go through `refresh_merchant_metrics`,
+    which recomputes them with the rest)."""
+    with connection.cursor() as cursor:
+        for sql, params in _sales_statements(_Scope(merchant_id=merchant_id)):
+            cursor.execute(sql, params)

@@ -496,6 +496,8 @@ class Redemption(MetricsKeepingModel):
         ]
         indexes = [
             models.Index(fields=["customer", "redeemed_at"], name="redemption_customer_time_idx"),
+            # A report's redemptions in a period.
+            models.Index(fields=["merchant", "redeemed_at"], name="redemption_merchant_time_idx"),
         ]
 
     def __str__(self) -> str:
@@ -637,6 +639,15 @@ class CustomerMetrics(models.Model):
                 "merchant", ExtractMonth("birth_date"), "birth_date", name="metrics_birthday_idx"
             ),
             models.Index(fields=["merchant", "last_contacted_at"], name="metrics_contacted_idx"),
+            # New customers in a report's period (first order ever inside it).
+            models.Index(fields=["merchant", "first_purchase_at"], name="metrics_first_idx"),
+            # The reports' groups: sizes per stage, RFM group or smart segment, and each
+            # customer's group to join sales to, read from this index alone.
+            models.Index(
+                fields=["merchant"],
+                include=["customer", "lifecycle_stage", "rfm_group", "smart_segment"],
+                name="metrics_groups_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -683,6 +694,64 @@ class CustomerProductStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} bought {self.units} of {self.product_id}"
+
+
+class SalesSpan(models.TextChoices):
+    DAY = "d", "Day"
+    MONTH = "m", "Month"
+
+
+class CustomerSales(models.Model):
+    """A customer's sales at one branch in one merchant-local day or month: the reports'
+    summary (`analytics`), kept exact from the transactions by the metrics refresh
+    (`customers.sales`), in the transaction that writes them.
+
+    Two spans: a row per day the customer bought or was refunded (`span` d) and a row per
+    month (`span` m, `starts_on` the 1st). A report reads whole months of a period from the
+    month rows and the days at its edges from the day rows: a year is about half the rows
+    of its transactions. Money in integer cents (exact sums on both databases, and faster
+    than numeric). The day is the merchant's local date, so a report's merchant-local
+    period is a plain date range.
+    """
+
+    # No database constraints, like the other derived rows (Django still cascades deletes);
+    # the branch becomes NULL with its transactions' when a branch is removed.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    branch = models.ForeignKey(
+        Branch,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    span = models.CharField(max_length=1, choices=SalesSpan.choices)
+    starts_on = models.DateField()
+    orders = models.PositiveIntegerField()
+    refunds = models.PositiveIntegerField()
+    gross_cents = models.BigIntegerField()
+    refund_cents = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "customer sales"
+        indexes = [
+            # A period's rows read from the index alone (PostgreSQL; SQLite ignores include).
+            models.Index(
+                fields=["merchant", "span", "starts_on"],
+                include=["customer", "branch", "orders", "gross_cents", "refund_cents"],
+                name="sales_period_idx",
+            ),
+            models.Index(fields=["customer", "span", "starts_on"], name="sales_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.get_span_display().lower()} of {self.starts_on}"
 
 
 # -- customer scores (`customers.scores`, `shared/spec/customer-scores.md`) -------------------

@@ -65,6 +65,21 @@ def merchant_create(*, slug: str, name: str, time_zone: str, currency: str = "US
     return merchant
 
 
+def merchant_update(*, merchant: Merchant, **fields: Any) -> Merchant:
+    """Save changes to a merchant (validated). A new time zone moves every transaction's
+    merchant-local day, so the per-customer rows that hold local days (the metrics' purchase
+    days, the reports' day and month sums) are recomputed in the same transaction."""
+    old_zone = merchant.time_zone
+    for name, value in fields.items():
+        setattr(merchant, name, value)
+    merchant.full_clean(validate_unique=False)
+    with transaction.atomic():
+        merchant.save()
+        if merchant.time_zone != old_zone:
+            merchant_metrics_refresh(merchant_id=merchant.pk)
+    return merchant
+
+
 # --- the write chain: metrics and the change announcement -------------------------------------
 
 

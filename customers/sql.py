@@ -53,3 +53,15 @@ def day_diff(later: str, earlier: str) -> str:
 def date_param() -> str:
     """A placeholder for a date parameter that `day_diff` can subtract from."""
     return "CAST(%s AS date)" if connection.vendor == "postgresql" else "%s"
+
+
+def month_start(day: str) -> str:
+    """The first day of the month of the date expression `day` (as `local_date` gives it)."""
+    if connection.vendor == "postgresql":
+        return f"CAST(date_trunc('month', {day}) AS date)"
+    return f"strftime('%%Y-%%m-01', {day})"  # (%% : the statements take parameters)
+
+
+def cents(amount: str) -> str:
+    """A money column (two decimals) as an exact integer of cents."""
+    return f"CAST(ROUND({amount} * 100) AS BIGINT)"

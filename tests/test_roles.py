@@ -365,8 +365,9 @@ CASES = [
         "analytics:growth_changes",
         Action.VIEW,
         "get",
-        lambda w: reverse("analytics:growth_changes", args=[w.dynamic.pk])
-        + "?week=2026-11-30&kind=entry",
+        lambda w: (
+            reverse("analytics:growth_changes", args=[w.dynamic.pk]) + "?week=2026-11-30&kind=entry"
+        ),
     ),
     Case("analytics:overlap", Action.VIEW, "get", url("analytics:overlap")),
     Case("analytics:key_figures", Action.VIEW, "get", url("analytics:key_figures")),

@@ -9,10 +9,16 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
-from django.db.models import Avg, Count, Exists, OuterRef, Q, Sum
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from customers.models import CustomerMetrics, Transaction, TransactionKind
+from customers.models import (
+    CustomerMetrics,
+    CustomerSales,
+    SalesSpan,
+    Transaction,
+    TransactionKind,
+)
 from segments.exports import REACHABLE
 from segments.models import (
     Segment,
@@ -40,6 +46,8 @@ def segment_stats_refresh(*, segment: Segment, as_of: dt.datetime | None = None)
       churn risk and P(an order in the next 30 days), over the members that have one;
       predicted_count: how many have a churn risk;
     - activity_ratio: the share of members with an order in [as_of - 30 days, as_of];
+    - revenue_30d, buyers_30d: the members' revenue (orders minus refunds) and how many
+      ordered in the 30 merchant-local days up to the day of `as_of` (the reports' summary);
     - stats_member_count, and of those: registered_count (joined by as_of),
       purchasers_count (at least one order), and {email,sms,push}_reachable_count (opted in
       to the channel, with an email address / a phone number for email / SMS, as the
@@ -88,6 +96,18 @@ def segment_stats_refresh(*, segment: Segment, as_of: dt.datetime | None = None)
     revenue = CustomerMetrics.objects.filter(merchant_id=segment.merchant_id).aggregate(
         net=Sum("net_spend")
     )["net"]
+    # The last 30 merchant-local days to the day of `as_of`, from the reports' summary.
+    last_day = segment.merchant.today(as_of)
+    recent = CustomerSales.objects.filter(
+        merchant_id=segment.merchant_id,
+        span=SalesSpan.DAY,
+        starts_on__gte=last_day - dt.timedelta(days=ACTIVITY_DAYS - 1),
+        starts_on__lte=last_day,
+        customer_id__in=segment.memberships.values("customer_id"),
+    ).aggregate(
+        cents=Sum(F("gross_cents") - F("refund_cents")),
+        buyers=Count("customer_id", filter=Q(orders__gt=0), distinct=True),
+    )
     count, orders = members["members"], members["orders"] or 0
     net = members["net"] or Decimal(0)
     Segment.objects.filter(pk=segment.pk).update(
@@ -106,6 +126,8 @@ def segment_stats_refresh(*, segment: Segment, as_of: dt.datetime | None = None)
         email_reachable_count=members["email_reachable"],
         sms_reachable_count=members["sms_reachable"],
         push_reachable_count=members["push_reachable"],
+        revenue_30d=Decimal(recent["cents"] or 0) / 100,
+        buyers_30d=recent["buyers"],
         stats_computed_at=timezone.now(),
     )
 

@@ -75,9 +75,7 @@ def chart_values(page: Page, chart_id: str) -> list[float | None]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_manager_reads_the_dashboard_and_changes_the_analysis_period(
-    live_server, page, store
-):
+def test_a_manager_reads_the_dashboard_and_changes_the_analysis_period(live_server, page, store):
     shots = os.environ.get("SCREENSHOT_DIR")
     page.set_viewport_size({"width": 1280, "height": 900})
 

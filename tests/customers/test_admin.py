@@ -79,6 +79,7 @@ def test_every_model_of_the_schema_is_registered():
         "Customer",
         "CustomerTag",
         "CustomerMetrics",
+        "CustomerSales",
         "Product",
         "Transaction",
         "LineItem",

@@ -130,11 +130,12 @@ def test_an_empty_segment_has_no_means_and_zero_counts(merchant, vips):
 
 
 def test_the_statistics_are_one_aggregate_over_the_members(vip_segment):
-    # one over the members, one over the merchant's revenue, one update
+    # one over the members, the merchant (its time zone), the members' last 30 days of
+    # sales, one over the merchant's revenue, one update
     with CaptureQueriesContext(connection) as queries:
         segment_stats_refresh(segment=vip_segment)
 
-    assert len(queries) == 3
+    assert len(queries) == 5
 
 
 # -- the list ---------------------------------------------------------------------------------
