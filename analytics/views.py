@@ -871,5 +871,6 @@ class DashboardView(ReportView):
             "stages": stages,
             "segments_table": segments,
             "top_stored": stored,
+            "has_customers": total > 0,
             "charts": [chart],
         }
