@@ -42,7 +42,7 @@ from customers.portal.formatting import format_count, format_percent
 from customers.portal.permissions import Action
 from customers.portal.tenancy import MerchantRequiredMixin, current_merchant
 from customers.scores.definitions import STAGE_DISPLAY_ORDER, STAGE_LABELS
-from customers.scores.selectors import NO_STAGE, stage_counts
+from customers.scores.selectors import NO_STAGE
 from segments.models import Segment
 from segments.selectors import segment_queryset
 
@@ -715,8 +715,7 @@ class KeyFiguresView(ReportView):
     def build(self, period: Period) -> dict[str, Any]:
         segment = self._one_segment()
         previous = period.previous()
-        everyone = selectors.key_figures(self.scope, period)
-        everyone_before = selectors.key_figures(self.scope, previous)
+        everyone, everyone_before = selectors.key_figures_of(self.scope, [period, previous])
         columns = [
             Column("Figure"),
             Column("All customers", "figure"),
@@ -725,12 +724,10 @@ class KeyFiguresView(ReportView):
         ]
         pairs = [(everyone, everyone_before)]
         if segment is not None:
-            pairs.append(
-                (
-                    selectors.key_figures(self.scope, period, segment=segment),
-                    selectors.key_figures(self.scope, previous, segment=segment),
-                )
+            members_now, members_before = selectors.key_figures_of(
+                self.scope, [period, previous], segment=segment
             )
+            pairs.append((members_now, members_before))
             columns += [
                 Column(segment.name, "figure"),
                 Column(f"{segment.name}, previous period", "figure"),
@@ -791,8 +788,7 @@ class DashboardView(ReportView):
     def build(self, period: Period) -> dict[str, Any]:
         period = preset_period(Preset.LAST_30, self.merchant.today(), self.merchant.tzinfo)
         previous = period.previous()
-        now = selectors.key_figures(self.scope, period)
-        before = selectors.key_figures(self.scope, previous)
+        now, before = selectors.key_figures_of(self.scope, [period, previous])
         cards = [
             {
                 "label": label,
@@ -803,7 +799,7 @@ class DashboardView(ReportView):
             }
             for attribute, label, kind in selectors.KEY_FIGURES
         ]
-        counts = stage_counts(merchant=self.merchant)
+        counts = selectors.group_sizes(self.scope, "lifecycle_stage")
         total = sum(counts.values())
         stages = ReportTable(
             name="lifecycle",
