@@ -45,6 +45,11 @@ def ensure_database(url: str) -> None:
     )
 
 
+def import_database_url(url: str) -> str:
+    """The benchmark server's database for the import benchmark (`sp_import_bench`)."""
+    return urlparse(url)._replace(path="/sp_import_bench").geturl()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -122,8 +127,10 @@ def main() -> None:
                 "bench/import_bench.py",
                 "--customers",
                 str(args.import_customers),
+                # Its own database: the import benchmark drops and recreates it, and must
+                # never take the generated merchants with it.
                 "--database-url",
-                args.database_url,
+                import_database_url(args.database_url),
             ],
             cwd=ROOT,
             env=env,
