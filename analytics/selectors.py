@@ -136,9 +136,23 @@ class Piece:
     last: dt.date
 
 
-def pieces(start: dt.date, end: dt.date) -> list[Piece]:
+def pieces(start: dt.date, end: dt.date, *, quarters: bool = False) -> list[Piece]:
     """The dates `start` to `end` (both included) as few summary rows as possible: the whole
-    months inside them from month rows, the days before and after from day rows."""
+    months inside them from month rows, the days before and after from day rows; with
+    `quarters`, the whole calendar quarters first from quarter rows (not for monthly
+    buckets, which a quarter row cannot split)."""
+    if quarters:
+        first_quarter = _quarter_start(start)
+        if first_quarter < start:
+            first_quarter = _quarter_start(first_quarter + dt.timedelta(days=92))
+        after_quarters = _quarter_start(end + dt.timedelta(days=1))
+        if first_quarter < after_quarters:
+            before = (
+                pieces(start, first_quarter - dt.timedelta(days=1)) if start < first_quarter else []
+            )
+            after = pieces(after_quarters, end) if after_quarters <= end else []
+            middle = Piece(SalesSpan.QUARTER, first_quarter, after_quarters - dt.timedelta(days=1))
+            return [*before, middle, *after]
     first_full = start if start.day == 1 else next_bucket(start.replace(day=1), Granularity.MONTH)
     after_full = (end + dt.timedelta(days=1)).replace(day=1)
     if first_full >= after_full:
@@ -152,16 +166,22 @@ def pieces(start: dt.date, end: dt.date) -> list[Piece]:
     return result
 
 
+def _quarter_start(day: dt.date) -> dt.date:
+    return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+
+
 def _sales_rows(
     scope: Scope,
     periods: Sequence[tuple[Period, int]],
     *,
     segment: Segment | None = None,
     days_only: bool = False,
+    quarters: bool = True,
 ) -> tuple[str, list[Any]]:
     """A subquery of the scope's summary rows over the periods, each row tagged with its
     period's number (`tag`): customer_id, branch_id, starts_on, span, orders, gross_cents,
-    refund_cents. `days_only`: day rows throughout (daily or weekly buckets)."""
+    refund_cents. `days_only`: day rows throughout (daily or weekly buckets); `quarters`:
+    whole quarters from quarter rows (not for monthly buckets)."""
     sales = CustomerSales._meta.db_table
     parts, params = [], []
     branch_sql = ""
@@ -179,7 +199,7 @@ def _sales_rows(
         runs = (
             [Piece(SalesSpan.DAY, period.start, period.end)]
             if days_only
-            else pieces(period.start, period.end)
+            else pieces(period.start, period.end, quarters=quarters)
         )
         for piece in runs:
             parts.append(
@@ -551,7 +571,13 @@ def revenue_by_branch(
     overall (customers counted once in each). One statement with grouping sets on
     PostgreSQL; four on SQLite, which has none."""
     days_only = granularity in (Granularity.DAY, Granularity.WEEK)
-    rows_sql, params = _sales_rows(scope, [(period, 1)], segment=segment, days_only=days_only)
+    rows_sql, params = _sales_rows(
+        scope,
+        [(period, 1)],
+        segment=segment,
+        days_only=days_only,
+        quarters=granularity is Granularity.YEAR,
+    )
     figures = """
         SUM(gross_cents - refund_cents), SUM(gross_cents), SUM(orders),
         COUNT(DISTINCT CASE WHEN orders > 0 THEN customer_id END)

@@ -5,7 +5,7 @@
 - `CustomerProductStats`: units bought and latest order per customer and product (from the
   line items of orders).
 - `CustomerSales`: orders, refunds and their totals per customer, branch and merchant-local
-  day and month (from the transactions): the reports' summary.
+  day, month and quarter (from the transactions): the reports' summary.
 
 Two statements (`INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which both PostgreSQL and
 SQLite speak, and a `DELETE` of product rows that no longer have a line item) recompute a
@@ -41,7 +41,7 @@ from customers.models import (
     Redemption,
     Transaction,
 )
-from customers.sql import cents, day_diff, distinct, local_date, month_start
+from customers.sql import cents, day_diff, distinct, local_date, month_start, quarter_start
 
 BATCH_SIZE = 500
 
@@ -275,14 +275,15 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
 
 
 def _sales_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
-    """Bring the CustomerSales rows of `scope` to the day and month sums of its transactions:
+    """Bring the CustomerSales rows of `scope` to the day, month and quarter sums of its
+    transactions:
     delete the rows that are not exactly a fresh one, insert the fresh rows that are not
     there yet (a purchase adds or replaces its day's and month's rows, nothing else)."""
     sales, txns = CustomerSales._meta.db_table, Transaction._meta.db_table
     txn_where, txn_params = scope.where("t.customer_id", "t.merchant_id")
     sales_where, sales_params = scope.where(f"{sales}.customer_id", f"{sales}.merchant_id")
     keep_apart = " LIMIT -1" if connection.vendor == "sqlite" else ""  # see _purchase_days_sql
-    month = month_start("day")
+    month, quarter = month_start("day"), quarter_start("day")
     columns = (
         "merchant_id, customer_id, branch_id, span, starts_on, orders, refunds, gross_cents, "
         "refund_cents"
@@ -311,6 +312,11 @@ def _sales_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
                    SUM(refunds), SUM(gross_cents), SUM(refund_cents)
             FROM days
             GROUP BY merchant_id, customer_id, branch_id, {month}
+            UNION ALL
+            SELECT merchant_id, customer_id, branch_id, 'q', {quarter}, SUM(orders),
+                   SUM(refunds), SUM(gross_cents), SUM(refund_cents)
+            FROM days
+            GROUP BY merchant_id, customer_id, branch_id, {quarter}
         )
     """
 

@@ -699,19 +699,21 @@ class CustomerProductStats(models.Model):
 class SalesSpan(models.TextChoices):
     DAY = "d", "Day"
     MONTH = "m", "Month"
+    QUARTER = "q", "Quarter"
 
 
 class CustomerSales(models.Model):
-    """A customer's sales at one branch in one merchant-local day or month: the reports'
-    summary (`analytics`), kept exact from the transactions by the metrics refresh
-    (`customers.sales`), in the transaction that writes them.
+    """A customer's sales at one branch in one merchant-local day, month or quarter: the
+    reports' summary (`analytics`), kept exact from the transactions by the metrics refresh
+    (`customers.metrics`), in the transaction that writes them.
 
-    Two spans: a row per day the customer bought or was refunded (`span` d) and a row per
-    month (`span` m, `starts_on` the 1st). A report reads whole months of a period from the
-    month rows and the days at its edges from the day rows: a year is about half the rows
-    of its transactions. Money in integer cents (exact sums on both databases, and faster
-    than numeric). The day is the merchant's local date, so a report's merchant-local
-    period is a plain date range.
+    Three spans: a row per day the customer bought or was refunded (`span` d), per month
+    (`span` m, `starts_on` the 1st) and per calendar quarter (`span` q, `starts_on` 1
+    January, April, July or October). A report reads the whole quarters of a period from the
+    quarter rows, the other whole months from the month rows and the days at its edges from
+    the day rows: a year is about a third of the rows of its transactions. Money in integer
+    cents (exact sums on both databases, and faster than numeric). The day is the
+    merchant's local date, so a report's merchant-local period is a plain date range.
     """
 
     # No database constraints, like the other derived rows (Django still cascades deletes);

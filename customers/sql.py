@@ -65,3 +65,11 @@ def month_start(day: str) -> str:
 def cents(amount: str) -> str:
     """A money column (two decimals) as an exact integer of cents."""
     return f"CAST(ROUND({amount} * 100) AS BIGINT)"
+
+
+def quarter_start(day: str) -> str:
+    """The first day of the calendar quarter of the date expression `day`."""
+    if connection.vendor == "postgresql":
+        return f"CAST(date_trunc('quarter', {day}) AS date)"
+    back = f"((CAST(strftime('%%m', {day}) AS INTEGER) - 1) %% 3)"
+    return f"date({day}, 'start of month', '-' || {back} || ' months')"

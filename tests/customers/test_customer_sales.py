@@ -1,4 +1,5 @@
-"""The reports' summary (`CustomerSales`) is exactly the day and month sums of the transactions.
+"""The reports' summary (`CustomerSales`) is exactly the day, month and quarter sums of the
+transactions.
 
 Every expected row is recomputed here in Python from the transactions (the merchant-local
 date through zoneinfo, cents as total * 100), never read back from the SQL under test, and
@@ -40,7 +41,7 @@ from tests.factories import BranchFactory, CustomerFactory, TransactionFactory
 pytestmark = pytest.mark.django_db
 
 TORONTO = ZoneInfo("America/Toronto")
-D, M = SalesSpan.DAY, SalesSpan.MONTH
+D, M, Q = SalesSpan.DAY, SalesSpan.MONTH, SalesSpan.QUARTER
 
 #: (merchant, customer, branch, span, starts_on) -> (orders, refunds, gross_cents, refund_cents)
 Key = tuple[int, int, int | None, str, dt.date]
@@ -71,7 +72,8 @@ def expected_sales(merchant: Merchant) -> Counter[Row]:
         cents = int(t.total * 100)
         purchase = t.kind == TransactionKind.PURCHASE
         add = (1, 0, cents, 0) if purchase else (0, 1, 0, cents)
-        for span, starts_on in ((D, day), (M, day.replace(day=1))):
+        quarter = day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
+        for span, starts_on in ((D, day), (M, day.replace(day=1)), (Q, quarter)):
             row = sums[(t.merchant_id, t.customer_id, t.branch_id, str(span), starts_on)]
             for i, value in enumerate(add):
                 row[i] += value
@@ -172,6 +174,7 @@ def test_the_python_expectation_puts_23_30_on_the_local_day(shop, merchant):
         {
             (merchant.pk, shop["alice"].pk, None, "d", dt.date(2024, 10, 31), 1, 0, 150, 0): 1,
             (merchant.pk, shop["alice"].pk, None, "m", dt.date(2024, 10, 1), 1, 0, 150, 0): 1,
+            (merchant.pk, shop["alice"].pk, None, "q", dt.date(2024, 10, 1), 1, 0, 150, 0): 1,
         }
     )
 
@@ -272,12 +275,15 @@ def test_the_merchant_refresh_builds_the_rows_of_writes_that_bypassed_the_chain(
     # when
     refresh_merchant_metrics(merchant.pk)
 
-    # then: the chain's rows again, and bob's at the north branch in December
+    # then: the chain's rows again, except bob's at the north branch in December (days and
+    # month) and in the last quarter, which the new sales change
     assert_exact(merchant)
     rows = stored_sales(merchant)
-    assert not chain - rows
+    assert not {r for r in chain - rows if r[3] != Q}
     assert {(r[1], r[2], r[3], r[4].replace(day=1)) for r in rows - chain} == {
-        (shop["bob"].pk, shop["north"].pk, span, dt.date(2024, 12, 1)) for span in (D, M)
+        (shop["bob"].pk, shop["north"].pk, D, dt.date(2024, 12, 1)),
+        (shop["bob"].pk, shop["north"].pk, M, dt.date(2024, 12, 1)),
+        (shop["bob"].pk, shop["north"].pk, Q, dt.date(2024, 10, 1)),
     }
     assert stored_ids(other_merchant) == theirs
 
@@ -414,7 +420,7 @@ def test_the_generator_fills_an_exact_summary():
     purchases = [int(total * 100) for kind, total in txns if kind == TransactionKind.PURCHASE]
     refunds = [int(total * 100) for kind, total in txns if kind == TransactionKind.REFUND]
     rows = stored_sales(merchant)
-    for span in (D, M):
+    for span in (D, M, Q):
         in_span = [(row, n) for row, n in rows.items() if row[3] == span]
         assert sum(row[5] * n for row, n in in_span) == len(purchases)
         assert sum(row[6] * n for row, n in in_span) == len(refunds)
@@ -600,3 +606,75 @@ def test_a_new_time_zone_moves_the_rows_to_the_new_local_days(shop, merchant):
 
     # then
     assert_exact(merchant)
+
+
+@pytest.mark.django_db(False)
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # a quarter exactly: one quarter row
+        ("2024-10-01", "2024-12-31", [(Q, "2024-10-01", "2024-12-31")]),
+        # a year to a day in December: edge days, months, three quarters, months, days
+        (
+            "2024-12-06",
+            "2025-12-05",
+            [
+                (D, "2024-12-06", "2024-12-31"),
+                (Q, "2025-01-01", "2025-09-30"),
+                (M, "2025-10-01", "2025-11-30"),
+                (D, "2025-12-01", "2025-12-05"),
+            ],
+        ),
+        (
+            "2024-08-15",
+            "2025-01-31",
+            [
+                (D, "2024-08-15", "2024-08-31"),
+                (M, "2024-09-01", "2024-09-30"),
+                (Q, "2024-10-01", "2024-12-31"),
+                (M, "2025-01-01", "2025-01-31"),
+            ],
+        ),
+        # no whole quarter: as without quarters
+        (
+            "2024-09-17",
+            "2024-12-09",
+            [
+                (D, "2024-09-17", "2024-09-30"),
+                (M, "2024-10-01", "2024-11-30"),
+                (D, "2024-12-01", "2024-12-09"),
+            ],
+        ),
+    ],
+)
+def test_pieces_with_quarters_read_whole_quarters_from_quarter_rows(start, end, expected):
+    assert pieces(day(start), day(end), quarters=True) == [
+        Piece(s, day(a), day(b)) for s, a, b in expected
+    ]
+
+
+def _is_quarter_end(date: dt.date) -> bool:
+    return _is_month_end(date) and date.month % 3 == 0
+
+
+@pytest.mark.django_db(False)
+def test_pieces_with_quarters_cover_every_period_exactly_once():
+    days = [dt.date(2023, 11, 1) + dt.timedelta(days=i) for i in range(430)]
+    for i, start in enumerate(days):
+        for end in days[i:]:
+            runs = pieces(start, end, quarters=True)
+            assert runs[0].first == start and runs[-1].last == end, (start, end)
+            assert all(a.last + dt.timedelta(days=1) == b.first for a, b in pairwise(runs))
+            for p in runs:
+                if p.span == Q:
+                    assert p.first.day == 1 and p.first.month % 3 == 1, (start, end, p)
+                    assert _is_quarter_end(p.last), (start, end, p)
+                if p.span == M:
+                    assert p.first.day == 1 and _is_month_end(p.last), (start, end, p)
+            spans = "".join(str(p.span) for p in runs)
+            # at most one run of quarters, with days and months only at its sides
+            if "q" in spans:
+                before, after = spans.split("q")
+                assert before in ("", "d", "m", "dm") and after in ("", "d", "m", "md"), spans
+            else:
+                assert spans in ("d", "m", "dm", "md", "dmd"), (start, end, spans)
