@@ -41,6 +41,8 @@ STATISTICS_FIELDS = (
     "avg_p_order_30d",
     "predicted_count",
     "activity_ratio",
+    "revenue_30d",
+    "buyers_30d",
     "stats_member_count",
     "registered_count",
     "purchasers_count",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from customers.models import (
     Customer,
     CustomerMetrics,
+    CustomerSales,
     LineItem,
     Product,
     ScoreSettings,
@@ -268,3 +269,42 @@ def test_predictions_are_read_only_in_the_admin_and_filter_by_smart_segment(
     assert listing.status_code == 200 and b"123.45" in listing.content
     assert page.status_code == 200 and b"0.8342" in page.content
     assert b'name="p_alive"' not in page.content
+
+
+def test_a_new_time_zone_in_the_admin_moves_the_reports_local_days(support_client, merchant):
+    # given: an order at 23:30 on 31 May in Toronto (03:30 UTC on 1 June)
+    customer = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=customer, occurred_at=dt.datetime(2026, 6, 1, 3, 30, tzinfo=dt.UTC))
+
+    def days() -> list[dt.date]:
+        return list(
+            CustomerSales.objects.filter(customer=customer, span="d").values_list(
+                "starts_on", flat=True
+            )
+        )
+
+    assert days() == [dt.date(2026, 5, 31)]
+    created = timezone.localtime(merchant.created_at)
+
+    # when support staff set the merchant's zone to UTC in the change form
+    response = support_client.post(
+        reverse("admin:customers_merchant_change", args=[merchant.pk]),
+        {
+            "slug": merchant.slug,
+            "name": merchant.name,
+            "time_zone": "UTC",
+            "currency": merchant.currency,
+            "created_at_0": created.date().isoformat(),
+            "created_at_1": created.time().strftime("%H:%M:%S"),
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+        },
+    )
+
+    # then: saved, and the order's day is now the UTC one
+    assert response.status_code == 302, response.content.decode()[:2000]
+    merchant.refresh_from_db()
+    assert merchant.time_zone == "UTC"
+    assert days() == [dt.date(2026, 6, 1)]
