@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,11 +117,26 @@ def builder_options(
 # -- removal ---------------------------------------------------------------------------------
 
 IN_USE_ERROR = '"{name}" is used by {users}; remove it from their rules first.'
+USED_ELSEWHERE_ERROR = '"{name}" is used by {users}; take it out of them first.'
+
+#: Uses of segments outside the segments app (offers, content blocks, campaigns): functions
+#: that take segments of one merchant and return, for each segment they use, the names of
+#: its users ('the offer "Spring sale"'). An app that aims things at segments registers
+#: one in its `AppConfig.ready()`; this app imports none of them.
+SegmentUsage = Callable[[Collection[Segment]], dict[int, list[str]]]
+SEGMENT_USAGES: list[SegmentUsage] = []
+
+
+def register_segment_usage(usage: SegmentUsage) -> SegmentUsage:
+    """Add a use of segments that blocks their removal (a decorator; once per function)."""
+    if usage not in SEGMENT_USAGES:
+        SEGMENT_USAGES.append(usage)
+    return usage
 
 
 def segment_users(*, segments: Collection[Segment]) -> dict[int, list[Segment]]:
     """For each of `segments` (of one merchant), the other segments of the merchant whose
-    rules use it (`{"field": "segment", ...}`). Campaigns do not exist yet."""
+    rules use it (`{"field": "segment", ...}`). Other apps' uses: `SEGMENT_USAGES`."""
     if not segments:
         return {}
     merchant_id = next(iter(segments)).merchant_id
@@ -151,18 +166,24 @@ class RemovalPlan:
     members: int
     events: int
     versions: int
+    #: The segments that other apps use (offers, content, campaigns), with their users.
+    used_elsewhere: tuple[tuple[Segment, tuple[str, ...]], ...] = ()
 
     @property
     def allowed(self) -> bool:
-        return not self.blocked
+        return not self.blocked and not self.used_elsewhere
 
     def messages(self) -> list[str]:
-        """One sentence per blocked segment, naming the segments that use it."""
+        """One sentence per blocked segment, naming the segments (and the offers, content
+        blocks or campaigns) that use it."""
         return [
             IN_USE_ERROR.format(
                 name=segment.name, users=", ".join(f'"{user.name}"' for user in users)
             )
             for segment, users in self.blocked
+        ] + [
+            USED_ELSEWHERE_ERROR.format(name=segment.name, users=", ".join(users))
+            for segment, users in self.used_elsewhere
         ]
 
 
@@ -175,10 +196,19 @@ def segment_removal_plan(*, segments: Collection[Segment]) -> RemovalPlan:
         others = tuple(u for u in users.get(segment.pk, []) if u.pk not in removing)
         if others:
             blocked.append((segment, others))
+    elsewhere: dict[int, list[str]] = {}
+    for usage in SEGMENT_USAGES:
+        for pk, names in usage(segments).items():
+            elsewhere.setdefault(pk, []).extend(names)
     ids = sorted(removing)
     return RemovalPlan(
         segments=tuple(segments),
         blocked=tuple(blocked),
+        used_elsewhere=tuple(
+            (segment, tuple(elsewhere[segment.pk]))
+            for segment in segments
+            if elsewhere.get(segment.pk)
+        ),
         members=SegmentMembership.objects.filter(segment_id__in=ids).count(),
         events=MembershipEvent.objects.filter(segment_id__in=ids).count(),
         versions=SegmentVersion.objects.filter(segment_id__in=ids).count(),

@@ -336,6 +336,7 @@ def _confirm(
             "label": BULK_ACTIONS.get(action, action),
             "segments": segments,
             "blocked_segments": plan.blocked if plan else (),
+            "used_elsewhere": plan.used_elsewhere if plan else (),
             "plan": plan,
             "query": query,
             "everything": everything,

@@ -1,0 +1,62 @@
+"""Support staff's admin pages for offers, content blocks and codes."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from campaigns.models import CodeMode, ContentBlock, ContentSegment, CouponCode, Offer, OfferSegment
+from segments import services
+from segments.models import SegmentKind
+from tests.factories import CustomerFactory, MerchantFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CAMPAIGNS_MODELS = [m for m in admin.site._registry if m._meta.app_label == "campaigns"]
+
+
+@pytest.fixture
+def support_client(client):
+    user = UserFactory(username="support", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def populated():
+    merchant = MerchantFactory(slug="acme")
+    segment = services.segment_create(merchant=merchant, name="VIPs", kind=SegmentKind.MANUAL)
+    offer = Offer.objects.create(merchant=merchant, name="Coupons", code_mode=CodeMode.UNIQUE)
+    OfferSegment.objects.create(offer=offer, segment=segment)
+    block = ContentBlock.objects.create(merchant=merchant, title="Member night")
+    ContentSegment.objects.create(block=block, segment=segment)
+    CouponCode.objects.create(offer=offer, code="AAA", customer=CustomerFactory(merchant=merchant))
+    return offer
+
+
+def test_every_model_of_the_app_is_registered():
+    # (the targeting rows are edited inline on their offer or block)
+    assert {m.__name__ for m in CAMPAIGNS_MODELS} == {"Offer", "ContentBlock", "CouponCode"}
+
+
+@pytest.mark.parametrize("model", CAMPAIGNS_MODELS, ids=lambda m: m.__name__)
+def test_changelist_search_and_change_pages_render(support_client, populated, model):
+    opts = model._meta
+    obj = model._default_manager.first()
+    changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+
+    assert support_client.get(changelist).status_code == 200
+    assert support_client.get(changelist, {"q": "zz-no-match"}).status_code == 200
+    change = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    assert support_client.get(change).status_code == 200
+
+
+def test_a_given_code_is_read_only_and_the_offer_counts_it(support_client, populated):
+    code = CouponCode.objects.get(code="AAA")
+
+    page = support_client.get(reverse("admin:campaigns_couponcode_change", args=[code.pk]))
+    listing = support_client.get(reverse("admin:campaigns_offer_changelist"))
+
+    assert 'name="code"' not in page.content.decode()  # not an input: read-only
+    assert '<td class="field-codes_given">1</td>' in listing.content.decode()
