@@ -28,5 +28,6 @@ urlpatterns = [
     path("help/<slug:slug>/", HelpPageView.as_view(), name="help"),
     path("segments/", include("segments.urls")),
     path("reports/", include("analytics.urls")),
+    path("campaigns/", include("campaigns.urls")),
     path("", include("customers.urls")),
 ]

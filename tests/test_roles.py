@@ -371,6 +371,13 @@ CASES = [
     ),
     Case("analytics:overlap", Action.VIEW, "get", url("analytics:overlap")),
     Case("analytics:key_figures", Action.VIEW, "get", url("analytics:key_figures")),
+    # campaigns
+    Case(
+        "campaigns:customer_visible",
+        Action.VIEW,
+        "get",
+        url("campaigns:customer_visible", pk("customer")),
+    ),
 ]
 
 
@@ -402,7 +409,7 @@ def test_every_view_allows_exactly_the_roles_of_the_matrix(merchant, world, role
 
 def _portal_url_names() -> set[str]:
     names: set[str] = set()
-    for namespace in ("customers", "segments", "analytics"):
+    for namespace in ("customers", "segments", "analytics", "campaigns"):
         resolver = get_resolver().namespace_dict[namespace][1]
         for pattern in resolver.url_patterns:
             if isinstance(pattern, URLPattern) and pattern.name:

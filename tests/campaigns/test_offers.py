@@ -224,3 +224,60 @@ def test_a_merchant_goes_with_its_offers_and_segments(merchant):
     merchant.delete()
 
     assert not Offer.objects.exists() and not OfferSegment.objects.exists()
+
+
+# --- the customer page ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def owner_client(client, merchant):
+    user = UserFactory(username="owner")
+    StaffMembershipFactory(user=user, merchant=merchant, role="owner")
+    assert client.login(username="owner", password=DEMO_PASSWORD)
+    return client
+
+
+def test_the_customer_page_lists_what_the_customer_sees_and_why(owner_client, merchant):
+    # given: a VIP with a unique code, a shared-code offer, a block, and an excluded offer
+    vip = CustomerFactory(merchant=merchant)
+    vips = manual(merchant, "VIPs", vip)
+    staff = manual(merchant, "Staff", vip)
+    coupons = offer(merchant, "Birthday coupon", include=[vips], code_mode=CodeMode.UNIQUE)
+    CouponCode.objects.create(offer=coupons, code="BDAY-1")
+    offer_code_assign(offer=coupons, customer=vip)
+    offer(merchant, "Spring sale", include=[vips], code_mode=CodeMode.SHARED, shared_code="SPRING")
+    offer(merchant, "Not for staff", include=[vips], exclude=[staff])
+    block = ContentBlock.objects.create(merchant=merchant, title="Member night")
+    ContentSegment.objects.create(block=block, segment=vips)
+
+    # when
+    page = owner_client.get(reverse("campaigns:customer_visible", args=[vip.pk]))
+    detail = owner_client.get(reverse("customers:detail", args=[vip.pk])).content.decode()
+
+    # then
+    html = page.content.decode()
+    assert page.context["offers"] == [
+        (Offer.objects.get(name="Birthday coupon"), "BDAY-1"),
+        (Offer.objects.get(name="Spring sale"), None),
+    ]
+    assert "<code>BDAY-1</code>" in html and "<code>SPRING</code>" in html
+    assert "because they are in “VIPs”" in html
+    assert "Not for staff" not in html
+    assert "Member night" in html
+    assert reverse("campaigns:customer_visible", args=[vip.pk]) in detail
+
+
+def test_a_customer_who_sees_nothing_is_told_so(owner_client, merchant):
+    customer = CustomerFactory(merchant=merchant)
+
+    page = owner_client.get(reverse("campaigns:customer_visible", args=[customer.pk]))
+
+    assert 'id="sees-nothing"' in page.content.decode()
+
+
+def test_another_merchants_customer_is_not_found(owner_client, merchant):
+    stranger = CustomerFactory(merchant=MerchantFactory(slug="rival"))
+
+    page = owner_client.get(reverse("campaigns:customer_visible", args=[stranger.pk]))
+
+    assert page.status_code == 404

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from campaigns import views
+
+app_name = "campaigns"
+
+urlpatterns = [
+    path(
+        "customer/<int:customer_pk>/visible/",
+        views.CustomerVisibleView.as_view(),
+        name="customer_visible",
+    ),
+]
