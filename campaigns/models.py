@@ -11,11 +11,16 @@ active and today (the merchant's) is within its validity dates.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from customers.models import Customer, Merchant
+from customers.models import Customer, Merchant, check_same_merchant
 from segments.models import Segment
+
+INACTIVE_TARGET_ERROR = (
+    '"{segment}" is inactive (not refreshed): activate it before aiming anything at it.'
+)
 
 
 class OfferKind(models.TextChoices):
@@ -114,6 +119,21 @@ class Targeting(models.Model):
     class Meta:
         abstract = True
 
+    def target(self) -> Targeted | None:
+        raise NotImplementedError
+
+    def clean(self) -> None:
+        """The segment is the offer's (or block's) merchant's; an included one is active (an
+        inactive segment is not refreshed: its members would be stale)."""
+        target = self.target()
+        if target is None or not self.segment_id:
+            return
+        check_same_merchant(target.merchant_id, segment=self.segment)
+        if not self.exclude and not self.segment.is_active:
+            raise ValidationError(
+                {"segment": INACTIVE_TARGET_ERROR.format(segment=self.segment.name)}
+            )
+
 
 class OfferSegment(Targeting):
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="targeting")
@@ -126,6 +146,9 @@ class OfferSegment(Targeting):
     def __str__(self) -> str:
         return f"{self.offer_id} {'excludes' if self.exclude else 'includes'} {self.segment_id}"
 
+    def target(self) -> Targeted | None:
+        return self.offer if self.offer_id else None
+
 
 class ContentSegment(Targeting):
     block = models.ForeignKey(ContentBlock, on_delete=models.CASCADE, related_name="targeting")
@@ -137,6 +160,9 @@ class ContentSegment(Targeting):
 
     def __str__(self) -> str:
         return f"{self.block_id} {'excludes' if self.exclude else 'includes'} {self.segment_id}"
+
+    def target(self) -> Targeted | None:
+        return self.block if self.block_id else None
 
 
 class CouponCode(models.Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -281,3 +282,24 @@ def test_another_merchants_customer_is_not_found(owner_client, merchant):
     page = owner_client.get(reverse("campaigns:customer_visible", args=[stranger.pk]))
 
     assert page.status_code == 404
+
+
+# --- targeting rules (the admin's forms run these) ---------------------------------------------
+
+
+def test_an_offer_can_aim_only_at_its_merchants_active_segments(merchant):
+    made = offer(merchant, "Free preroll")
+    theirs = manual(MerchantFactory(slug="rival"), "Theirs")
+    asleep = manual(merchant, "Asleep")
+    services.segments_set_active(segments=[asleep], active=False)
+    asleep.refresh_from_db()
+
+    with pytest.raises(ValidationError, match="belongs to another merchant"):
+        OfferSegment(offer=made, segment=theirs).full_clean()
+    with pytest.raises(ValidationError, match='"Asleep" is inactive'):
+        OfferSegment(offer=made, segment=asleep).full_clean()
+    # keeping an inactive segment's members away is allowed
+    OfferSegment(offer=made, segment=asleep, exclude=True).full_clean()
+    block = ContentBlock.objects.create(merchant=merchant, title="Night")
+    with pytest.raises(ValidationError, match="belongs to another merchant"):
+        ContentSegment(block=block, segment=theirs).full_clean()
