@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
-from campaigns.models import ContentBlock, ContentSegment, Offer, OfferSegment, Targeted
-from customers.models import Customer
+from campaigns.models import (
+    ContentBlock,
+    ContentSegment,
+    CouponCode,
+    Offer,
+    OfferSegment,
+    Targeted,
+)
+from customers.models import Customer, Merchant, Redemption
 from segments.models import Segment, SegmentMembership
 
 T = TypeVar("T", bound=Targeted)
@@ -74,3 +82,90 @@ def segment_users(segments: Collection[Segment]) -> dict[int, list[str]]:
     ):
         users.setdefault(segment_id, []).append(f"the content block “{title}”")
     return users
+
+
+def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
+    """The merchant's offers with what the offers page shows: the segments aimed at and
+    kept from, whether it runs today, codes given and free, and redemptions (the import's
+    redemptions whose reward is the offer's name, its shared code or one of its codes)."""
+    offers = list(
+        Offer.objects.filter(merchant=merchant)
+        .annotate(
+            given=Count("codes", filter=Q(codes__customer__isnull=False), distinct=True),
+            free=Count("codes", filter=Q(codes__customer__isnull=True), distinct=True),
+        )
+        .order_by("name")
+    )
+    targeting: dict[int, list[OfferSegment]] = {}
+    for link in OfferSegment.objects.filter(offer__in=offers).select_related("segment"):
+        targeting.setdefault(link.offer_id, []).append(link)
+    rows = []
+    for offer in offers:
+        links = sorted(targeting.get(offer.pk, []), key=lambda link: link.segment.name)
+        names = [offer.name, *([offer.shared_code] if offer.shared_code else [])]
+        redeemed = Redemption.objects.filter(merchant=merchant).filter(
+            Q(reward__in=names)
+            | Q(reward__in=CouponCode.objects.filter(offer=offer).values("code"))
+        )
+        rows.append(
+            OfferRow(
+                offer=offer,
+                included=[link.segment for link in links if not link.exclude],
+                excluded=[link.segment for link in links if link.exclude],
+                status=_status(offer, today),
+                codes_given=getattr(offer, "given", 0),
+                codes_free=getattr(offer, "free", 0),
+                redemptions=redeemed.count(),
+            )
+        )
+    return rows
+
+
+@dataclass
+class OfferRow:
+    offer: Offer
+    included: list[Segment]
+    excluded: list[Segment]
+    status: str
+    codes_given: int
+    codes_free: int
+    redemptions: int
+
+
+def _status(item: Targeted, today: dt.date) -> str:
+    """ "Off", "Starts on …", "Ended on …" or "Running" on the merchant's today."""
+    if not item.is_active:
+        return "Off"
+    if item.valid_from and item.valid_from > today:
+        return f"Starts {item.valid_from.day} {item.valid_from:%b %Y}"
+    if item.valid_until and item.valid_until < today:
+        return f"Ended {item.valid_until.day} {item.valid_until:%b %Y}"
+    return "Running"
+
+
+@dataclass
+class ContentRow:
+    block: ContentBlock
+    included: list[Segment]
+    excluded: list[Segment]
+    status: str
+
+
+def content_list(*, merchant: Merchant, today: dt.date) -> list[ContentRow]:
+    """The merchant's content blocks with their segments and whether they run today."""
+    blocks = list(ContentBlock.objects.filter(merchant=merchant).order_by("title"))
+    targeting: dict[int, list[ContentSegment]] = {}
+    for link in ContentSegment.objects.filter(block__in=blocks).select_related("segment"):
+        targeting.setdefault(link.block_id, []).append(link)
+    rows = []
+    for block in blocks:
+        links = sorted(targeting.get(block.pk, []), key=lambda link: link.segment.name)
+        rows.append(
+            ContentRow(
+                block=block,
+                included=[link.segment for link in links if not link.exclude],
+                excluded=[link.segment for link in links if link.exclude],
+                status=_status(block, today),
+            )
+        )
+    return rows

@@ -5,6 +5,7 @@ from campaigns import views
 app_name = "campaigns"
 
 urlpatterns = [
+    path("offers/", views.OfferListView.as_view(), name="offers"),
     path(
         "customer/<int:customer_pk>/visible/",
         views.CustomerVisibleView.as_view(),

@@ -44,3 +44,21 @@ class CustomerVisibleView(MerchantRequiredMixin, View):
                 "today": today,
             },
         )
+
+
+class OfferListView(MerchantRequiredMixin, View):
+    """The merchant's offers and content blocks: who they are aimed at, whether they run
+    today, codes given and left, and redemptions of each offer."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        merchant = current_merchant(request)
+        today = merchant.today()
+        return render(
+            request,
+            "campaigns/offer_list.html",
+            {
+                "offers": selectors.offer_list(merchant=merchant, today=today),
+                "blocks": selectors.content_list(merchant=merchant, today=today),
+                "today": today,
+            },
+        )

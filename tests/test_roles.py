@@ -372,6 +372,7 @@ CASES = [
     Case("analytics:overlap", Action.VIEW, "get", url("analytics:overlap")),
     Case("analytics:key_figures", Action.VIEW, "get", url("analytics:key_figures")),
     # campaigns
+    Case("campaigns:offers", Action.VIEW, "get", url("campaigns:offers")),
     Case(
         "campaigns:customer_visible",
         Action.VIEW,

@@ -208,6 +208,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(live_server, br
         "/reports/",
         "/reports/branches/",
         "/reports/key-figures/",
+        "/campaigns/offers/",
         f"/reports/growth/?segments={segment.pk}",
         f"/reports/overlap/?segments={segment.pk}&segments={shop.segments.exclude(pk=segment.pk).first().pk}",
     ]

@@ -21,6 +21,7 @@ from campaigns.models import (
 )
 from campaigns.selectors import visible_content, visible_offers
 from campaigns.services import OfferError, offer_code_assign
+from customers.models import Redemption
 from segments import services
 from segments.models import SegmentKind
 from tests.factories import (
@@ -303,3 +304,43 @@ def test_an_offer_can_aim_only_at_its_merchants_active_segments(merchant):
     block = ContentBlock.objects.create(merchant=merchant, title="Night")
     with pytest.raises(ValidationError, match="belongs to another merchant"):
         ContentSegment(block=block, segment=theirs).full_clean()
+
+
+# --- the offers page --------------------------------------------------------------------------
+
+
+def test_the_offers_page_shows_targeting_status_codes_and_redemptions(owner_client, merchant):
+    # given: a running coupon pool with 1 of 3 codes given, redeemed twice (by its name and by
+    # a code), an ended offer, and another merchant's offer
+    ann = CustomerFactory(merchant=merchant)
+    vips, staff = manual(merchant, "VIPs", ann), manual(merchant, "Staff")
+    coupons = offer(merchant, "Birthday coupon", include=[vips], exclude=[staff])
+    coupons.code_mode = CodeMode.UNIQUE
+    coupons.save()
+    CouponCode.objects.bulk_create(CouponCode(offer=coupons, code=c) for c in ("B1", "B2", "B3"))
+    offer_code_assign(offer=coupons, customer=ann)
+    when = timezone.now()
+    for i, reward in enumerate(("Birthday coupon", "B1", "Something else")):
+        Redemption.objects.create(
+            merchant=merchant, customer=ann, external_id=f"R{i}", reward=reward, redeemed_at=when
+        )
+    offer(merchant, "Old deal", include=[vips], valid_until=dt.date(2020, 1, 31))
+    offer(MerchantFactory(slug="rival"), "Rival deal")
+
+    # when
+    page = owner_client.get(reverse("campaigns:offers"))
+
+    # then
+    rows = {row.offer.name: row for row in page.context["offers"]}
+    assert set(rows) == {"Birthday coupon", "Old deal"}
+    coupon = rows["Birthday coupon"]
+    assert (coupon.codes_given, coupon.codes_free, coupon.redemptions) == (1, 2, 2)
+    assert (coupon.included, coupon.excluded, coupon.status) == ([vips], [staff], "Running")
+    assert rows["Old deal"].status == "Ended 31 Jan 2020"
+    assert "Rival deal" not in page.content.decode()
+
+
+def test_the_offers_page_without_offers_says_so(owner_client):
+    html = owner_client.get(reverse("campaigns:offers")).content.decode()
+
+    assert 'id="no-offers"' in html and 'id="no-content"' in html
