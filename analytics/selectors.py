@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Count, DateField, QuerySet
 from django.db.models.functions import Trunc
 
-from analytics.periods import Granularity, Period, bucket_label, next_bucket
+from analytics.periods import Granularity, Period, bucket_label, local_midnight, next_bucket
 from customers.models import (
     Branch,
     Customer,
@@ -383,10 +383,6 @@ class GroupRow:
     def revenue_change(self) -> Decimal | None:
         return change(self.revenue, self.prev_revenue)
 
-    @property
-    def orders_change(self) -> Decimal | None:
-        return change(self.orders, self.prev_orders)
-
 
 @dataclass
 class Analysis:
@@ -732,8 +728,6 @@ def week_changes(
     scope: Scope, segment: Segment, *, week: dt.date, kind: str, tz: Any
 ) -> QuerySet[MembershipEvent]:
     """The entries or exits of a segment in the merchant-local week starting `week`."""
-    from analytics.periods import local_midnight
-
     return (
         MembershipEvent.objects.filter(
             segment=segment,

@@ -56,7 +56,6 @@ class ReportTable:
     columns: Sequence[Column]
     rows: list[list[Any]] = field(default_factory=list)
     total: list[Any] | None = None
-    currency: str = ""
     row_kinds: list[str] = field(default_factory=list)
 
     def display(self, value: Any, column: Column, row_kind: str = "text") -> str:

@@ -122,16 +122,14 @@ class ReportView(MerchantRequiredMixin, View):
         self.scope = report_scope(request)
         errors: list[str] = []
         today = self.merchant.today()
-        try:
-            if not self.uses_period:
-                raise PeriodError("")  # the report has no period: its default, no error
-            period = period_from_params(
-                request.GET, today=today, tz=self.merchant.tzinfo, default=self.default_preset
-            )
-        except PeriodError as exc:
-            if str(exc):
-                errors.append(str(exc))
-            period = preset_period(self.default_preset, today, self.merchant.tzinfo)
+        period = preset_period(self.default_preset, today, self.merchant.tzinfo)
+        if self.uses_period:
+            try:
+                period = period_from_params(
+                    request.GET, today=today, tz=self.merchant.tzinfo, default=self.default_preset
+                )
+            except PeriodError as exc:
+                errors.append(str(exc))  # shown on the page; the default period stands
         context: dict[str, Any] = {
             "period": period,
             "previous": period.previous(),
@@ -338,7 +336,6 @@ class BranchRevenueView(ReportView):
                 *[Column(name, "money") for _, name in report.branches],
                 Column("All branches", "money"),
             ],
-            currency=currency,
         )
         for bucket in report.buckets:
             wide.rows.append(

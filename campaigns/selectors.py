@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from campaigns.models import (
     ContentBlock,
@@ -88,11 +89,28 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
     """The merchant's offers with what the offers page shows: the segments aimed at and
     kept from, whether it runs today, codes given and free, and redemptions (the import's
     redemptions whose reward is the offer's name, its shared code or one of its codes)."""
+    # TRICKY: an empty shared code names no redemption (rewards are never blank).
+    redeemed = (
+        Redemption.objects.filter(merchant_id=OuterRef("merchant_id"))
+        .filter(
+            Q(reward=OuterRef("name"))
+            | (Q(reward=OuterRef("shared_code")) & ~Q(reward=""))
+            | Q(
+                reward__in=CouponCode.objects.filter(offer_id=OuterRef(OuterRef("pk"))).values(
+                    "code"
+                )
+            )
+        )
+        .values("merchant_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     offers = list(
         Offer.objects.filter(merchant=merchant)
         .annotate(
             given=Count("codes", filter=Q(codes__customer__isnull=False), distinct=True),
             free=Count("codes", filter=Q(codes__customer__isnull=True), distinct=True),
+            redeemed=Coalesce(Subquery(redeemed), 0),
         )
         .order_by("name")
     )
@@ -102,11 +120,6 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
     rows = []
     for offer in offers:
         links = sorted(targeting.get(offer.pk, []), key=lambda link: link.segment.name)
-        names = [offer.name, *([offer.shared_code] if offer.shared_code else [])]
-        redeemed = Redemption.objects.filter(merchant=merchant).filter(
-            Q(reward__in=names)
-            | Q(reward__in=CouponCode.objects.filter(offer=offer).values("code"))
-        )
         rows.append(
             OfferRow(
                 offer=offer,
@@ -115,7 +128,7 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
                 status=_status(offer, today),
                 codes_given=getattr(offer, "given", 0),
                 codes_free=getattr(offer, "free", 0),
-                redemptions=redeemed.count(),
+                redemptions=getattr(offer, "redeemed", 0),
             )
         )
     return rows

@@ -17,9 +17,9 @@ from playwright.sync_api import Browser, Page, expect
 from customers.scores.service import scores_compute
 from segments import services
 from segments.models import SegmentKind
+from tests.browser import pages
 from tests.browser.conftest import CHROMIUM, settle
 from tests.factories import (
-    DEMO_PASSWORD,
     BranchFactory,
     CustomerFactory,
     MerchantFactory,
@@ -83,11 +83,7 @@ def shop(db):
 
 
 def sign_in(page: Page, live_server, path: str = "/customers/") -> None:
-    page.goto(f"{live_server.url}{path}")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("h1")).to_be_visible()
+    pages.sign_in(page, live_server, path, "owner")
 
 
 def overflow(page: Page, table: str) -> dict[str, float]:

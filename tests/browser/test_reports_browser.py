@@ -13,8 +13,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from customers.models import CustomerMetrics
+from tests.browser.pages import fits, sign_in
 from tests.factories import (
-    DEMO_PASSWORD,
     BranchFactory,
     CustomerFactory,
     MerchantFactory,
@@ -48,20 +48,6 @@ def store(db):
     return merchant
 
 
-def sign_in(page: Page, live_server, path: str) -> None:
-    page.goto(f"{live_server.url}{path}")
-    page.fill("#id_username", "manager")
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("h1")).to_be_visible()
-
-
-def fits(page: Page) -> bool:
-    return page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-    )
-
-
 def chart_values(page: Page, chart_id: str) -> list[float | None]:
     """The numbers the chart draws (Chart.js's own data, read from the page)."""
     canvas = page.locator(f'canvas[data-report-chart="{chart_id}"]')
@@ -80,7 +66,7 @@ def test_a_manager_reads_the_dashboard_and_changes_the_analysis_period(live_serv
     page.set_viewport_size({"width": 1280, "height": 900})
 
     # the dashboard is the home page: the last 30 days' revenue and the lifecycle stages
-    sign_in(page, live_server, "/")
+    sign_in(page, live_server, "/", "manager")
     expect(page.locator("h1")).to_have_text("Dashboard")
     expect(page.locator("#key-cards")).to_contain_text("140.00")
     expect(page.locator("#table-lifecycle")).to_contain_text("Loyal")

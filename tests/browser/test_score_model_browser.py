@@ -11,9 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import ConsoleMessage, expect
 
 from customers.models import CustomerMetrics, ScoreSettings
+from tests.browser.pages import fits
 from tests.customers.score_models import full_model
 from tests.factories import (
     DEMO_PASSWORD,
@@ -25,12 +26,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.browser]
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-
-
-def fits(page: Page) -> bool:
-    return page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,12 +11,12 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from customers.models import ScoreSettings
 from customers.scores.service import scores_compute
+from tests.browser.pages import fits, sign_in
 from tests.factories import (
-    DEMO_PASSWORD,
     CustomerFactory,
     MerchantFactory,
     StaffMembershipFactory,
@@ -45,24 +45,10 @@ def store(db):
     return merchant
 
 
-def sign_in(page: Page, live_server, path: str) -> None:
-    page.goto(f"{live_server.url}{path}")
-    page.fill("#id_username", "manager")
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("h1")).to_be_visible()
-
-
-def fits(page: Page) -> bool:
-    return page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_manager_reads_and_changes_the_scores(live_server, page, store):
     page.set_viewport_size({"width": 1280, "height": 900})
-    sign_in(page, live_server, "/scores/")
+    sign_in(page, live_server, "/scores/", "manager")
 
     # the stages, with the customers of each a click away
     at_risk = page.locator('#stages tr[data-stage="at_risk"]')
@@ -105,7 +91,7 @@ def test_a_manager_reads_and_changes_the_scores(live_server, page, store):
 @pytest.mark.django_db(transaction=True)
 def test_the_transitions_page_links_to_who_moved(live_server, page, store):
     page.set_viewport_size({"width": 1400, "height": 900})
-    sign_in(page, live_server, "/scores/transitions/")
+    sign_in(page, live_server, "/scores/transitions/", "manager")
 
     # this week every customer with an order entered a stage
     cell = page.locator('#transition-matrix td[data-from=""][data-to="dormant"]')
