@@ -1,7 +1,8 @@
-"""Outbound use of segments. So far: offers (rewards, discounts, coupons with a shared code or
-a pool of unique codes) and content blocks for the merchant's app or site, each shown only to
-the members of chosen segments (`campaigns.selectors.visible_to`). Campaigns and deliveries
-come with the rest of the issue "Campaigns and offers".
+"""Outbound use of segments: offers (rewards, discounts, coupons with a shared code or a pool
+of unique codes) and content blocks for the merchant's app or site, each shown only to the
+members of chosen segments (`campaigns.selectors.visible_offers`); and campaigns (email, SMS,
+push) sent to segments, one `Delivery` row per campaign and customer, under the merchant's
+`ContactRules` (frequency cap, quiet hours).
 
 Targeting: an offer or block is visible to a customer who is a current member of at least
 one of its included segments and of none of its excluded ones (exclusion wins), while it is
@@ -10,8 +11,12 @@ active and today (the merchant's) is within its validity dates.
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -119,7 +124,7 @@ class Targeting(models.Model):
     class Meta:
         abstract = True
 
-    def target(self) -> Targeted | None:
+    def target(self) -> Targeted | Campaign | None:
         raise NotImplementedError
 
     def clean(self) -> None:
@@ -196,3 +201,212 @@ class CouponCode(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+
+# --- campaigns ----------------------------------------------------------------------------
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+
+
+def _holdout_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+class Campaign(models.Model):
+    """A message (email, SMS or push) to the members of chosen segments.
+
+    Drafted, then sent now or scheduled for a merchant-local time. Sending snapshots the
+    audience as one `Delivery` per member (queued, or skipped with the reason); from then on
+    the campaign is `sending`, then `sent`, and cannot be edited or removed (duplicate it).
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
+    #: The email's subject, the push notification's title (unused for SMS).
+    subject = models.CharField(max_length=200, blank=True)
+    #: The email's text, the SMS text, the push notification's body; with placeholders
+    #: (`campaigns.content`).
+    body = models.TextField(blank=True)
+    #: A random, stable control group: this share of the eligible audience receives nothing.
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=10, validators=[MaxValueValidator(50)], help_text="0 to 50 % of the eligible."
+    )
+    #: Decides who is in the holdout (`campaigns.audience`); a duplicate draws its own.
+    holdout_seed = models.PositiveIntegerField(default=_holdout_seed, editable=False)
+    #: Orders within this many days after the send count as conversions.
+    attribution_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(90)]
+    )
+    status = models.CharField(
+        max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    #: When a scheduled campaign starts (aware; chosen as a merchant-local time).
+    send_at = models.DateTimeField(null=True, blank=True)
+    #: When the audience was snapshotted (the send started), and when the last delivery ended.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: Members when the send started (every delivery row, skipped ones included).
+    audience_size = models.PositiveIntegerField(null=True, blank=True)
+    duplicated_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    segments: models.ManyToManyField[Segment, CampaignSegment] = models.ManyToManyField(
+        Segment, through="CampaignSegment", related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(channel__in=Channel.values), name="campaign_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(holdout_percent__lte=50), name="campaign_holdout_max"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "status"], name="campaign_status_idx"),
+            models.Index(
+                fields=["send_at"],
+                condition=models.Q(status="scheduled"),
+                name="campaign_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_editable(self) -> bool:
+        """Drafts and scheduled campaigns (not started) can be changed and removed."""
+        return self.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+
+
+class CampaignSegment(Targeting):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="targeting")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "segment"], name="uniq_campaign_segment"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {'excludes' if self.exclude else 'includes'} {self.segment_id}"
+
+    def target(self) -> Campaign | None:
+        return self.campaign if self.campaign_id else None
+
+
+class ContactRules(models.Model):
+    """A merchant's limits on messages, across campaigns: the frequency cap per channel and
+    the quiet hours of SMS and push (merchant-local; a window may cross midnight). Without a
+    row the defaults apply (`campaigns.audience.contact_rules_of`)."""
+
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    #: At most this many messages per customer and channel in `cap_days` days (0: no cap).
+    cap_messages = models.PositiveSmallIntegerField(
+        default=3, validators=[MaxValueValidator(100)], help_text="0: no cap."
+    )
+    cap_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(90)]
+    )
+    #: SMS and push wait while the merchant-local time is in [quiet_start, quiet_end);
+    #: equal times: no quiet hours.
+    quiet_start = models.TimeField(default=dt.time(21, 0))
+    quiet_end = models.TimeField(default=dt.time(9, 0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "contact rules"
+
+    def __str__(self) -> str:
+        return f"contact rules of {self.merchant_id}"
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SkipReason(models.TextChoices):
+    NO_CONSENT = "no_consent", "No consent for the channel"
+    NO_ADDRESS = "no_address", "No email address or phone number"
+    FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
+    HOLDOUT = "holdout", "Holdout (control group)"
+
+
+class Delivery(models.Model):
+    """One customer of a campaign's audience: at most one per campaign and customer (the
+    database says so), so a retried task or two overlapping ticks never send twice.
+
+    Written when the send starts (the audience snapshot): `queued`, or `skipped` with the
+    reason. A sender claims queued rows (`sending`), sends, and records `sent` or `failed`
+    (with the error) one row at a time; a channel error puts the row back in the queue with
+    `not_before` later (backoff) until the attempts run out.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    #: The campaign's, copied so the frequency cap reads one index.
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    status = models.CharField(max_length=8, choices=DeliveryStatus.choices)
+    skip_reason = models.CharField(max_length=16, choices=SkipReason.choices, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    #: Not sent before this time (quiet hours, backoff after a channel error).
+    not_before = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "customer"], name="uniq_delivery"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status"], name="delivery_status_idx"),
+            # The frequency cap: a customer's messages on a channel since a time.
+            models.Index(
+                fields=["customer", "channel", "created_at"],
+                condition=models.Q(status__in=["queued", "sending", "sent"]),
+                name="delivery_cap_idx",
+            ),
+            # The senders' queue.
+            models.Index(
+                fields=["campaign", "not_before"],
+                condition=models.Q(status="queued"),
+                name="delivery_queue_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.customer_id} {self.status}"

@@ -410,12 +410,18 @@ def test_every_view_allows_exactly_the_roles_of_the_matrix(merchant, world, role
 
 def _portal_url_names() -> set[str]:
     names: set[str] = set()
-    for namespace in ("customers", "segments", "analytics", "campaigns"):
-        resolver = get_resolver().namespace_dict[namespace][1]
-        for pattern in resolver.url_patterns:
+
+    def walk(namespace: str, patterns: list) -> None:
+        for pattern in patterns:
             if isinstance(pattern, URLPattern) and pattern.name:
                 names.add(f"{namespace}:{pattern.name}")
-            assert not isinstance(pattern, URLResolver)
+            if isinstance(pattern, URLResolver):
+                # An include() without a namespace of its own (campaigns.offer_urls).
+                assert pattern.namespace is None
+                walk(namespace, pattern.url_patterns)
+
+    for namespace in ("customers", "segments", "analytics", "campaigns"):
+        walk(namespace, get_resolver().namespace_dict[namespace][1].url_patterns)
     return names
 
 

@@ -42,6 +42,12 @@ class Action(StrEnum):
     IMPORT_DATA = "import_data"
     #: Remove segments.
     REMOVE_SEGMENTS = "remove_segments"
+    #: Create and edit campaign drafts, see the audience, send a test to oneself.
+    DRAFT_CAMPAIGNS = "draft_campaigns"
+    #: Send or schedule a campaign, cancel a schedule, remove a draft, set the contact rules.
+    SEND_CAMPAIGNS = "send_campaigns"
+    #: Create and edit offers and content blocks, upload and generate codes.
+    MANAGE_OFFERS = "manage_offers"
     #: Add and remove the merchant's staff and change their roles.
     MANAGE_STAFF = "manage_staff"
     #: Create and revoke API tokens.
@@ -71,6 +77,9 @@ ROLE_MATRIX: dict[Action, frozenset[Role]] = {
     Action.EXPORT_DATA: _MANAGERS,
     Action.IMPORT_DATA: _MANAGERS,
     Action.REMOVE_SEGMENTS: _OWNERS,
+    Action.DRAFT_CAMPAIGNS: _EVERYONE,
+    Action.SEND_CAMPAIGNS: _MANAGERS,
+    Action.MANAGE_OFFERS: _MANAGERS,
     Action.MANAGE_STAFF: _OWNERS,
     Action.MANAGE_API_TOKENS: _OWNERS,
     Action.MANAGE_SETTINGS: _OWNERS,
@@ -89,6 +98,9 @@ SUPPORT_PERMISSION: dict[Action, str] = {
     Action.EXPORT_DATA: "customers.view_customer",
     Action.IMPORT_DATA: "customers.add_customer",
     Action.REMOVE_SEGMENTS: "segments.delete_segment",
+    Action.DRAFT_CAMPAIGNS: "campaigns.change_campaign",
+    Action.SEND_CAMPAIGNS: "campaigns.change_campaign",
+    Action.MANAGE_OFFERS: "campaigns.change_offer",
     Action.MANAGE_STAFF: "customers.change_staffmembership",
     Action.MANAGE_API_TOKENS: "customers.change_merchant",
     Action.MANAGE_SETTINGS: "customers.change_merchant",
@@ -107,6 +119,9 @@ _DOING = {
     Action.EXPORT_DATA: "export or download customer data",
     Action.IMPORT_DATA: "import data",
     Action.REMOVE_SEGMENTS: "remove segments",
+    Action.DRAFT_CAMPAIGNS: "draft campaigns",
+    Action.SEND_CAMPAIGNS: "send campaigns",
+    Action.MANAGE_OFFERS: "manage offers and content",
     Action.MANAGE_STAFF: "manage staff",
     Action.MANAGE_API_TOKENS: "manage API tokens",
     Action.MANAGE_SETTINGS: "change settings",
