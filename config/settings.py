@@ -236,6 +236,62 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
+# Campaign channels (docs/campaign-channels.md): where campaigns' emails, SMS and push
+# notifications go. With nothing set, every channel writes JSON files under var/outbox.
+# Email goes through Django's email framework; these are its SMTP settings.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS (STARTTLS, port 587) or EMAIL_USE_SSL, not both.")
+# Django's default is no timeout: one stuck server would hold a sender for ever.
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+# Empty: DEFAULT_FROM_EMAIL.
+CAMPAIGN_FROM_EMAIL = os.environ.get("CAMPAIGN_FROM_EMAIL", "")
+CAMPAIGN_OUTBOX_DIR = Path(os.environ.get("CAMPAIGN_OUTBOX_DIR", "") or BASE_DIR / "var" / "outbox")
+
+
+def campaign_channels(environ: dict[str, str]) -> dict[str, dict]:
+    """`CAMPAIGN_CHANNELS` from CAMPAIGN_<CHANNEL>_BACKEND (default file) and, for http,
+    CAMPAIGN_<CHANNEL>_URL and _SECRET (checked when a campaign sends: campaigns.channels)."""
+    backends = {
+        "file": ("campaigns.channels.FileBackend", {"DIR": str(CAMPAIGN_OUTBOX_DIR)}),
+        "console": ("campaigns.channels.ConsoleBackend", {}),
+        "smtp": (
+            "campaigns.channels.EmailBackend",
+            {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"},
+        ),
+    }
+    channels = {}
+    for channel, kinds in (
+        ("email", ("file", "console", "smtp")),
+        ("sms", ("file", "console", "http")),
+        ("push", ("file", "console", "http")),
+    ):
+        env = f"CAMPAIGN_{channel.upper()}"
+        kind = environ.get(f"{env}_BACKEND", "") or "file"
+        if kind not in kinds:
+            raise ImproperlyConfigured(f"{env}_BACKEND is {kind!r}: choose one of {kinds}.")
+        if kind == "http":
+            backend, options = (
+                "campaigns.channels.HttpBackend",
+                {
+                    "URL": environ.get(f"{env}_URL", ""),
+                    "SECRET": environ.get(f"{env}_SECRET", ""),
+                },
+            )
+        else:
+            backend, options = backends[kind]
+        channels[channel] = {"BACKEND": backend, "OPTIONS": dict(options)}
+    return channels
+
+
+CAMPAIGN_CHANNELS = campaign_channels(dict(os.environ))
+
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
