@@ -257,6 +257,8 @@ class Campaign(models.Model):
     #: When the audience was snapshotted (the send started), and when the last delivery ended.
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: Why a scheduled send did not start (it went back to draft); cleared by a start.
+    send_error = models.TextField(blank=True)
     #: Members when the send started (every delivery row, skipped ones included).
     audience_size = models.PositiveIntegerField(null=True, blank=True)
     duplicated_from = models.ForeignKey(

@@ -30,6 +30,9 @@ from customers.signals import customers_changed
 CHANGE_BATCH_MAX = 5000
 #: Customer ids per query when changed customers are grouped by merchant.
 _GROUP_BATCH = 500
+#: Profile columns copied to the metrics rows as they are, that no score or aggregate is
+#: derived from: a bulk change copies them instead of recomputing the rows.
+_PLAIN_COPIES = frozenset({"last_contacted_at"})
 UNKNOWN_CUSTOMER_FIELDS_ERROR = "These customer fields cannot be set in bulk: {fields}."
 
 MSG_DUPLICATE_SLUG = 'A merchant with the slug "{slug}" already exists.'
@@ -126,23 +129,36 @@ def merchant_metrics_refresh(*, merchant_id: int) -> None:
     _announce(merchant_id, None)
 
 
-def customers_update(*, merchant: Merchant, customer_ids: Iterable[int], **fields: Any) -> int:
+def customers_update(
+    *, merchant: Merchant, customer_ids: Iterable[int] | models.QuerySet[Any], **fields: Any
+) -> int:
     """Set `fields` on some of the merchant's customers in one statement, e.g. a campaign's
-    `last_contacted_at` for 100,000 recipients. The copy of the profile on their metrics
-    rows follows (when a copied field changed), and the change is announced once: per
-    customer, or merchant-level when many. Customers of other merchants are left alone.
-    Returns how many rows were updated."""
+    `last_contacted_at` for 100,000 recipients (`customer_ids` may be a queryset of ids,
+    used as a subquery). The copy of the profile on their metrics rows follows (when a
+    copied field changed), and the change is announced once: per customer, or
+    merchant-level when many. Customers of other merchants are left alone. Returns how many
+    rows were updated."""
     allowed = {f.name for f in Customer._meta.concrete_fields} - {"id", "merchant"}
     unknown = sorted(set(fields) - allowed - {f"{name}_id" for name in allowed})
     if unknown:
         raise ValidationError(UNKNOWN_CUSTOMER_FIELDS_ERROR.format(fields=", ".join(unknown)))
-    ids = sorted(set(customer_ids))
+    ids = customer_ids if isinstance(customer_ids, models.QuerySet) else sorted(set(customer_ids))
     copied = {name.removesuffix("_id") for name in PROFILE_COLUMNS}
+    changed = {name.removesuffix("_id") for name in fields}
     with transaction.atomic():
         rows = Customer.objects.filter(merchant=merchant, pk__in=ids)
         # QuerySet.update of the plain queryset class: this service does the metrics itself.
         count = models.QuerySet.update(rows, **fields)
-        if count and copied & {name.removesuffix("_id") for name in fields}:
+        if not count or not copied & changed:
             # No segment reads the other columns (names, email, ...): nothing to announce.
+            return count
+        if changed <= _PLAIN_COPIES:
+            # Nothing is derived from these: copy them instead of recomputing every row.
+            CustomerMetrics.objects.filter(
+                merchant=merchant, customer_id__in=rows.values("pk")
+            ).update(**fields)
+            many = count > CHANGE_BATCH_MAX
+            _announce(merchant.pk, None if many else list(rows.values_list("pk", flat=True)))
+        else:
             customer_metrics_refresh(customer_ids=rows.values_list("pk", flat=True))
     return count
