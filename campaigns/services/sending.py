@@ -382,6 +382,19 @@ def deliveries_recover(*, now: dt.datetime | None = None) -> int:
     ).update(status=DeliveryStatus.QUEUED, claimed_at=None)
 
 
+def campaign_resume(*, campaign_id: int) -> int:
+    """Support's "resume": requeue the campaign's rows whose sender died (claimed longer ago
+    than `LEASE`) and start a sender if it is sending. Returns how many were requeued."""
+    requeued = Delivery.objects.filter(
+        campaign_id=campaign_id,
+        status=DeliveryStatus.SENDING,
+        claimed_at__lt=timezone.now() - LEASE,
+    ).update(status=DeliveryStatus.QUEUED, claimed_at=None)
+    if Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).exists():
+        transaction.on_commit(lambda: _start_senders(campaign_id, count=1))
+    return requeued
+
+
 def campaigns_dispatch(*, now: dt.datetime | None = None) -> dict[str, int]:
     """The scheduler's tick (every minute): start the scheduled campaigns that are due,
     requeue interrupted deliveries, start senders for sending campaigns with due rows, and

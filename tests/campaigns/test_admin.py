@@ -6,7 +6,20 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from campaigns.models import CodeMode, ContentBlock, ContentSegment, CouponCode, Offer, OfferSegment
+from campaigns.models import (
+    Campaign,
+    CampaignSegment,
+    CampaignStatus,
+    CodeMode,
+    ContactRules,
+    ContentBlock,
+    ContentSegment,
+    CouponCode,
+    Delivery,
+    DeliveryStatus,
+    Offer,
+    OfferSegment,
+)
 from segments import services
 from segments.models import SegmentKind
 from tests.factories import CustomerFactory, MerchantFactory, UserFactory
@@ -31,13 +44,29 @@ def populated():
     OfferSegment.objects.create(offer=offer, segment=segment)
     block = ContentBlock.objects.create(merchant=merchant, title="Member night")
     ContentSegment.objects.create(block=block, segment=segment)
-    CouponCode.objects.create(offer=offer, code="AAA", customer=CustomerFactory(merchant=merchant))
+    customer = CustomerFactory(merchant=merchant)
+    CouponCode.objects.create(offer=offer, code="AAA", customer=customer)
+    campaign = Campaign.objects.create(
+        merchant=merchant, name="Spring", subject="Hi", body="Hello", status=CampaignStatus.SENT
+    )
+    CampaignSegment.objects.create(campaign=campaign, segment=segment)
+    Delivery.objects.create(
+        campaign=campaign, customer=customer, channel="email", status=DeliveryStatus.SENT
+    )
+    ContactRules.objects.create(merchant=merchant)
     return offer
 
 
 def test_every_model_of_the_app_is_registered():
-    # (the targeting rows are edited inline on their offer or block)
-    assert {m.__name__ for m in CAMPAIGNS_MODELS} == {"Offer", "ContentBlock", "CouponCode"}
+    # (the targeting rows are edited inline on their offer, block or campaign)
+    assert {m.__name__ for m in CAMPAIGNS_MODELS} == {
+        "Offer",
+        "ContentBlock",
+        "CouponCode",
+        "Campaign",
+        "Delivery",
+        "ContactRules",
+    }
 
 
 @pytest.mark.parametrize("model", CAMPAIGNS_MODELS, ids=lambda m: m.__name__)
@@ -60,3 +89,30 @@ def test_a_given_code_is_read_only_and_the_offer_counts_it(support_client, popul
 
     assert 'name="code"' not in page.content.decode()  # not an input: read-only
     assert '<td class="field-codes_given">1</td>' in listing.content.decode()
+
+
+def test_a_sent_campaign_is_kept_and_can_be_duplicated(support_client, populated):
+    campaign = Campaign.objects.get(name="Spring")
+    changelist = reverse("admin:campaigns_campaign_changelist")
+
+    # a sent campaign cannot be deleted (its deliveries are its results)
+    page = support_client.get(reverse("admin:campaigns_campaign_delete", args=[campaign.pk]))
+    assert page.status_code == 403
+    listing = support_client.get(changelist)
+    assert '<td class="field-sent_count">1</td>' in listing.content.decode()
+
+    response = support_client.post(
+        changelist, {"action": "duplicate", "_selected_action": [campaign.pk]}, follow=True
+    )
+
+    copy = Campaign.objects.get(name="Copy of Spring")
+    assert copy.status == CampaignStatus.DRAFT
+    assert list(copy.targeting.values_list("segment__name", flat=True)) == ["VIPs"]
+    assert "1 draft(s) made" in response.content.decode()
+
+
+def test_deliveries_are_read_only(support_client, populated):
+    delivery = Delivery.objects.get()
+    page = support_client.get(reverse("admin:campaigns_delivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    assert 'name="status"' not in page.content.decode()

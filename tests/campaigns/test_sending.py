@@ -511,3 +511,13 @@ def test_the_skip_reasons_are_all_listed_in_order():
         SkipReason.FREQUENCY_CAP,
         SkipReason.HOLDOUT,
     ]
+
+
+def test_a_segment_a_campaign_uses_cannot_be_removed_and_the_refusal_names_it(merchant):
+    segment = manual(merchant, "Members", [CustomerFactory(merchant=merchant)])
+    draft(merchant, [segment], name="Spring news")
+
+    with pytest.raises(segment_services.SegmentInUseError) as refused:
+        segment_services.segments_remove(segments=[segment])
+
+    assert "the campaign “Spring news”" in str(refused.value)
