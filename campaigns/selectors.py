@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from campaigns.models import (
+    CampaignSegment,
     ContentBlock,
     ContentSegment,
     CouponCode,
@@ -66,8 +67,9 @@ def visible_content(*, customer: Customer, today: dt.date | None = None) -> Quer
 
 
 def segment_users(segments: Collection[Segment]) -> dict[int, list[str]]:
-    """For each segment, the offers and content blocks aimed at it or kept from it: the
-    segments app's removal plan asks this (`segments.selectors.register_segment_usage`)."""
+    """For each segment, the offers, content blocks and campaigns (sent ones too: their
+    results name it) aimed at it or kept from it: the segments app's removal plan asks this
+    (`segments.selectors.register_segment_usage`)."""
     ids = [s.pk for s in segments]
     users: dict[int, list[str]] = {}
     for segment_id, name in (
@@ -82,6 +84,12 @@ def segment_users(segments: Collection[Segment]) -> dict[int, list[str]]:
         .values_list("segment_id", "block__title")
     ):
         users.setdefault(segment_id, []).append(f"the content block “{title}”")
+    for segment_id, name in (
+        CampaignSegment.objects.filter(segment_id__in=ids)
+        .order_by("campaign__name")
+        .values_list("segment_id", "campaign__name")
+    ):
+        users.setdefault(segment_id, []).append(f"the campaign “{name}”")
     return users
 
 
