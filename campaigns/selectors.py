@@ -97,6 +97,11 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
     """The merchant's offers with what the offers page shows: the segments aimed at and
     kept from, whether it runs today, codes given and free, and redemptions (the import's
     redemptions whose reward is the offer's name, its shared code or one of its codes)."""
+    return _offer_rows(Offer.objects.filter(merchant=merchant), today)
+
+
+def _offer_rows(offers_of_merchant: QuerySet[Offer], today: dt.date) -> list[OfferRow]:
+    """`offer_list`'s rows of these offers (one merchant's), by name: two queries."""
     # TRICKY: an empty shared code names no redemption (rewards are never blank).
     redeemed = (
         Redemption.objects.filter(merchant_id=OuterRef("merchant_id"))
@@ -114,13 +119,11 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
         .values("n")
     )
     offers = list(
-        Offer.objects.filter(merchant=merchant)
-        .annotate(
+        offers_of_merchant.annotate(
             given=Count("codes", filter=Q(codes__customer__isnull=False), distinct=True),
             free=Count("codes", filter=Q(codes__customer__isnull=True), distinct=True),
             redeemed=Coalesce(Subquery(redeemed), 0),
-        )
-        .order_by("name")
+        ).order_by("name")
     )
     targeting: dict[int, list[OfferSegment]] = {}
     for link in OfferSegment.objects.filter(offer__in=offers).select_related("segment"):
@@ -190,3 +193,39 @@ def content_list(*, merchant: Merchant, today: dt.date) -> list[ContentRow]:
             )
         )
     return rows
+
+
+# -- the portal's offer and content pages -----------------------------------------------------
+
+
+def offer_queryset(*, merchant: Merchant) -> QuerySet[Offer]:
+    """The merchant's offers: every portal lookup of an offer starts here (another
+    merchant's id is not found)."""
+    return Offer.objects.filter(merchant=merchant)
+
+
+def content_queryset(*, merchant: Merchant) -> QuerySet[ContentBlock]:
+    """The merchant's content blocks (as `offer_queryset`)."""
+    return ContentBlock.objects.filter(merchant=merchant)
+
+
+@dataclass
+class OfferDetail:
+    """An offer's page: its row of the offers page and its latest codes."""
+
+    row: OfferRow
+    codes: list[CouponCode]
+    codes_total: int
+
+
+def offer_detail(*, offer: Offer, today: dt.date, codes: int = 50) -> OfferDetail:
+    """The offer with its targeting, status, codes given and free and redemptions (as the
+    offers page counts them) and its `codes` latest codes (the last added first) with
+    their holders. Three queries."""
+    (row,) = _offer_rows(Offer.objects.filter(pk=offer.pk, merchant_id=offer.merchant_id), today)
+    latest = list(
+        CouponCode.objects.filter(offer_id=offer.pk)
+        .select_related("customer")
+        .order_by("-pk")[:codes]
+    )
+    return OfferDetail(row=row, codes=latest, codes_total=row.codes_given + row.codes_free)
