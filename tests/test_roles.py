@@ -19,6 +19,14 @@ from django.contrib.auth.models import Permission
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from campaigns.models import (
+    CodeMode,
+    ContentBlock,
+    ContentSegment,
+    CouponCode,
+    Offer,
+    OfferSegment,
+)
 from customers.models import Role, ScoreSettings
 from customers.portal.permissions import (
     ROLE_MATRIX,
@@ -124,6 +132,33 @@ def upload(w: World) -> dict[str, Any]:
     data = io.BytesIO(b"external_id\n")
     data.name = "members.csv"
     return {"file": data}
+
+
+def role_offer(w: World) -> Offer:
+    """The offer (a pool of unique codes aimed at the dynamic segment) offer cases act on."""
+    offer, created = Offer.objects.get_or_create(
+        merchant=w.dynamic.merchant, name="Role offer", defaults={"code_mode": CodeMode.UNIQUE}
+    )
+    if created:
+        OfferSegment.objects.create(offer=offer, segment=w.dynamic)
+    return offer
+
+
+def offer_url(name: str, w: World) -> str:
+    return reverse(f"campaigns:{name}", args=[role_offer(w).pk])
+
+
+def offer_form(w: World, **changes: str) -> dict[str, Any]:
+    return {"kind": "reward", "code_mode": "unique", "include": [w.dynamic.pk], **changes}
+
+
+def content_url(name: str, w: World) -> str:
+    block, created = ContentBlock.objects.get_or_create(
+        merchant=w.dynamic.merchant, title="Role block"
+    )
+    if created:
+        ContentSegment.objects.create(block=block, segment=w.dynamic)
+    return reverse(f"campaigns:{name}", args=[block.pk])
 
 
 CASES = [
@@ -378,6 +413,81 @@ CASES = [
         Action.VIEW,
         "get",
         url("campaigns:customer_visible", pk("customer")),
+    ),
+    # offers and content blocks (campaigns.offer_urls)
+    Case("campaigns:offer_detail", Action.VIEW, "get", lambda w: offer_url("offer_detail", w)),
+    Case("campaigns:offer_new", Action.MANAGE_OFFERS, "get", url("campaigns:offer_new")),
+    Case(
+        "campaigns:offer_new",
+        Action.MANAGE_OFFERS,
+        "post",
+        url("campaigns:offer_new"),
+        lambda w: offer_form(w, name="Made by a role"),
+        changed=lambda w: Offer.objects.filter(name="Made by a role").exists(),
+    ),
+    Case("campaigns:offer_edit", Action.MANAGE_OFFERS, "get", lambda w: offer_url("offer_edit", w)),
+    Case(
+        "campaigns:offer_edit",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: offer_url("offer_edit", w),
+        lambda w: offer_form(w, name="Renamed offer"),
+        changed=lambda w: Offer.objects.filter(name="Renamed offer").exists(),
+    ),
+    Case(
+        "campaigns:offer_codes_generate",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: offer_url("offer_codes_generate", w),
+        lambda w: {"count": "3", "length": "8"},
+        changed=lambda w: CouponCode.objects.count() == 3,
+    ),
+    Case(
+        "campaigns:offer_codes_upload",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: offer_url("offer_codes_upload", w),
+        lambda w: {"codes": "ROLE-1\nROLE-2"},
+        changed=lambda w: CouponCode.objects.count() == 2,
+    ),
+    Case(
+        "campaigns:offer_toggle",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: offer_url("offer_toggle", w),
+        lambda w: {"active": "0"},
+        changed=lambda w: not Offer.objects.get(name="Role offer").is_active,
+    ),
+    Case("campaigns:content_new", Action.MANAGE_OFFERS, "get", url("campaigns:content_new")),
+    Case(
+        "campaigns:content_new",
+        Action.MANAGE_OFFERS,
+        "post",
+        url("campaigns:content_new"),
+        lambda w: {"title": "Made by a role", "include": [w.dynamic.pk]},
+        changed=lambda w: ContentBlock.objects.filter(title="Made by a role").exists(),
+    ),
+    Case(
+        "campaigns:content_edit",
+        Action.MANAGE_OFFERS,
+        "get",
+        lambda w: content_url("content_edit", w),
+    ),
+    Case(
+        "campaigns:content_edit",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: content_url("content_edit", w),
+        lambda w: {"title": "Renamed block", "include": [w.dynamic.pk], "is_active": "on"},
+        changed=lambda w: ContentBlock.objects.filter(title="Renamed block").exists(),
+    ),
+    Case(
+        "campaigns:content_toggle",
+        Action.MANAGE_OFFERS,
+        "post",
+        lambda w: content_url("content_toggle", w),
+        lambda w: {"active": "0"},
+        changed=lambda w: not ContentBlock.objects.get(title="Role block").is_active,
     ),
 ]
 

@@ -1,5 +1,6 @@
 """The portal's offer and content pages: the services that save offers and content blocks
-with their targeting and fill an offer's pool of codes (every refusal, all or nothing)."""
+with their targeting and fill an offer's pool of codes (every refusal, all or nothing), and
+the pages themselves (round trips, tenancy, roles, what each role is offered)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import (
@@ -31,11 +34,14 @@ from campaigns.services import (
     offer_save,
 )
 from campaigns.services import offers as offer_services
+from customers.portal.permissions import Action, denied_message
 from segments import services as segment_services
 from segments.models import SegmentKind
 from tests.factories import (
+    DEMO_PASSWORD,
     CustomerFactory,
     MerchantFactory,
+    StaffMembershipFactory,
     UserFactory,
 )
 
@@ -474,3 +480,378 @@ def test_at_most_a_hundred_thousand_codes_per_upload(merchant, vips, monkeypatch
     errors = refusal(offer_codes_upload, offer=offer, text_or_file="A\nB\nC\nD\n")
 
     assert errors == {"codes": ["At most 3 codes per upload (4 given): split the list."]}
+
+
+# -- the pages ------------------------------------------------------------------------------------
+
+
+def client_as(merchant, role, username=None) -> Client:
+    user = UserFactory(username=username or f"as-{role}")
+    StaffMembershipFactory(user=user, merchant=merchant, role=role)
+    client = Client()
+    assert client.login(username=user.username, password=DEMO_PASSWORD)
+    return client
+
+
+@pytest.fixture
+def manager(merchant) -> Client:
+    return client_as(merchant, "manager")
+
+
+def offer_post(**changes):
+    data = {
+        "name": "Free preroll",
+        "description": "One free preroll with any purchase.",
+        "kind": OfferKind.REWARD,
+        "code_mode": CodeMode.UNIQUE,
+        "shared_code": "",
+        "valid_from": "2026-06-01",
+        "valid_until": "2026-06-30",
+        "is_active": "on",
+    }
+    return {**data, **changes}
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_a_manager_creates_an_offer_then_edits_it(manager, merchant, vips, staff_members):
+    # when: a new offer is posted
+    created = manager.post(
+        reverse("campaigns:offer_new"),
+        offer_post(include=[vips.pk], exclude=[staff_members.pk]),
+        follow=True,
+    )
+
+    # then: it is saved and its page says so
+    offer = Offer.objects.get(name="Free preroll")
+    assert created.redirect_chain == [(reverse("campaigns:offer_detail", args=[offer.pk]), 302)]
+    assert messages_of(created) == ['Offer "Free preroll" saved.']
+    assert offer.merchant == merchant and offer.created_by.username == "as-manager"
+    assert (offer.valid_from, offer.valid_until) == (dt.date(2026, 6, 1), dt.date(2026, 6, 30))
+    page = created.content.decode()
+    assert "Running today" in page and 'id="generate-form"' in page
+
+    # when: its edit page is opened and posted back with changes
+    form = manager.get(reverse("campaigns:offer_edit", args=[offer.pk])).context["form"]
+    assert form.initial["include"] == [vips.pk] and form.initial["exclude"] == [staff_members.pk]
+    edited = manager.post(
+        reverse("campaigns:offer_edit", args=[offer.pk]),
+        offer_post(name="Two prerolls", include=[vips.pk, staff_members.pk], is_active=""),
+    )
+
+    # then
+    assert edited.status_code == 302
+    offer.refresh_from_db()
+    assert (offer.name, offer.is_active) == ("Two prerolls", False)
+    assert set(offer.targeting.values_list("segment__name", "exclude")) == {
+        ("VIPs", False),
+        ("Staff members", False),
+    }
+
+
+def test_a_manager_creates_a_content_block_then_edits_it(manager, vips):
+    created = manager.post(
+        reverse("campaigns:content_new"),
+        {
+            "title": "Member night",
+            "body": "Thursday.",
+            "link": "example.com/night",
+            "include": [vips.pk],
+            "is_active": "on",
+        },
+    )
+    block = ContentBlock.objects.get()
+    assert created.status_code == 302 and created["Location"] == reverse("campaigns:offers")
+    assert block.link == "https://example.com/night"
+
+    edited = manager.post(
+        reverse("campaigns:content_edit", args=[block.pk]),
+        {"title": "Member night, again", "include": [vips.pk]},
+    )
+
+    block.refresh_from_db()
+    assert edited.status_code == 302
+    assert (block.title, block.is_active, block.link) == ("Member night, again", False, "")
+    listing = manager.get(reverse("campaigns:offers")).content.decode()
+    assert reverse("campaigns:content_edit", args=[block.pk]) in listing
+
+
+def test_a_refused_save_shows_the_errors_on_the_form_and_saves_nothing(manager, merchant, vips):
+    new_offer(merchant, [vips], name="Free preroll")
+
+    response = manager.post(
+        reverse("campaigns:offer_new"),
+        offer_post(code_mode=CodeMode.SHARED, include=[vips.pk]),
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        "name": ['There is already an offer named "Free preroll": choose another name.'],
+        "shared_code": [offer_services.SHARED_CODE_REQUIRED],
+    }
+    html = response.content.decode()
+    assert "Nothing was saved." in html
+    assert Offer.objects.count() == 1
+
+
+def test_reversed_dates_are_said_in_words_on_the_form(manager, vips):
+    response = manager.post(
+        reverse("campaigns:offer_new"), offer_post(valid_until="2026-05-01", include=[vips.pk])
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        "valid_until": ["The last day cannot be before the first day (2026-06-01)."]
+    }
+
+
+def test_another_merchants_segment_is_not_a_choice(manager, vips):
+    theirs = manual(MerchantFactory(slug="rival"), "Theirs")
+
+    response = manager.post(
+        reverse("campaigns:offer_new"), offer_post(include=[vips.pk], exclude=[theirs.pk])
+    )
+
+    assert response.status_code == 400
+    assert "exclude" in response.context["form"].errors
+    assert not Offer.objects.exists()
+    assert [s.name for s in response.context["form"].fields["exclude"].queryset] == ["VIPs"]
+
+
+def test_only_active_segments_are_offered_to_aim_at(manager, merchant, vips):
+    manual(merchant, "Asleep", active=False)
+
+    form = manager.get(reverse("campaigns:offer_new")).context["form"]
+
+    assert [s.name for s in form.fields["include"].queryset] == ["VIPs"]
+    assert [s.name for s in form.fields["exclude"].queryset] == ["Asleep", "VIPs"]
+    assert "Only active segments can be chosen" in form.fields["include"].help_text
+
+
+def test_an_inactive_segment_aimed_at_is_named_on_the_edit_page(manager, merchant, vips):
+    offer = new_offer(merchant, [vips])
+    segment_services.segments_set_active(segments=[vips], active=False)
+
+    html = manager.get(reverse("campaigns:offer_edit", args=[offer.pk])).content.decode()
+
+    assert 'id="inactive-included"' in html and "“VIPs”" in html
+
+
+@pytest.fixture
+def rival_items(db):
+    rival = MerchantFactory(slug="rival")
+    theirs = manual(rival, "Theirs")
+    offer = pool(rival, [theirs], "R-1", name="Rival deal")
+    block = content_block_save(merchant=rival, title="Rival night", include=[theirs])
+    return offer, block
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "item"),
+    [
+        ("get", "campaigns:offer_detail", 0),
+        ("get", "campaigns:offer_edit", 0),
+        ("post", "campaigns:offer_edit", 0),
+        ("post", "campaigns:offer_codes_generate", 0),
+        ("post", "campaigns:offer_codes_upload", 0),
+        ("post", "campaigns:offer_toggle", 0),
+        ("get", "campaigns:content_edit", 1),
+        ("post", "campaigns:content_edit", 1),
+        ("post", "campaigns:content_toggle", 1),
+    ],
+)
+def test_another_merchants_offer_or_block_is_not_found(manager, rival_items, method, name, item):
+    target = rival_items[item]
+
+    response = getattr(manager, method)(reverse(name, args=[target.pk]), {"count": "5"})
+
+    assert response.status_code == 404
+    assert Offer.objects.get(pk=rival_items[0].pk).is_active
+    assert CouponCode.objects.filter(offer=rival_items[0]).count() == 1
+
+
+@pytest.fixture
+def mine(merchant, vips):
+    offer = pool(merchant, [vips], "M-1", name="Mine")
+    block = content_block_save(merchant=merchant, title="My night", include=[vips])
+    return offer, block
+
+
+@pytest.mark.parametrize(
+    ("name", "item", "data"),
+    [
+        ("campaigns:offer_new", None, {}),
+        ("campaigns:offer_edit", 0, {}),
+        ("campaigns:offer_codes_generate", 0, {"count": "5", "length": "8"}),
+        ("campaigns:offer_codes_upload", 0, {"codes": "X-1\nX-2"}),
+        ("campaigns:offer_toggle", 0, {}),
+        ("campaigns:content_new", None, {}),
+        ("campaigns:content_edit", 1, {}),
+        ("campaigns:content_toggle", 1, {}),
+    ],
+)
+def test_staff_may_not_post_and_nothing_changes(merchant, vips, mine, name, item, data):
+    staff = client_as(merchant, "staff")
+    args = [] if item is None else [mine[item].pk]
+    if not data:
+        data = offer_post(name="Changed", include=[vips.pk], title="Changed")
+
+    response = staff.post(reverse(name, args=args), data)
+
+    assert response.status_code == 403
+    assert denied_message(Action.MANAGE_OFFERS) in response.content.decode()
+    assert sorted(Offer.objects.values_list("name", "is_active")) == [("Mine", True)]
+    assert list(ContentBlock.objects.values_list("title", "is_active")) == [("My night", True)]
+    assert list(CouponCode.objects.values_list("code", flat=True)) == ["M-1"]
+
+
+def test_staff_read_an_offer_but_are_offered_no_button(merchant, mine):
+    staff = client_as(merchant, "staff")
+    manager = client_as(merchant, "manager")
+    offer, block = mine
+
+    for client, can in ((staff, False), (manager, True)):
+        detail = client.get(reverse("campaigns:offer_detail", args=[offer.pk]))
+        listing = client.get(reverse("campaigns:offers")).content.decode()
+        html = detail.content.decode()
+        assert detail.status_code == 200
+        assert ('id="edit-offer"' in html) is can
+        assert ('id="toggle-active"' in html) is can
+        assert ('id="generate-form"' in html) is can
+        assert ('id="upload-form"' in html) is can
+        assert ('id="new-offer"' in listing) is can
+        assert ('id="new-content"' in listing) is can
+        assert (reverse("campaigns:content_edit", args=[block.pk]) in listing) is can
+        assert reverse("campaigns:offer_detail", args=[offer.pk]) in listing
+    assert staff.get(reverse("campaigns:offer_new")).status_code == 403
+    assert staff.get(reverse("campaigns:content_edit", args=[block.pk])).status_code == 403
+
+
+def test_the_offer_page_shows_codes_with_their_holders(manager, merchant, vips):
+    # given: a pool of three codes, one given, and a redemption of it
+    offer = pool(merchant, [vips], "B-1", "B-2", "B-3")
+    ann = CustomerFactory(merchant=merchant, first_name="Ann", last_name="Lee", external_id="C-9")
+    offer_code_assign(offer=offer, customer=ann)
+    from customers.models import Redemption
+
+    Redemption.objects.create(
+        merchant=merchant, customer=ann, external_id="R1", reward="B-1", redeemed_at=NOW
+    )
+
+    # when
+    response = manager.get(reverse("campaigns:offer_detail", args=[offer.pk]))
+
+    # then
+    detail = response.context["detail"]
+    assert [c.code for c in detail.codes] == ["B-3", "B-2", "B-1"]
+    assert (detail.row.codes_given, detail.row.codes_free, detail.row.redemptions) == (1, 2, 1)
+    html = response.content.decode()
+    assert reverse("customers:detail", args=[ann.pk]) in html and "Ann Lee" in html
+    assert "15 Jun 2026 12:00" in html  # given at, merchant-local
+
+
+def test_the_offer_page_lists_the_latest_fifty_codes_in_few_queries(
+    manager, merchant, vips, django_assert_max_num_queries
+):
+    offer = pool(merchant, [vips], *(f"C-{i:03d}" for i in range(80)))
+    manager.get(reverse("campaigns:offer_detail", args=[offer.pk]))  # sessions warmed
+
+    with django_assert_max_num_queries(12):
+        response = manager.get(reverse("campaigns:offer_detail", args=[offer.pk]))
+
+    codes = response.context["detail"].codes
+    assert len(codes) == 50 and codes[0].code == "C-079"
+    assert response.context["detail"].codes_total == 80
+
+
+def test_an_offer_without_a_pool_has_no_code_forms(manager, merchant, vips):
+    offer = new_offer(merchant, [vips], code_mode=CodeMode.SHARED, shared_code="SPRING")
+
+    html = manager.get(reverse("campaigns:offer_detail", args=[offer.pk])).content.decode()
+
+    assert "<code>SPRING</code>" in html
+    assert 'id="generate-form"' not in html and 'id="upload-form"' not in html
+
+
+def test_codes_generated_from_the_page(manager, merchant, vips):
+    offer = pool(merchant, [vips])
+
+    response = manager.post(
+        reverse("campaigns:offer_codes_generate", args=[offer.pk]),
+        {"count": "20", "code_prefix": "BD-", "length": "8"},
+        follow=True,
+    )
+
+    assert messages_of(response) == ["20 new codes added to the pool."]
+    assert CouponCode.objects.filter(offer=offer, code__startswith="BD-").count() == 20
+    assert len(response.context["detail"].codes) == 20
+
+
+def test_a_refused_generation_shows_the_error_on_its_form(manager, merchant, vips):
+    offer = pool(merchant, [vips])
+
+    response = manager.post(
+        reverse("campaigns:offer_codes_generate", args=[offer.pk]),
+        {"count": "5", "code_prefix": "NO SPACE", "length": "8"},
+    )
+
+    assert response.status_code == 400
+    assert list(response.context["generate_form"].errors) == ["code_prefix"]
+    assert not CouponCode.objects.exists()
+
+
+def test_codes_uploaded_from_the_page_report_what_was_skipped(manager, merchant, vips):
+    offer = pool(merchant, [vips], "OLD-1")
+
+    response = manager.post(
+        reverse("campaigns:offer_codes_upload", args=[offer.pk]),
+        {"codes": "NEW-1\nOLD-1\nNEW-1\n"},
+        follow=True,
+    )
+
+    assert messages_of(response) == [
+        "1 code added to the pool.",
+        "Skipped 1 code the pool had already: OLD-1.",
+        "Dropped 1 line repeating a code listed above.",
+    ]
+
+
+def test_a_refused_upload_names_the_lines_on_its_form(manager, merchant, vips):
+    offer = pool(merchant, [vips])
+    file = SimpleUploadedFile("codes.txt", b"GOOD\nBAD ONE\n")
+
+    response = manager.post(
+        reverse("campaigns:offer_codes_upload", args=[offer.pk]), {"file": file}
+    )
+
+    assert response.status_code == 400
+    assert response.context["upload_form"].errors["codes"] == [
+        "Codes with spaces on line 2. Nothing was added."
+    ]
+    assert "Codes with spaces on line 2." in response.content.decode()
+    assert not CouponCode.objects.exists()
+
+
+def test_an_upload_needs_codes_or_a_file(manager, merchant, vips):
+    offer = pool(merchant, [vips])
+
+    response = manager.post(reverse("campaigns:offer_codes_upload", args=[offer.pk]), {})
+
+    assert response.status_code == 400
+    assert "Paste codes or choose a file." in response.content.decode()
+
+
+def test_switching_an_offer_and_a_block_off_and_on(manager, mine):
+    offer, block = mine
+
+    off = manager.post(reverse("campaigns:offer_toggle", args=[offer.pk]), {"active": "0"})
+    again = manager.post(reverse("campaigns:offer_toggle", args=[offer.pk]), {"active": "0"})
+    block_off = manager.post(reverse("campaigns:content_toggle", args=[block.pk]))
+
+    assert off.status_code == again.status_code == block_off.status_code == 302
+    assert not Offer.objects.get(pk=offer.pk).is_active  # a second "off" keeps it off
+    assert not ContentBlock.objects.get(pk=block.pk).is_active
+    manager.post(reverse("campaigns:offer_toggle", args=[offer.pk]), {"active": "1"})
+    assert Offer.objects.get(pk=offer.pk).is_active
