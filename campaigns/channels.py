@@ -47,6 +47,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
+from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.utils.module_loading import import_string
 
@@ -156,6 +157,19 @@ class ChannelBackend:
         Pass `message.key` on to the provider as its idempotency key (or dedupe on it): the
         sender may send a message again after a crash between sending and recording it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement send()")
+
+    def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
+        """Send one message and call `commit()` (the sender records it as sent) exactly once,
+        at the point after which the provider has it; raise ChannelError otherwise.
+
+        The default sends, then commits: a worker killed between the two leaves the message
+        unrecorded, and it is sent again (with the same key). A backend whose provider takes
+        a message in a last, tiny step overrides this to commit just before that step (SMTP:
+        before the final "."; files: before the rename), which closes that window: killed
+        before the commit, the provider never got the message; after it, it is recorded. An
+        error raised after `commit()` tells the sender the last step failed after all."""
+        self.send(message)
+        commit()
 
     def describe(self) -> str:
         """What the channel is set up to do, in a few words, for the portal's campaign page
@@ -280,6 +294,42 @@ class EmailBackend(ChannelBackend):
         if not sent:
             raise ChannelError("The email backend sent nothing.", retryable=True)
 
+    def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
+        """Over SMTP, the message is recorded before the final "." of the DATA command: the
+        server accepts a message only at that dot, so a worker killed before it leaves no
+        message, and one killed after the commit leaves a recorded one. Other Django email
+        backends (files, console, the tests' memory) send, then commit."""
+        email = self.email_message(message)
+        self.open()
+        smtp = getattr(self.connection, "connection", None)
+        if not isinstance(smtp, smtplib.SMTP):
+            self.send(message)
+            commit()
+            return
+        try:
+            _smtp_data_without_end(smtp, email)
+            try:
+                commit()
+            except BaseException:
+                # Not recorded: the message must not go. Dropping the connection mid-DATA
+                # makes the server discard it.
+                self.close()
+                raise
+            smtp.send(b".\r\n")
+            code, reply = smtp.getreply()
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)
+        except ValueError as error:  # an address or header Django refuses to write
+            _smtp_reset(smtp)
+            raise ChannelError(str(error), retryable=False) from error
+        except OSError as error:
+            channel_error = _smtp_error(error)
+            if channel_error.retryable:
+                self.close()  # the next message opens a fresh connection
+            else:
+                _smtp_reset(smtp)
+            raise channel_error from error
+
     def email_message(self, message: OutgoingMessage) -> EmailMessage:
         """The email of a message (overridable: HTML alternatives, more headers)."""
         try:
@@ -316,6 +366,40 @@ class EmailBackend(ChannelBackend):
         else:
             where = f"Django email backend {self.email_backend}"
         return f"{where}, from {self.from_email}"
+
+
+def _smtp_data_without_end(smtp: smtplib.SMTP, email: EmailMessage) -> None:
+    """`smtplib.SMTP.sendmail()` up to, not including, the "." that ends the message: MAIL,
+    RCPT, DATA and the message's lines (dots doubled, as sendmail does)."""
+    encoding = email.encoding or settings.DEFAULT_CHARSET
+    sender = sanitize_address(email.from_email, encoding)
+    recipients = [sanitize_address(address, encoding) for address in email.recipients()]
+    content = email.message().as_bytes(linesep="\r\n")
+    smtp.ehlo_or_helo_if_needed()
+    code, reply = smtp.mail(sender)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    refused = {}
+    for recipient in recipients:
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            refused[recipient] = (code, reply)
+    if len(refused) == len(recipients):
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, reply = smtp.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    quoted = re.sub(rb"(?m)^\.", b"..", content)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    smtp.send(quoted)
+
+
+def _smtp_reset(smtp: smtplib.SMTP) -> None:
+    # A refused message leaves the SMTP transaction open: RSET makes the connection usable
+    # for the next one (when it fails, the connection is dropped on the next error).
+    with contextlib.suppress(OSError):
+        smtp.rset()
 
 
 def _smtp_text(error: Exception) -> str:
@@ -491,6 +575,11 @@ class FileBackend(ChannelBackend):
         return self.directory / message.merchant / campaign / f"{message.key}.json"
 
     def send(self, message: OutgoingMessage) -> None:
+        self.deliver(message, lambda: None)
+
+    def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
+        """The file is written under a temporary name, the message recorded, then the file
+        renamed into place (the "provider has it" step)."""
         path = self.path_of(message)
         content = json.dumps(message.payload(), ensure_ascii=False, indent=2).encode()
         try:
@@ -501,6 +590,7 @@ class FileBackend(ChannelBackend):
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(content)
+                commit()
                 os.replace(temporary, path)
             except BaseException:
                 with contextlib.suppress(OSError):

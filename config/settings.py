@@ -291,6 +291,8 @@ def campaign_channels(environ: dict[str, str]) -> dict[str, dict]:
 
 
 CAMPAIGN_CHANNELS = campaign_channels(dict(os.environ))
+# A delivery left "sending" this long was interrupted (its worker died) and is requeued.
+CAMPAIGN_DELIVERY_LEASE_SECONDS = int(os.environ.get("CAMPAIGN_DELIVERY_LEASE_SECONDS", "600"))
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -8,14 +8,16 @@ The guarantees, and where each comes from:
   does nothing).
 - A message is sent only by the sender that moved its row from `queued` to `sending` (one
   UPDATE ... WHERE status = 'queued'; PostgreSQL senders lock with SKIP LOCKED so several
-  share a queue without waiting), and its outcome is recorded on its own row straight after
-  the send, one commit per message: a retried task, a second sender or a worker killed in
-  the middle finds every sent message marked `sent` and sends nothing twice.
-- A worker killed between a provider accepting a message and the commit that records it
-  leaves that one row in `sending`. After `LEASE` the dispatcher puts such rows back in the
-  queue and they are sent again with the same key (Message-ID, idempotency key, file name),
-  by which a provider or the recipient's mail system drops a repeat. That window is one
-  message per killed worker process; see docs/campaigns.md.
+  share a queue without waiting), and it is recorded `sent` on its own row in its own
+  commit, at the backend's point of no return (`ChannelBackend.deliver`): over SMTP just
+  before the "." that makes the server accept the message, for files just before the
+  rename. A retried task, a second sender or a worker killed in the middle finds every
+  message the provider has marked `sent`, and sends nothing twice.
+- Rows left in `sending` longer than the lease (`lease()`) belonged to a sender that died
+  before their point of no return: the dispatcher requeues them and they are sent once.
+  Backends that cannot split their last step (HTTP) record after the provider answered: a
+  kill in that moment sends the one message in flight again, with the same key (the
+  idempotency key by which the provider drops it).
 - A channel error that may pass (a server down, a timeout, HTTP 5xx or 429) puts the row
   back in the queue with a growing delay (`backoff`), up to `MAX_ATTEMPTS`; a permanent one
   (a refused address, HTTP 4xx) fails the row with the error.
@@ -28,6 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case as SqlCase
 from django.db.models import DateTimeField, F, IntegerField, Max, Value
@@ -51,10 +54,16 @@ logger = logging.getLogger(__name__)
 
 #: Rows a sender claims at a time.
 BATCH_SIZE = 200
-#: A row left in `sending` longer than this was interrupted (its sender died): requeued.
-LEASE = dt.timedelta(minutes=10)
-#: A sender that has held a claim for a third of the lease gives the rest back and claims anew.
-_CLAIM_HOLD = LEASE / 3
+
+
+def lease() -> dt.timedelta:
+    """A row left in `sending` longer than this was interrupted (its sender died) and is
+    requeued (setting CAMPAIGN_DELIVERY_LEASE_SECONDS, default 10 minutes). A sender that
+    has held a claim for a third of it gives the rest back and claims anew, so a slow
+    channel never outlives its lease."""
+    return dt.timedelta(seconds=settings.CAMPAIGN_DELIVERY_LEASE_SECONDS)
+
+
 MAX_ATTEMPTS = 5
 #: Senders started per campaign (more share the queue; the dispatcher adds more each tick).
 SENDERS = 2
@@ -244,32 +253,45 @@ def _send_batch(
         .order_by("pk")
     )
     for position, delivery in enumerate(rows):
-        if time.monotonic() - claimed > _CLAIM_HOLD.total_seconds():
+        if time.monotonic() - claimed > lease().total_seconds() / 3:
             _release([d.pk for d in rows[position:]], not_before=None, undo_attempt=True)
             break
         customer = delivery.customer
         customer.merchant = campaign.merchant
+        recorded = False
+
+        def record(pk: int = delivery.pk) -> None:
+            # Its own commit, at the backend's point of no return: see the module docstring.
+            nonlocal recorded
+            Delivery.objects.filter(pk=pk, status=DeliveryStatus.SENDING).update(
+                status=DeliveryStatus.SENT, sent_at=timezone.now(), error=""
+            )
+            recorded = True
+
         try:
-            backend.send(_message(campaign, delivery, customer))
+            backend.deliver(_message(campaign, delivery, customer), record)
         except (ChannelError, content.ContentError) as error:
+            # Recorded, then the last step failed: the row is this sender's to change back.
+            mine = Delivery.objects.filter(
+                pk=delivery.pk,
+                status=DeliveryStatus.SENT if recorded else DeliveryStatus.SENDING,
+            )
             retry = isinstance(error, ChannelError) and error.retryable
             if retry and delivery.attempts < MAX_ATTEMPTS:
                 wait = timezone.now() + backoff(delivery.attempts)
-                _release([delivery.pk], not_before=wait, undo_attempt=False)
+                mine.update(
+                    status=DeliveryStatus.QUEUED, not_before=wait, claimed_at=None, sent_at=None
+                )
                 # The channel is likely down for the rest too: give them back, try later.
                 _release([d.pk for d in rows[position + 1 :]], not_before=wait, undo_attempt=True)
                 outcome.retried += 1
                 logger.warning("campaign %s: %s; retrying after %s", campaign.pk, error, wait)
                 break
-            Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-                status=DeliveryStatus.FAILED, error=str(error)[:2000], claimed_at=None
+            mine.update(
+                status=DeliveryStatus.FAILED, error=str(error)[:2000], claimed_at=None, sent_at=None
             )
             outcome.failed += 1
             continue
-        # Recorded at once, in its own commit: see the module docstring.
-        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.SENT, sent_at=timezone.now(), error=""
-        )
         outcome.sent += 1
     return outcome
 
@@ -374,21 +396,21 @@ def campaign_finish(*, campaign_id: int) -> bool:
 
 
 def deliveries_recover(*, now: dt.datetime | None = None) -> int:
-    """Requeue rows left in `sending` longer than `LEASE` (their sender was killed); they
+    """Requeue rows left in `sending` longer than the lease (their sender was killed); they
     are sent again with the same key. Returns how many."""
     now = now or timezone.now()
     return Delivery.objects.filter(
-        status=DeliveryStatus.SENDING, claimed_at__lt=now - LEASE
+        status=DeliveryStatus.SENDING, claimed_at__lt=now - lease()
     ).update(status=DeliveryStatus.QUEUED, claimed_at=None)
 
 
 def campaign_resume(*, campaign_id: int) -> int:
     """Support's "resume": requeue the campaign's rows whose sender died (claimed longer ago
-    than `LEASE`) and start a sender if it is sending. Returns how many were requeued."""
+    than the lease) and start a sender if it is sending. Returns how many were requeued."""
     requeued = Delivery.objects.filter(
         campaign_id=campaign_id,
         status=DeliveryStatus.SENDING,
-        claimed_at__lt=timezone.now() - LEASE,
+        claimed_at__lt=timezone.now() - lease(),
     ).update(status=DeliveryStatus.QUEUED, claimed_at=None)
     if Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).exists():
         transaction.on_commit(lambda: _start_senders(campaign_id, count=1))

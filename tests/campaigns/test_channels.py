@@ -143,6 +143,58 @@ def test_email_is_delivered_over_smtp_with_its_headers_on_one_connection(smtp_se
     assert first.get_payload(decode=True).decode().splitlines() == messages[0].body.splitlines()
 
 
+def test_over_smtp_the_message_is_recorded_before_the_server_accepts_it(smtp_server):
+    # given: a commit that looks at what the server holds when it is called
+    seen_at_commit: list[int] = []
+
+    def commit() -> None:
+        seen_at_commit.append(len(smtp_server.recorder.received))
+
+    # when
+    with backend_for("email") as backend:
+        backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), commit)
+        backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), commit)
+
+    # then: committed each time before the final "." (the server had nothing new yet),
+    # and both arrived over the one connection
+    assert seen_at_commit == [0, 1]
+    assert [r[2] for r in smtp_server.recorder.received] == [
+        ["ann@example.com"],
+        ["bob@example.com"],
+    ]
+
+
+def test_over_smtp_a_commit_that_fails_sends_nothing_and_the_next_message_goes(smtp_server):
+    def broken() -> None:
+        raise RuntimeError("database gone")
+
+    with backend_for("email") as backend:
+        with pytest.raises(RuntimeError):
+            backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), broken)
+        backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), lambda: None)
+
+    assert [r[2] for r in smtp_server.recorder.received] == [["bob@example.com"]]
+
+
+def test_over_smtp_a_refused_recipient_is_not_committed_and_the_connection_is_reused(
+    smtp_server,
+):
+    smtp_server.recorder.refusals["gone@example.com"] = "550 No such user"
+    commits: list[str] = []
+
+    with backend_for("email") as backend:
+        with pytest.raises(ChannelError) as refused:
+            backend.deliver(
+                outgoing(key="c12-d1", to="gone@example.com"), lambda: commits.append("1")
+            )
+        backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), lambda: commits.append("2"))
+
+    assert not refused.value.retryable
+    assert commits == ["2"]
+    peers = {r[0] for r in smtp_server.recorder.received}
+    assert len(peers) == 1
+
+
 def test_a_recipient_the_server_refuses_is_a_permanent_error_and_the_batch_goes_on(smtp_server):
     smtp_server.recorder.refusals["gone@example.com"] = "550 5.1.1 No such user"
 
@@ -421,6 +473,23 @@ def test_a_message_is_written_as_json_under_merchant_and_campaign(tmp_path):
     content = json.loads((tmp_path / "acme/12/c12-d1.json").read_text(encoding="utf-8"))
     assert content == outgoing(channel="push", key="c12-d1", to="C-0042").payload()
     assert content["campaign"] == 12
+
+
+def test_a_file_is_renamed_into_place_only_after_the_commit(tmp_path):
+    backend = FileBackend("email", DIR=str(tmp_path))
+    message = outgoing(key="c12-d1")
+    present_at_commit: list[bool] = []
+
+    backend.deliver(message, lambda: present_at_commit.append(backend.path_of(message).exists()))
+
+    assert present_at_commit == [False]
+    assert backend.path_of(message).exists()
+
+    # a commit that fails leaves no file, not even a temporary one
+    other = outgoing(key="c12-d2")
+    with pytest.raises(RuntimeError):
+        backend.deliver(other, lambda: (_ for _ in ()).throw(RuntimeError("database gone")))
+    assert sorted(p.name for p in backend.path_of(other).parent.iterdir()) == ["c12-d1.json"]
 
 
 def test_a_repeat_of_a_key_leaves_one_file_with_the_last_content(tmp_path):

@@ -292,7 +292,7 @@ def test_a_sender_run_again_after_a_crash_sends_only_what_was_not_sent(merchant)
     # when: the task is retried at once (the claim is still held) ...
     sending.deliveries_send(campaign_id=campaign.pk)
     # ... and, after the lease, the dispatcher requeues the interrupted rows and resumes
-    sending.campaigns_dispatch(now=timezone.now() + sending.LEASE + dt.timedelta(seconds=1))
+    sending.campaigns_dispatch(now=timezone.now() + sending.lease() + dt.timedelta(seconds=1))
 
     # then: every customer got exactly one message; the campaign is finished
     keys = Counter(m.key for m in RecordingBackend.sent)
