@@ -6,18 +6,39 @@ Every query starts from the customer's (or the segments') own merchant's rows.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+from campaigns import audience, content
 from campaigns.models import (
+    Campaign,
     CampaignSegment,
+    CodeMode,
     ContentBlock,
     ContentSegment,
     CouponCode,
+    Delivery,
+    DeliveryStatus,
     Offer,
     OfferSegment,
     Targeted,
@@ -101,16 +122,23 @@ def offer_list(*, merchant: Merchant, today: dt.date) -> list[OfferRow]:
 
 
 def _offer_rows(offers_of_merchant: QuerySet[Offer], today: dt.date) -> list[OfferRow]:
-    """`offer_list`'s rows of these offers (one merchant's), by name: two queries."""
+    """`offer_list`'s rows of these offers (one merchant's), by name: two queries.
+
+    Each count is a subquery of its own (no join of the codes and GROUP BY), and a
+    redemption names one of the offer's codes by the (offer, code) unique index: a pool of
+    thousands of codes costs an index probe per redemption, not a scan of the pool."""
+    codes = CouponCode.objects.filter(offer_id=OuterRef("pk")).values("offer_id")
+    given = codes.filter(customer__isnull=False).annotate(n=Count("pk")).values("n")
+    free = codes.filter(customer__isnull=True).annotate(n=Count("pk")).values("n")
     # TRICKY: an empty shared code names no redemption (rewards are never blank).
     redeemed = (
         Redemption.objects.filter(merchant_id=OuterRef("merchant_id"))
         .filter(
             Q(reward=OuterRef("name"))
             | (Q(reward=OuterRef("shared_code")) & ~Q(reward=""))
-            | Q(
-                reward__in=CouponCode.objects.filter(offer_id=OuterRef(OuterRef("pk"))).values(
-                    "code"
+            | Exists(
+                CouponCode.objects.filter(
+                    offer_id=OuterRef(OuterRef("pk")), code=OuterRef("reward")
                 )
             )
         )
@@ -120,8 +148,8 @@ def _offer_rows(offers_of_merchant: QuerySet[Offer], today: dt.date) -> list[Off
     )
     offers = list(
         offers_of_merchant.annotate(
-            given=Count("codes", filter=Q(codes__customer__isnull=False), distinct=True),
-            free=Count("codes", filter=Q(codes__customer__isnull=True), distinct=True),
+            given=Coalesce(Subquery(given), 0),
+            free=Coalesce(Subquery(free), 0),
             redeemed=Coalesce(Subquery(redeemed), 0),
         ).order_by("name")
     )
@@ -220,12 +248,238 @@ class OfferDetail:
 
 def offer_detail(*, offer: Offer, today: dt.date, codes: int = 50) -> OfferDetail:
     """The offer with its targeting, status, codes given and free and redemptions (as the
-    offers page counts them) and its `codes` latest codes (the last added first) with
-    their holders. Three queries."""
+    offers page counts them) and `codes` of its codes with their holders: the codes given
+    last first, then the codes added last. Three queries."""
     (row,) = _offer_rows(Offer.objects.filter(pk=offer.pk, merchant_id=offer.merchant_id), today)
     latest = list(
         CouponCode.objects.filter(offer_id=offer.pk)
         .select_related("customer")
-        .order_by("-pk")[:codes]
+        .order_by(F("assigned_at").desc(nulls_last=True), "-pk")[:codes]
     )
     return OfferDetail(row=row, codes=latest, codes_total=row.codes_given + row.codes_free)
+
+
+# -- the portal's campaign pages ------------------------------------------------------------
+
+
+def campaign_queryset(*, merchant: Merchant) -> QuerySet[Campaign]:
+    """The merchant's campaigns: every portal lookup of a campaign starts here (another
+    merchant's id is not found)."""
+    return Campaign.objects.filter(merchant=merchant)
+
+
+def _delivery_count(**where: object) -> Coalesce:
+    """A campaign's deliveries matching `where`, counted by a correlated subquery on
+    `delivery_status_idx` (campaign, status): an index-only count per campaign."""
+    return Coalesce(
+        Subquery(
+            Delivery.objects.filter(campaign_id=OuterRef("pk"), **where)
+            .order_by()
+            .values("campaign_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        ),
+        0,
+    )
+
+
+def campaign_list(merchant: Merchant) -> QuerySet[Campaign]:
+    """The merchant's campaigns, newest first, each with its deliveries counted by status
+    (`sent_count`, `failed_count`, `skipped_count`, `pending_count`: queued or being sent)
+    and its segments prefetched (`targeting`, segment joined, by name).
+
+    Two queries per page whatever the campaigns' sizes: the campaigns with the counts (a
+    correlated subquery each; PostgreSQL evaluates them after the LIMIT, for the page's rows
+    only) and the segments of that page.
+    """
+    links = CampaignSegment.objects.select_related("segment").order_by("segment__name")
+    return (
+        campaign_queryset(merchant=merchant)
+        .annotate(
+            sent_count=_delivery_count(status=DeliveryStatus.SENT),
+            failed_count=_delivery_count(status=DeliveryStatus.FAILED),
+            skipped_count=_delivery_count(status=DeliveryStatus.SKIPPED),
+            pending_count=_delivery_count(
+                status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
+            ),
+        )
+        .prefetch_related(Prefetch("targeting", queryset=links))
+        .order_by("-created_at", "-pk")
+    )
+
+
+#: The window of `campaign_progress`'s rate.
+RATE_WINDOW = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """How far a send is: every delivery row counted by status."""
+
+    #: Every delivery row (the audience snapshot, skipped members included).
+    total: int
+    #: Rows with an outcome: sent, failed or skipped.
+    done: int
+    #: Deliveries per status (every `DeliveryStatus` value, zeros included).
+    by_status: dict[str, int]
+    #: Messages sent per second over the last minute (since the start when more recent);
+    #: None before the start.
+    rate: float | None
+    #: Queued and being sent, divided by the rate; None when nothing is sent per second (or
+    #: nothing is left).
+    time_left: dt.timedelta | None
+    #: The earliest time a queued row may go (quiet hours, a retry's backoff) when that is
+    #: later than now: nothing is sent until then.
+    waits_until: dt.datetime | None
+
+    @property
+    def percent(self) -> float:
+        """done / total as a percentage (100 for an empty audience)."""
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    @property
+    def left(self) -> int:
+        """Queued or being sent."""
+        return self.by_status[DeliveryStatus.QUEUED] + self.by_status[DeliveryStatus.SENDING]
+
+    @property
+    def time_left_text(self) -> str:
+        """The time left as people say it: "40 s", "3 min", "2 h 5 min" ("" when unknown)."""
+        if self.time_left is None:
+            return ""
+        seconds = math.ceil(self.time_left.total_seconds())
+        if seconds < 60:
+            return f"{seconds} s"
+        minutes = math.ceil(seconds / 60)
+        if minutes < 60:
+            return f"{minutes} min"
+        return f"{minutes // 60} h {minutes % 60} min"
+
+
+def campaign_progress(campaign: Campaign, now: dt.datetime | None = None) -> CampaignProgress:
+    """The campaign's deliveries by status, the send rate and the time left: one query
+    grouped by status (with each status's earliest `not_before`) and one count of the
+    messages sent within the last minute."""
+    now = now or timezone.now()
+    deliveries = Delivery.objects.filter(campaign_id=campaign.pk)
+    by_status = {status: 0 for status in DeliveryStatus.values}
+    next_at: dt.datetime | None = None
+    for status, n, earliest in (
+        deliveries.order_by()
+        .values("status")
+        .annotate(n=Count("pk"), earliest=Min("not_before"))
+        .values_list("status", "n", "earliest")
+    ):
+        by_status[status] = n
+        if status == DeliveryStatus.QUEUED:
+            next_at = earliest
+    done = sum(
+        by_status[s] for s in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+    )
+    left = by_status[DeliveryStatus.QUEUED] + by_status[DeliveryStatus.SENDING]
+    rate: float | None = None
+    time_left: dt.timedelta | None = None
+    if campaign.started_at is not None:
+        since = max(now - RATE_WINDOW, campaign.started_at)
+        seconds = (now - since).total_seconds()
+        recent = deliveries.filter(status=DeliveryStatus.SENT, sent_at__gte=since).count()
+        rate = recent / seconds if seconds > 0 else 0.0
+        if rate > 0 and left:
+            time_left = dt.timedelta(seconds=math.ceil(left / rate))
+    waits = next_at if left and next_at is not None and next_at > now else None
+    return CampaignProgress(
+        total=sum(by_status.values()),
+        done=done,
+        by_status=by_status,
+        rate=rate,
+        time_left=time_left,
+        waits_until=waits,
+    )
+
+
+@dataclass(frozen=True)
+class ContentPreview:
+    """A campaign's subject and text as one customer would get them."""
+
+    #: Whose: the first member of the audience (of the snapshot once sent), else a sample.
+    customer: Customer
+    is_sample: bool
+    subject: str
+    body: str
+    #: Why the content cannot be rendered ("" when it can).
+    error: str = ""
+
+
+SAMPLE_CUSTOMER = ("Alex", "Sample")
+
+
+def campaign_preview(campaign: Campaign) -> ContentPreview:
+    """The campaign's content rendered for its first member (by id): of the deliveries once
+    the send has started, else of the audience now; a sample customer named "Alex Sample"
+    without any member. Two queries at most."""
+    related = ("tier", "home_branch", "merchant")
+    if campaign.started_at is not None:
+        first = Delivery.objects.filter(campaign_id=campaign.pk).order_by("pk").first()
+        member = (
+            Customer.objects.select_related(*related).filter(pk=first.customer_id).first()
+            if first is not None
+            else None
+        )
+    else:
+        member = audience.members(campaign).select_related(*related).order_by("pk").first()
+    customer = member or Customer(
+        merchant=campaign.merchant,
+        first_name=SAMPLE_CUSTOMER[0],
+        last_name=SAMPLE_CUSTOMER[1],
+        external_id="sample",
+    )
+    try:
+        subject = content.render(campaign.subject, customer)
+        body = content.render(campaign.body, customer)
+    except content.ContentError as error:
+        return ContentPreview(customer, member is None, "", "", error=str(error))
+    return ContentPreview(customer, member is None, subject, body)
+
+
+@dataclass(frozen=True)
+class SeenItem:
+    """One thing a customer sees: an offer (with the customer's code: the shared one, or
+    theirs from a pool of unique codes, "" when none) or a content block, and the segment
+    that decided (`because`)."""
+
+    kind: str  # "offer" or "content"
+    id: int
+    name: str
+    because: str
+    code: str
+
+
+def customer_sees(*, customer: Customer, today: dt.date | None = None) -> list[SeenItem]:
+    """Everything the customer sees now, offers then content blocks, by name: what the API's
+    "what does this customer see" answers. One query (a UNION of `visible_offers` and
+    `visible_content`, the code looked up inside it)."""
+    day = today or customer.merchant.today()
+    held = CouponCode.objects.filter(offer_id=OuterRef("pk"), customer_id=customer.pk)
+    offers = visible_offers(customer=customer, today=day).annotate(
+        item_kind=Value("offer"),
+        label=F("name"),
+        code=Case(
+            When(code_mode=CodeMode.SHARED, then=F("shared_code")),
+            When(
+                code_mode=CodeMode.UNIQUE,
+                then=Coalesce(Subquery(held.values("code")[:1]), Value("")),
+            ),
+            default=Value(""),
+            output_field=CharField(),
+        ),
+    )
+    blocks = visible_content(customer=customer, today=day).annotate(
+        item_kind=Value("content"), label=F("title"), code=Value("", output_field=CharField())
+    )
+    columns = ("item_kind", "pk", "label", "because", "code")
+    rows = offers.order_by().values_list(*columns).union(blocks.order_by().values_list(*columns))
+    ordered = sorted(rows, key=lambda row: (row[0] != "offer", row[2].lower(), row[1]))
+    return [
+        SeenItem(kind=kind, id=pk, name=label, because=because or "", code=code or "")
+        for kind, pk, label, because, code in ordered
+    ]

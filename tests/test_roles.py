@@ -18,9 +18,13 @@ from django.contrib.admin.sites import site
 from django.contrib.auth.models import Permission
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from campaigns.models import (
+    Campaign,
+    CampaignSegment,
     CodeMode,
+    ContactRules,
     ContentBlock,
     ContentSegment,
     CouponCode,
@@ -159,6 +163,51 @@ def content_url(name: str, w: World) -> str:
     if created:
         ContentSegment.objects.create(block=block, segment=w.dynamic)
     return reverse(f"campaigns:{name}", args=[block.pk])
+
+
+def role_campaign(w: World, name: str = "Role campaign", **fields: Any) -> Campaign:
+    """A campaign of the world's merchant sent to the manual segment (whose one member has
+    no consent: a send reaches nobody); created on first use."""
+    values = {"subject": "Hi", "body": "Hello {{ first_name }}", **fields}
+    campaign, created = Campaign.objects.get_or_create(
+        merchant=w.dynamic.merchant, name=name, defaults=values
+    )
+    if created:
+        CampaignSegment.objects.create(campaign=campaign, segment=w.manual)
+    return campaign
+
+
+def campaign_url(name: str, w: World, **fields: Any) -> str:
+    return reverse(f"campaigns:{name}", args=[role_campaign(w, **fields).pk])
+
+
+def campaign_form(w: World, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "Role campaign",
+        "channel": "email",
+        "subject": "Hi",
+        "body": "Hello {{ first_name }}",
+        "holdout_percent": "0",
+        "attribution_days": "7",
+        "include": [w.manual.pk],
+        **changes,
+    }
+
+
+def campaign_status(name: str = "Role campaign") -> str:
+    return Campaign.objects.get(name=name).status
+
+
+def campaign_exists(name: str) -> bool:
+    return Campaign.objects.filter(name=name).exists()
+
+
+def scheduled_campaign_url(name: str, w: World) -> str:
+    return campaign_url(name, w, status="scheduled", send_at=timezone.now())
+
+
+def campaign_rules_saved(w: World) -> bool:
+    return ContactRules.objects.filter(merchant=w.dynamic.merchant, cap_messages=2).exists()
 
 
 CASES = [
@@ -488,6 +537,97 @@ CASES = [
         lambda w: content_url("content_toggle", w),
         lambda w: {"active": "0"},
         changed=lambda w: not ContentBlock.objects.get(title="Role block").is_active,
+    ),
+    # campaigns (the campaign pages)
+    Case("campaigns:list", Action.VIEW, "get", url("campaigns:list")),
+    Case("campaigns:list", Action.EXPORT_DATA, "get", url("campaigns:list", query="?_export=csv")),
+    Case("campaigns:new", Action.DRAFT_CAMPAIGNS, "get", url("campaigns:new")),
+    Case(
+        "campaigns:new",
+        Action.DRAFT_CAMPAIGNS,
+        "post",
+        url("campaigns:new"),
+        lambda w: campaign_form(w, name="Drafted by a role"),
+        changed=lambda w: campaign_exists("Drafted by a role"),
+    ),
+    Case("campaigns:edit", Action.DRAFT_CAMPAIGNS, "get", lambda w: campaign_url("edit", w)),
+    Case(
+        "campaigns:edit",
+        Action.DRAFT_CAMPAIGNS,
+        "post",
+        lambda w: campaign_url("edit", w),
+        lambda w: campaign_form(w, name="Renamed campaign"),
+        changed=lambda w: campaign_exists("Renamed campaign"),
+    ),
+    Case("campaigns:detail", Action.VIEW, "get", lambda w: campaign_url("detail", w)),
+    Case("campaigns:audience", Action.VIEW, "get", lambda w: campaign_url("audience", w)),
+    Case("campaigns:progress", Action.VIEW, "get", lambda w: campaign_url("progress", w)),
+    Case("campaigns:results", Action.VIEW, "get", lambda w: campaign_url("results", w)),
+    Case("campaigns:deliveries", Action.VIEW, "get", lambda w: campaign_url("deliveries", w)),
+    Case(
+        "campaigns:deliveries",
+        Action.EXPORT_DATA,
+        "get",
+        lambda w: campaign_url("deliveries", w) + "?_export=csv",
+    ),
+    Case(
+        "campaigns:send",
+        Action.SEND_CAMPAIGNS,
+        "post",
+        lambda w: campaign_url("send", w),
+        lambda w: {"confirmed": "1"},
+        changed=lambda w: campaign_status() != "draft",
+    ),
+    Case(
+        "campaigns:schedule",
+        Action.SEND_CAMPAIGNS,
+        "post",
+        lambda w: campaign_url("schedule", w),
+        lambda w: {"send_at": "2099-01-04T09:00"},
+        changed=lambda w: campaign_status() == "scheduled",
+    ),
+    Case(
+        "campaigns:unschedule",
+        Action.SEND_CAMPAIGNS,
+        "post",
+        lambda w: scheduled_campaign_url("unschedule", w),
+        changed=lambda w: campaign_status() == "draft",
+    ),
+    Case(
+        "campaigns:test",
+        Action.DRAFT_CAMPAIGNS,
+        "post",
+        # No text: refused with a message before anything is sent (no file in var/outbox).
+        lambda w: campaign_url("test", w, body=""),
+    ),
+    Case(
+        "campaigns:duplicate",
+        Action.DRAFT_CAMPAIGNS,
+        "post",
+        lambda w: campaign_url("duplicate", w),
+        changed=lambda w: campaign_exists("Copy of Role campaign"),
+    ),
+    Case("campaigns:delete", Action.SEND_CAMPAIGNS, "get", lambda w: campaign_url("delete", w)),
+    Case(
+        "campaigns:delete",
+        Action.SEND_CAMPAIGNS,
+        "post",
+        lambda w: campaign_url("delete", w),
+        changed=lambda w: not campaign_exists("Role campaign"),
+    ),
+    Case("campaigns:rules", Action.VIEW, "get", url("campaigns:rules")),
+    Case(
+        "campaigns:rules",
+        Action.SEND_CAMPAIGNS,
+        "post",
+        url("campaigns:rules"),
+        lambda w: {
+            "cap_messages": "2",
+            "cap_days": "7",
+            "quiet_start": "21:00",
+            "quiet_end": "09:00",
+        },
+        changed=lambda w: campaign_rules_saved(w),
     ),
 ]
 

@@ -1,0 +1,257 @@
+"""The tables of the campaign list and a campaign's deliveries: display (`render_*`),
+export (`value_*`) and sorting (stored fields, empty values last, the primary key last)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from campaigns.models import Campaign, CampaignStatus, Delivery, SkipReason
+from customers.models import Merchant
+from customers.portal.formatting import EMPTY, format_count
+from customers.portal.tables import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_SIZES,
+    ClippedColumn,
+    NumColumn,
+    SortColumn,
+)
+
+#: Bootstrap badge classes of a campaign's status.
+STATUS_BADGES = {
+    CampaignStatus.DRAFT: "text-bg-secondary",
+    CampaignStatus.SCHEDULED: "text-bg-info",
+    CampaignStatus.SENDING: "text-bg-warning",
+    CampaignStatus.SENT: "text-bg-success",
+}
+#: The same for a delivery's status.
+DELIVERY_BADGES = {
+    "queued": "text-bg-light border",
+    "sending": "text-bg-warning",
+    "sent": "text-bg-success",
+    "failed": "text-bg-danger",
+    "skipped": "text-bg-secondary",
+}
+
+
+def _local(value: dt.datetime, tz: dt.tzinfo) -> str:
+    return timezone.localtime(value, tz).strftime("%Y-%m-%d %H:%M")
+
+
+class PagedTable(tables.Table):
+    """Only the offered page sizes: `?per_page=1000000` must not load the whole list."""
+
+    def paginate(self, *args: Any, per_page: Any = None, **kwargs: Any) -> None:
+        if per_page not in PAGE_SIZES:
+            per_page = DEFAULT_PAGE_SIZE
+        super().paginate(*args, per_page=per_page, **kwargs)
+
+
+class CampaignTable(PagedTable):
+    """The merchant's campaigns (`campaigns.selectors.campaign_list`: the counts annotated,
+    the segments prefetched). Pass `merchant=` (its time zone)."""
+
+    name = SortColumn(verbose_name="Name", attrs={"td": {"class": "cell-wrap"}})
+    channel = SortColumn(verbose_name="Channel")
+    status = SortColumn(verbose_name="Status")
+    segments = tables.Column(
+        accessor="pk",
+        verbose_name="Segments",
+        orderable=False,
+        attrs={"td": {"class": "cell-wrap"}},
+    )
+    when = SortColumn(
+        accessor="created_at",
+        verbose_name="Sent / scheduled",
+        order_by=("started_at", "send_at"),
+        empty_values=(),
+    )
+    sent = NumColumn(accessor="sent_count", verbose_name="Sent")
+    failed = NumColumn(accessor="failed_count", verbose_name="Failed")
+    skipped = NumColumn(accessor="skipped_count", verbose_name="Skipped")
+    created = SortColumn(accessor="created_at", verbose_name="Created")
+
+    class Meta:
+        model = Campaign
+        fields = ()
+        template_name = "customers/partials/table.html"
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "campaigns"}
+        row_attrs = {"data-campaign": lambda record: record.pk}
+        empty_text = "No campaigns match."
+        order_by_field = "sort"
+        default = EMPTY
+
+    def __init__(self, *args: Any, merchant: Merchant, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tz = merchant.tzinfo
+
+    def render_name(self, record: Campaign) -> str:
+        return format_html(
+            '<a href="{}" hx-boost="false">{}</a>',
+            reverse("campaigns:detail", args=[record.pk]),
+            record.name,
+        )
+
+    def render_channel(self, record: Campaign) -> str:
+        return record.get_channel_display()
+
+    def render_status(self, record: Campaign) -> str:
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            STATUS_BADGES.get(CampaignStatus(record.status), "text-bg-secondary"),
+            record.get_status_display(),
+        )
+
+    def render_segments(self, record: Campaign) -> str:
+        links = list(record.targeting.all())
+        if not links:
+            return EMPTY
+        included = format_html_join(
+            ", ", "{}", ((link.segment.name,) for link in links if not link.exclude)
+        )
+        excluded = [link.segment.name for link in links if link.exclude]
+        if not excluded:
+            return included
+        return format_html(
+            '{} <span class="text-muted small">(not {})</span>', included, ", ".join(excluded)
+        )
+
+    def render_when(self, record: Campaign) -> str:
+        if record.started_at is not None:
+            return _local(record.started_at, self.tz)
+        if record.status == CampaignStatus.SCHEDULED and record.send_at is not None:
+            return format_html(
+                "{} <span class='text-muted small'>(scheduled)</span>",
+                _local(record.send_at, self.tz),
+            )
+        return EMPTY
+
+    def render_sent(self, record: Campaign) -> str:
+        pending = getattr(record, "pending_count", 0)
+        sent = format_count(getattr(record, "sent_count", 0))
+        if pending:
+            return format_html(
+                '{} <span class="text-muted small">({} to go)</span>', sent, format_count(pending)
+            )
+        return sent
+
+    def render_failed(self, value: int) -> str:
+        return format_count(value)
+
+    def render_skipped(self, value: int) -> str:
+        return format_count(value)
+
+    def render_created(self, value: dt.datetime) -> str:
+        return _local(value, self.tz)
+
+    # Export --------------------------------------------------------------------------------
+
+    def value_status(self, record: Campaign) -> str:
+        return str(record.get_status_display())
+
+    def value_segments(self, record: Campaign) -> str:
+        links = list(record.targeting.all())
+        included = ", ".join(link.segment.name for link in links if not link.exclude)
+        excluded = ", ".join(link.segment.name for link in links if link.exclude)
+        return f"{included} (not {excluded})" if excluded else included
+
+    def value_when(self, record: Campaign) -> dt.datetime | None:
+        moment = record.started_at or record.send_at
+        return timezone.localtime(moment, self.tz).replace(tzinfo=None) if moment else None
+
+    def value_sent(self, record: Campaign) -> int:
+        return int(getattr(record, "sent_count", 0))
+
+    def value_created(self, value: dt.datetime) -> dt.datetime:
+        return timezone.localtime(value, self.tz).replace(tzinfo=None)
+
+
+class DeliveryTable(PagedTable):
+    """One campaign's deliveries, each linking its customer's page. Pass `merchant=`."""
+
+    customer = SortColumn(
+        accessor="customer__last_name",
+        verbose_name="Customer",
+        order_by=("customer__last_name", "customer__first_name"),
+        attrs={"td": {"class": "cell-wrap"}},
+        empty_values=(),
+    )
+    external_id = SortColumn(accessor="customer__external_id", verbose_name="External id")
+    address = ClippedColumn(accessor="pk", verbose_name="Sent to", orderable=False)
+    status = SortColumn(verbose_name="Status")
+    skip_reason = SortColumn(verbose_name="Skip reason")
+    attempts = NumColumn(verbose_name="Attempts")
+    not_before = SortColumn(verbose_name="Not before")
+    sent_at = SortColumn(verbose_name="Sent at")
+    error = ClippedColumn(verbose_name="Error")
+
+    class Meta:
+        model = Delivery
+        fields = ()
+        template_name = "customers/partials/table.html"
+        attrs = {"class": "table table-sm table-hover align-middle text-nowrap", "id": "deliveries"}
+        empty_text = "No deliveries match."
+        order_by_field = "sort"
+        default = EMPTY
+
+    def __init__(self, *args: Any, merchant: Merchant, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tz = merchant.tzinfo
+
+    def _address(self, record: Delivery) -> str:
+        customer = record.customer
+        return {"email": customer.email, "sms": customer.phone}.get(
+            record.channel, customer.external_id
+        )
+
+    def render_customer(self, record: Delivery) -> str:
+        return format_html(
+            '<a href="{}" hx-boost="false">{}</a>',
+            reverse("customers:detail", args=[record.customer_id]),
+            record.customer.full_name or "(no name)",
+        )
+
+    def render_address(self, record: Delivery) -> str:
+        address = self._address(record)
+        return format_html('<span title="{}">{}</span>', address, address) if address else EMPTY
+
+    def render_status(self, record: Delivery) -> str:
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            DELIVERY_BADGES.get(record.status, "text-bg-secondary"),
+            record.get_status_display(),
+        )
+
+    def render_skip_reason(self, value: str) -> str:
+        return str(SkipReason(value).label) if value in SkipReason.values else value
+
+    def render_not_before(self, value: dt.datetime) -> str:
+        return _local(value, self.tz)
+
+    def render_sent_at(self, value: dt.datetime) -> str:
+        return _local(value, self.tz)
+
+    # Export --------------------------------------------------------------------------------
+
+    def value_customer(self, record: Delivery) -> str:
+        return record.customer.full_name
+
+    def value_address(self, record: Delivery) -> str:
+        return self._address(record)
+
+    def value_status(self, value: str) -> str:
+        return value
+
+    def value_skip_reason(self, value: str) -> str:
+        return value
+
+    def value_not_before(self, value: dt.datetime | None) -> dt.datetime | None:
+        return timezone.localtime(value, self.tz).replace(tzinfo=None) if value else None
+
+    def value_sent_at(self, value: dt.datetime | None) -> dt.datetime | None:
+        return timezone.localtime(value, self.tz).replace(tzinfo=None) if value else None
