@@ -27,6 +27,7 @@ migrate: install
 demo: migrate
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py seed_demo_segments --if-empty
+	$(BIN)/python manage.py seed_demo_campaigns --if-empty
 
 run: demo
 	@echo

@@ -377,7 +377,7 @@ def campaign_results(*, campaign: Campaign, days: int | None = None) -> Campaign
             size=sizes[group],
             converters=converted[group],
             rate=_rate(converted[group], sizes[group]),
-            revenue=revenue[group],
+            revenue=revenue[group].quantize(CENT),
             revenue_per_member=(
                 (revenue[group] / sizes[group]).quantize(CENT) if sizes[group] else None
             ),

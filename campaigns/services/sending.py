@@ -86,12 +86,17 @@ def backoff(attempts: int) -> dt.timedelta:
 
 
 def campaign_start(
-    *, campaign_id: int, user_id: int | None = None, now: dt.datetime | None = None
+    *,
+    campaign_id: int,
+    user_id: int | None = None,
+    now: dt.datetime | None = None,
+    senders: bool = True,
 ) -> int:
     """Start sending: snapshot the audience as one delivery row per member (queued, or
     skipped with the reason; SMS and push in quiet hours wait for the window) in one INSERT
     ... SELECT, mark the campaign `sending`, and after the commit start the senders.
     Returns the audience size; 0 when the campaign had already started (nothing is done).
+    `senders=False` leaves the queue to the dispatcher (the demo data, benchmarks).
     Raises SendError for a campaign that is not a draft or scheduled, or whose segments
     cannot be used."""
     now = now or timezone.now()
@@ -136,7 +141,8 @@ def campaign_start(
                 "updated_at",
             ]
         )
-        transaction.on_commit(lambda: _start_senders(campaign.pk, eta=waits))
+        if senders:
+            transaction.on_commit(lambda: _start_senders(campaign.pk, eta=waits))
     return size
 
 
