@@ -19,7 +19,7 @@ from campaigns.models import (
     Offer,
     OfferSegment,
 )
-from campaigns.selectors import visible_content, visible_offers
+from campaigns.selectors import customer_sees, visible_content, visible_offers
 from campaigns.services import OfferError, offer_code_assign
 from customers.models import Redemption
 from segments import services
@@ -344,3 +344,30 @@ def test_the_offers_page_without_offers_says_so(owner_client):
     html = owner_client.get(reverse("campaigns:offers")).content.decode()
 
     assert 'id="no-offers"' in html and 'id="no-content"' in html
+
+
+def test_what_a_customer_sees_is_answered_in_one_query(merchant, django_assert_num_queries):
+    # given: a shared-code offer, a pool offer where the customer holds a code, a plain
+    # offer, a content block, and an offer the customer is kept from
+    customer = CustomerFactory(merchant=merchant)
+    vips = manual(merchant, "VIPs", customer)
+    offer(merchant, "Shared", include=[vips], code_mode=CodeMode.SHARED, shared_code="SPRING")
+    pool = offer(merchant, "Pool", include=[vips], code_mode=CodeMode.UNIQUE)
+    CouponCode.objects.create(offer=pool, code="P-1", customer=customer)
+    CouponCode.objects.create(offer=pool, code="P-2")
+    offer(merchant, "Plain", include=[vips])
+    offer(merchant, "Hidden", include=[vips], exclude=[manual(merchant, "Blocked", customer)])
+    block = ContentBlock.objects.create(merchant=merchant, title="Member night")
+    ContentSegment.objects.create(block=block, segment=vips)
+
+    # when
+    with django_assert_num_queries(1):
+        seen = customer_sees(customer=customer, today=TODAY)
+
+    # then: offers first, by name, each with the customer's code and why
+    assert [(s.kind, s.name, s.code, s.because) for s in seen] == [
+        ("offer", "Plain", "", "VIPs"),
+        ("offer", "Pool", "P-1", "VIPs"),
+        ("offer", "Shared", "SPRING", "VIPs"),
+        ("content", "Member night", "", "VIPs"),
+    ]
