@@ -97,9 +97,13 @@ def _by_merchant(customer_ids: Iterable[int]) -> dict[int, list[int]]:
     return grouped
 
 
-def _announce(merchant_id: int, customer_ids: list[int] | None) -> None:
+def _announce(
+    merchant_id: int, customer_ids: list[int] | None, fields: frozenset[str] | None = None
+) -> None:
     ids = None if customer_ids is None else frozenset(customer_ids)
-    customers_changed.send(sender=CustomerMetrics, customer_ids=ids, merchant_id=merchant_id)
+    customers_changed.send(
+        sender=CustomerMetrics, customer_ids=ids, merchant_id=merchant_id, fields=fields
+    )
 
 
 def customer_metrics_refresh(
@@ -158,7 +162,8 @@ def customers_update(
                 merchant=merchant, customer_id__in=rows.values("pk")
             ).update(**fields)
             many = count > CHANGE_BATCH_MAX
-            _announce(merchant.pk, None if many else list(rows.values_list("pk", flat=True)))
+            ids_changed = None if many else list(rows.values_list("pk", flat=True))
+            _announce(merchant.pk, ids_changed, fields=frozenset(changed))
         else:
             customer_metrics_refresh(customer_ids=rows.values_list("pk", flat=True))
     return count

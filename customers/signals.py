@@ -8,5 +8,8 @@ from django.dispatch import Signal
 #: recomputed, inside the transaction that wrote the purchases (so receivers that start work
 #: must defer it with `transaction.on_commit`), once per merchant. Arguments: `merchant_id`,
 #: and `customer_ids`: a frozenset of the ids that changed, or None for a merchant-level
-#: change (many customers at once: `customers.services.CHANGE_BATCH_MAX`).
+#: change (many customers at once: `customers.services.CHANGE_BATCH_MAX`). `fields`, when
+#: sent: only these customer columns changed (a bulk update of columns nothing else is
+#: derived from, e.g. a campaign's `last_contacted_at`), so only the segments that read them
+#: need to follow; absent or None: anything may have changed.
 customers_changed = Signal()

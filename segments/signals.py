@@ -27,15 +27,29 @@ def on_customers_changed(
     *,
     merchant_id: int,
     customer_ids: frozenset[int] | None = None,
+    fields: frozenset[str] | None = None,
     **kwargs: Any,
 ) -> None:
     """Enqueue, on commit, what the change calls for: an incremental update of these
     customers, or, for a merchant-level change (`customer_ids`
     None: many customers at once, decided by `customers.services`), a full refresh of the
-    merchant's segments. Nothing for a merchant without active dynamic segments."""
+    merchant's segments, or of only the segments that read the columns the change names
+    (`fields`). Nothing for a merchant without active
+    dynamic segments."""
     from segments.tasks import refresh_merchant_segments, update_customers
 
     if not _has_dynamic_segments(merchant_id):
+        return
+    if fields is not None and customer_ids is None:
+        # Many customers, but only these columns changed: only the segments that read them
+        # (and those built on them) follow; a campaign marking 100,000 customers contacted
+        # refreshes the "not contacted in 30 days" segments, not every segment.
+        from segments.services import segments_reading
+        from segments.tasks import refresh_segments
+
+        reading = [s.pk for s in segments_reading(merchant_id=merchant_id, fields=fields)]
+        if reading:
+            transaction.on_commit(lambda: refresh_segments.delay(reading), robust=True)
         return
     if customer_ids is None:
         transaction.on_commit(lambda: refresh_merchant_segments.delay(merchant_id), robust=True)

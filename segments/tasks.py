@@ -34,6 +34,12 @@ def refresh_merchant_segments(merchant_id: int) -> list[str]:
 
 
 @shared_task
+def refresh_segments(segment_ids: list[int]) -> list[str]:
+    """Fully refresh these segments (of one merchant), in dependency order."""
+    return [r.status for r in services.refresh_in_order(segment_ids=segment_ids)]
+
+
+@shared_task
 def refresh_due_segments() -> int:
     """Run by beat every few minutes: refresh the segments whose time has come; returns how
     many were refreshed."""

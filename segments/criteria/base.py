@@ -152,6 +152,10 @@ class Criterion:
     label: ClassVar[str]
     ops: ClassVar[tuple[str, ...]]
     extras: ClassVar[frozenset[str]] = frozenset()
+    #: The customer columns a bulk change may announce alone (`customers_changed`'s
+    #: `fields`, e.g. `last_contacted_at`) that this criterion reads: such a change refreshes
+    #: only the segments with a criterion that reads one (a test keeps this exact).
+    reads: ClassVar[frozenset[str]] = frozenset()
     #: The builder's field group (one of `FIELD_GROUPS`).
     group: ClassVar[str] = ""
     #: What a number of this field counts, shown after its input ("units", "years"); money

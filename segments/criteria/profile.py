@@ -381,6 +381,7 @@ class LastContactedCriterion(TimeCriterion):
 
     label = "last contacted"
     group = GROUP
+    reads = frozenset({"last_contacted_at"})
 
     def person_instant(self, person: Person, ev: Evaluator) -> dt.datetime | None:
         return person.last_contacted_at

@@ -63,8 +63,10 @@ from segments.services.refresh import (
     REFRESH_TABLE,
     RefreshResult,
     merchant_segments_refresh,
+    refresh_in_order,
     segment_refresh,
     segments_queue_refresh,
+    segments_reading,
     segments_refresh_due,
 )
 from segments.services.schedule import segment_next_refresh_at
@@ -95,6 +97,7 @@ __all__ = [
     "id_batches",
     "merchant_segments_refresh",
     "ready_made_segments",
+    "refresh_in_order",
     "segment_create",
     "segment_duplicate",
     "segment_members_add",
@@ -109,6 +112,7 @@ __all__ = [
     "segment_update",
     "segments_add_ready_made",
     "segments_queue_refresh",
+    "segments_reading",
     "segments_refresh_due",
     "segments_remove",
     "segments_set_active",

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from segments.graph import segments_in_dependency_order
+from segments.graph import raw_segment_slugs, segments_in_dependency_order
 from segments.models import (
     MembershipEvent,
     MembershipEventKind,
@@ -258,6 +258,40 @@ def merchant_segments_refresh(
 ) -> list[RefreshResult]:
     """Fully refresh every active dynamic segment of a merchant, in dependency order."""
     return [segment_refresh(segment_id=s.pk, as_of=as_of) for s in active_dynamic(merchant_id)]
+
+
+def segments_reading(*, merchant_id: int, fields: Collection[str]) -> list[Segment]:
+    """The merchant's active dynamic segments whose rules have a criterion that reads one of
+    `fields` (`Criterion.reads`), with every segment built on one of them, in dependency
+    order."""
+    from segments.criteria import REGISTRY
+    from segments.rule_tree import RuleValidationError
+    from segments.rules import parse_rules
+
+    wanted = set(fields)
+    segments = active_dynamic(merchant_id)
+    reading: set[str] = set()
+    for segment in segments:
+        try:
+            tree = parse_rules(segment.rules)
+        except RuleValidationError:  # no longer parses: refresh it, the refresh says why
+            reading.add(segment.slug)
+            continue
+        if any(
+            REGISTRY[c.field].reads & wanted for _, c in tree.conditions() if c.field in REGISTRY
+        ):
+            reading.add(segment.slug)
+    # Segments built on those follow them (dependency order: dependencies come first).
+    for segment in segments:
+        if raw_segment_slugs(segment.rules) & reading:
+            reading.add(segment.slug)
+    return [s for s in segments if s.slug in reading]
+
+
+def refresh_in_order(*, segment_ids: Collection[int]) -> list[RefreshResult]:
+    """Fully refresh these segments, in dependency order (one merchant's)."""
+    segments = list(Segment.objects.filter(pk__in=segment_ids).select_related("merchant"))
+    return [segment_refresh(segment_id=s.pk) for s in segments_in_dependency_order(segments)]
 
 
 def segments_queue_refresh(*, segments: Collection[Segment]) -> list[Segment]:
