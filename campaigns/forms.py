@@ -17,11 +17,13 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from campaigns.content import PLACEHOLDERS
+from campaigns import content
 from campaigns.models import Campaign, Channel, ContactRules
+from campaigns.services.campaigns import BODY_REQUIRED, SUBJECT_REQUIRED
 from customers.models import Merchant
 from segments.models import Segment
 
+PLACEHOLDERS = content.PLACEHOLDERS
 #: The subject field's label per channel (SMS has none).
 SUBJECT_LABELS = {Channel.EMAIL: "Subject", Channel.PUSH: "Title"}
 #: The service's error keys that are not a form field, and the field that shows them.
@@ -91,6 +93,8 @@ class CampaignForm(forms.ModelForm):
         assert isinstance(exclude_field, SegmentChoiceField)
         include_field.queryset = segments.filter(is_active=True)
         exclude_field.queryset = segments
+        self.fields["body"].required = True
+        self.fields["body"].error_messages["required"] = BODY_REQUIRED
         self.fields["subject"].label = SUBJECT_LABELS.get(Channel(self.channel), "Subject")
         self.fields["subject"].help_text = "The email's subject line or the push's title."
         instance: Campaign = self.instance
@@ -106,6 +110,21 @@ class CampaignForm(forms.ModelForm):
         if value in Channel.values:
             return str(value)
         return str(self.initial.get("channel") or self.instance.channel or Channel.EMAIL)
+
+    def clean(self) -> dict[str, Any]:
+        """The content's problems, all at once, beside the fields' own: the subject a channel
+        needs, unknown placeholders and template code (the service checks them again)."""
+        super().clean()
+        data = self.cleaned_data
+        channel = data.get("channel")
+        needs_subject = SUBJECT_REQUIRED.get(Channel(channel)) if channel else None
+        if needs_subject and not (data.get("subject") or "").strip():
+            self.add_error("subject", needs_subject)
+        fields = ("body",) if channel == Channel.SMS else ("subject", "body")
+        for name in fields:
+            for problem in content.check(data.get(name) or ""):
+                self.add_error(name, problem)
+        return data
 
     @property
     def placeholders(self) -> list[tuple[str, str]]:
@@ -174,15 +193,15 @@ class ContactRulesForm(forms.ModelForm):
         model = ContactRules
         fields = ["cap_messages", "cap_days", "quiet_start", "quiet_end"]
         labels = {
-            "cap_messages": "At most this many messages",
-            "cap_days": "per customer and channel in this many days",
+            "cap_messages": "Messages per customer and channel",
+            "cap_days": "Within this many days",
             "quiet_start": "Quiet hours start",
             "quiet_end": "Quiet hours end",
         }
         help_texts = {
-            "cap_messages": "0: no cap (at most 100).",
+            "cap_messages": "At most this many; 0: no cap (up to 100).",
             "cap_days": "1 to 90 days, counted back from the send.",
-            "quiet_start": "SMS and push wait while your local time is in the quiet hours.",
+            "quiet_start": "Your local time.",
             "quiet_end": "The same time as the start: no quiet hours.",
         }
         widgets = {

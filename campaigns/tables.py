@@ -10,6 +10,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, SkipReason
 from customers.models import Merchant
@@ -39,8 +40,17 @@ DELIVERY_BADGES = {
 }
 
 
+#: How much of a failed delivery's error its row shows (the whole is its title, and exported).
+ERROR_SHOWN = 60
+
+
 def _local(value: dt.datetime, tz: dt.tzinfo) -> str:
     return timezone.localtime(value, tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _naive_local(value: dt.datetime | None, tz: dt.tzinfo) -> dt.datetime | None:
+    """The merchant's wall-clock time, for a spreadsheet (which has no time zones)."""
+    return timezone.localtime(value, tz).replace(tzinfo=None) if value else None
 
 
 class PagedTable(tables.Table):
@@ -70,11 +80,14 @@ class CampaignTable(PagedTable):
         verbose_name="Sent / scheduled",
         order_by=("started_at", "send_at"),
         empty_values=(),
+        attrs={"td": {"class": "text-nowrap"}},
     )
     sent = NumColumn(accessor="sent_count", verbose_name="Sent")
     failed = NumColumn(accessor="failed_count", verbose_name="Failed")
     skipped = NumColumn(accessor="skipped_count", verbose_name="Skipped")
-    created = SortColumn(accessor="created_at", verbose_name="Created")
+    created = SortColumn(
+        accessor="created_at", verbose_name="Created", attrs={"td": {"class": "text-nowrap"}}
+    )
 
     class Meta:
         model = Campaign
@@ -132,6 +145,8 @@ class CampaignTable(PagedTable):
         return EMPTY
 
     def render_sent(self, record: Campaign) -> str:
+        if record.started_at is None:
+            return EMPTY  # nothing sent or skipped before the send starts
         pending = getattr(record, "pending_count", 0)
         sent = format_count(getattr(record, "sent_count", 0))
         if pending:
@@ -140,11 +155,11 @@ class CampaignTable(PagedTable):
             )
         return sent
 
-    def render_failed(self, value: int) -> str:
-        return format_count(value)
+    def render_failed(self, record: Campaign, value: int) -> str:
+        return format_count(value) if record.started_at is not None else EMPTY
 
-    def render_skipped(self, value: int) -> str:
-        return format_count(value)
+    def render_skipped(self, record: Campaign, value: int) -> str:
+        return format_count(value) if record.started_at is not None else EMPTY
 
     def render_created(self, value: dt.datetime) -> str:
         return _local(value, self.tz)
@@ -161,18 +176,21 @@ class CampaignTable(PagedTable):
         return f"{included} (not {excluded})" if excluded else included
 
     def value_when(self, record: Campaign) -> dt.datetime | None:
-        moment = record.started_at or record.send_at
-        return timezone.localtime(moment, self.tz).replace(tzinfo=None) if moment else None
+        return _naive_local(record.started_at or record.send_at, self.tz)
 
     def value_sent(self, record: Campaign) -> int:
         return int(getattr(record, "sent_count", 0))
 
-    def value_created(self, value: dt.datetime) -> dt.datetime:
-        return timezone.localtime(value, self.tz).replace(tzinfo=None)
+    def value_created(self, value: dt.datetime) -> dt.datetime | None:
+        return _naive_local(value, self.tz)
 
 
 class DeliveryTable(PagedTable):
-    """One campaign's deliveries, each linking its customer's page. Pass `merchant=`."""
+    """One campaign's deliveries, each linking its customer's page. Pass `merchant=`.
+
+    On screen the status cell says why (the skip reason, the error) and the time cell when
+    (sent, or waiting until); the export has each of those in a column of its own (the
+    invisible columns)."""
 
     customer = SortColumn(
         accessor="customer__last_name",
@@ -181,20 +199,28 @@ class DeliveryTable(PagedTable):
         attrs={"td": {"class": "cell-wrap"}},
         empty_values=(),
     )
-    external_id = SortColumn(accessor="customer__external_id", verbose_name="External id")
+    external_id = tables.Column(
+        accessor="customer__external_id", verbose_name="External id", visible=False
+    )
     address = ClippedColumn(accessor="pk", verbose_name="Sent to", orderable=False)
-    status = SortColumn(verbose_name="Status")
-    skip_reason = SortColumn(verbose_name="Skip reason")
+    status = SortColumn(
+        verbose_name="Status",
+        order_by=("status", "skip_reason"),
+        attrs={"td": {"class": "cell-wrap"}},
+    )
     attempts = NumColumn(verbose_name="Attempts")
-    not_before = SortColumn(verbose_name="Not before")
-    sent_at = SortColumn(verbose_name="Sent at")
-    error = ClippedColumn(verbose_name="Error")
+    sent_at = SortColumn(
+        verbose_name="Sent at", empty_values=(), order_by=("sent_at", "not_before")
+    )
+    skip_reason = tables.Column(verbose_name="Skip reason", visible=False)
+    error = tables.Column(verbose_name="Error", visible=False)
+    not_before = tables.Column(verbose_name="Not before", visible=False)
 
     class Meta:
         model = Delivery
         fields = ()
         template_name = "customers/partials/table.html"
-        attrs = {"class": "table table-sm table-hover align-middle text-nowrap", "id": "deliveries"}
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "deliveries"}
         empty_text = "No deliveries match."
         order_by_field = "sort"
         default = EMPTY
@@ -211,9 +237,11 @@ class DeliveryTable(PagedTable):
 
     def render_customer(self, record: Delivery) -> str:
         return format_html(
-            '<a href="{}" hx-boost="false">{}</a>',
+            '<a href="{}" hx-boost="false">{}</a> <span class="small text-muted text-nowrap">{}'
+            "</span>",
             reverse("customers:detail", args=[record.customer_id]),
             record.customer.full_name or "(no name)",
+            record.customer.external_id,
         )
 
     def render_address(self, record: Delivery) -> str:
@@ -221,20 +249,33 @@ class DeliveryTable(PagedTable):
         return format_html('<span title="{}">{}</span>', address, address) if address else EMPTY
 
     def render_status(self, record: Delivery) -> str:
-        return format_html(
+        badge = format_html(
             '<span class="badge {}">{}</span>',
             DELIVERY_BADGES.get(record.status, "text-bg-secondary"),
             record.get_status_display(),
         )
+        if record.skip_reason:
+            why = str(SkipReason(record.skip_reason).label)
+            return format_html('{} <span class="small">{}</span>', badge, why)
+        if record.error:
+            short = Truncator(record.error).chars(ERROR_SHOWN)
+            return format_html(
+                '{} <span class="small text-danger" title="{}">{}</span>',
+                badge,
+                record.error,
+                short,
+            )
+        return badge
 
-    def render_skip_reason(self, value: str) -> str:
-        return str(SkipReason(value).label) if value in SkipReason.values else value
-
-    def render_not_before(self, value: dt.datetime) -> str:
-        return _local(value, self.tz)
-
-    def render_sent_at(self, value: dt.datetime) -> str:
-        return _local(value, self.tz)
+    def render_sent_at(self, record: Delivery) -> str:
+        if record.sent_at is not None:
+            return _local(record.sent_at, self.tz)
+        if record.status == "queued" and record.not_before is not None:
+            return format_html(
+                '<span class="small text-muted">waits until</span> {}',
+                _local(record.not_before, self.tz),
+            )
+        return EMPTY
 
     # Export --------------------------------------------------------------------------------
 
@@ -247,11 +288,8 @@ class DeliveryTable(PagedTable):
     def value_status(self, value: str) -> str:
         return value
 
-    def value_skip_reason(self, value: str) -> str:
-        return value
+    def value_sent_at(self, record: Delivery) -> dt.datetime | None:
+        return _naive_local(record.sent_at, self.tz)
 
     def value_not_before(self, value: dt.datetime | None) -> dt.datetime | None:
-        return timezone.localtime(value, self.tz).replace(tzinfo=None) if value else None
-
-    def value_sent_at(self, value: dt.datetime | None) -> dt.datetime | None:
-        return timezone.localtime(value, self.tz).replace(tzinfo=None) if value else None
+        return _naive_local(value, self.tz)

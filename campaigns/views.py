@@ -342,16 +342,20 @@ def results_chart(results: CampaignResults) -> dict[str, Any]:
     return {"id": "conversion", "json": json.dumps(data), "title": "Converted by day"}
 
 
+MINUS = "\N{MINUS SIGN}"
+
+
 def _points(share: float | None) -> str:
-    """A difference of rates in percentage points, signed: 0.012 -> "+1.20"."""
-    return "—" if share is None else f"{share * 100:+.2f}"
+    """A difference of rates in percentage points, signed: 0.012 -> "+1.20"; a negative
+    one with a minus sign (U+2212), not a hyphen."""
+    return "—" if share is None else f"{share * 100:+.2f}".replace("-", MINUS)
 
 
 def _signed_money(amount: Decimal | None, currency: str) -> str:
     if amount is None:
         return "—"
-    text = format_money(amount, currency)
-    return text if amount < 0 else f"+{text}"
+    text = format_money(abs(amount), currency)
+    return f"{MINUS}{text}" if amount < 0 else f"+{text}"
 
 
 def _verdict(low: float | None, high: float | None) -> str:
@@ -372,7 +376,9 @@ def results_lift(results: CampaignResults, currency: str) -> dict[str, str]:
         "low": _points(results.rate_difference_low),
         "high": _points(results.rate_difference_high),
         "relative": (
-            f"{results.relative_lift * 100:+.0f} %" if results.relative_lift is not None else ""
+            f"{results.relative_lift * 100:+.0f}\N{NO-BREAK SPACE}%".replace("-", MINUS)
+            if results.relative_lift is not None
+            else ""
         ),
         "verdict": _verdict(results.rate_difference_low, results.rate_difference_high),
         "revenue": _signed_money(results.revenue_difference, currency),

@@ -275,6 +275,17 @@ def test_a_refused_campaign_shows_each_error_on_its_field_and_saves_nothing(
     assert not Campaign.objects.exists()
 
 
+def test_every_problem_of_the_form_is_shown_at_once(manager, regulars):
+    response = manager.post(
+        reverse("campaigns:new"),
+        form_data(regulars, name="", subject="", body="Hi {{ nick }}", include=[]),
+    )
+
+    errors = response.context["form"].errors
+    assert set(errors) == {"name", "subject", "body", "include"}
+    assert "Unknown placeholder {{ nick }} on line 1" in errors["body"][0]
+
+
 def test_a_segment_both_sent_to_and_left_out_is_refused_on_the_left_out_field(manager, regulars):
     response = manager.post(reverse("campaigns:new"), form_data(regulars, exclude=[regulars.pk]))
 
@@ -607,8 +618,8 @@ def test_the_results_show_both_groups_the_lift_and_the_chart(manager, measured):
     ]  # fmt: skip
     assert re.findall(r'class="num">([^<]*)<', holdout) == ["40", "5", "12.5%", "50.00", "1.25"]
     assert re.search(r'id="lift-points">\+12.50 <span', page)
-    assert 'id="lift-interval">95 % interval' in page
-    assert "relative lift +100 %" in page
+    assert 'id="lift-interval">95&nbsp;% interval' in page
+    assert "relative lift +100\N{NO-BREAK SPACE}%" in page
     assert "+3.75 CAD" in page
     chart = json.loads(re.search(r'data-chart="([^"]*)"', page).group(1).replace("&quot;", '"'))
     assert chart["labels"][:2] == ["Day 1", "Day 2"]
