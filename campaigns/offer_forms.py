@@ -48,12 +48,16 @@ class TargetedForm(forms.ModelForm):
     """What offers and content blocks share: validity, the active switch, and the segments
     aimed at (`include`, active ones only) and kept from (`exclude`, any)."""
 
+    # Not required here: the service says "choose at least one" with its other refusals
+    # (a taken name, a missing shared code), so one save shows every problem.
     include = SegmentChoiceField(
         queryset=Segment.objects.none(),
+        required=False,
         label="Aimed at",
         help_text=(
-            "Members of any of these segments see it. Only active segments can be chosen: "
-            "an inactive segment is not refreshed, so its members would be out of date."
+            "At least one. Members of any of these segments see it. Only active segments can "
+            "be chosen: an inactive segment is not refreshed, so its members would be out of "
+            "date."
         ),
         widget=_segment_select("Pick segments…"),
     )

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns import selectors
 from campaigns.models import (
     CodeMode,
     ContentBlock,
@@ -34,6 +35,7 @@ from campaigns.services import (
     offer_save,
 )
 from campaigns.services import offers as offer_services
+from customers.models import Redemption
 from customers.portal.permissions import Action, denied_message
 from segments import services as segment_services
 from segments.models import SegmentKind
@@ -583,13 +585,15 @@ def test_a_refused_save_shows_the_errors_on_the_form_and_saves_nothing(manager, 
 
     response = manager.post(
         reverse("campaigns:offer_new"),
-        offer_post(code_mode=CodeMode.SHARED, include=[vips.pk]),
+        offer_post(code_mode=CodeMode.SHARED),
     )
 
+    # then: every problem at once, each on its field
     assert response.status_code == 400
     assert response.context["form"].errors == {
         "name": ['There is already an offer named "Free preroll": choose another name.'],
         "shared_code": [offer_services.SHARED_CODE_REQUIRED],
+        "include": [offer_services.NO_INCLUDED_SEGMENT],
     }
     html = response.content.decode()
     assert "Nothing was saved." in html
@@ -734,8 +738,6 @@ def test_the_offer_page_shows_codes_with_their_holders(manager, merchant, vips):
     offer = pool(merchant, [vips], "B-1", "B-2", "B-3")
     ann = CustomerFactory(merchant=merchant, first_name="Ann", last_name="Lee", external_id="C-9")
     offer_code_assign(offer=offer, customer=ann)
-    from customers.models import Redemption
-
     Redemption.objects.create(
         merchant=merchant, customer=ann, external_id="R1", reward="B-1", redeemed_at=NOW
     )
@@ -745,7 +747,7 @@ def test_the_offer_page_shows_codes_with_their_holders(manager, merchant, vips):
 
     # then
     detail = response.context["detail"]
-    assert [c.code for c in detail.codes] == ["B-3", "B-2", "B-1"]
+    assert [c.code for c in detail.codes] == ["B-1", "B-3", "B-2"]  # given ones first
     assert (detail.row.codes_given, detail.row.codes_free, detail.row.redemptions) == (1, 2, 1)
     html = response.content.decode()
     assert reverse("customers:detail", args=[ann.pk]) in html and "Ann Lee" in html
@@ -764,6 +766,28 @@ def test_the_offer_page_lists_the_latest_fifty_codes_in_few_queries(
     codes = response.context["detail"].codes
     assert len(codes) == 50 and codes[0].code == "C-079"
     assert response.context["detail"].codes_total == 80
+
+
+def test_the_offers_page_counts_a_large_pool_in_its_two_queries(
+    merchant, vips, django_assert_num_queries
+):
+    # given: a pool of 3,000 codes, one given, and redemptions of 100 of its codes
+    offer = pool(merchant, [vips], *(f"P-{i:05d}" for i in range(3000)))
+    ann = CustomerFactory(merchant=merchant)
+    offer_code_assign(offer=offer, customer=ann)
+    Redemption.objects.bulk_create(
+        Redemption(
+            merchant=merchant, customer=ann, external_id=f"R{i}", reward=reward, redeemed_at=NOW
+        )
+        for i, reward in enumerate([f"P-{i:05d}" for i in range(100)] + ["Other"] * 50)
+    )
+
+    # when
+    with django_assert_num_queries(2):
+        (row,) = selectors.offer_list(merchant=merchant, today=TODAY)
+
+    # then
+    assert (row.codes_given, row.codes_free, row.redemptions) == (1, 2999, 100)
 
 
 def test_an_offer_without_a_pool_has_no_code_forms(manager, merchant, vips):
