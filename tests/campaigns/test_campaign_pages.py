@@ -390,6 +390,18 @@ def test_a_campaign_without_members_is_shown_for_a_sample_customer(merchant, man
     assert "Hi Alex" in page and "a sample customer" in page
 
 
+def test_a_scheduled_send_that_did_not_start_says_why_while_it_is_a_draft(manager, spring):
+    Campaign.objects.filter(pk=spring.pk).update(send_error="A segment was deactivated.")
+
+    draft_page = manager.get(url("detail", spring)).content.decode()
+    manager.post(url("schedule", spring), {"send_at": "2026-06-20T09:30"})
+    scheduled_page = manager.get(url("detail", spring)).content.decode()
+
+    assert "The scheduled send did not start:" in draft_page
+    assert "A segment was deactivated." in draft_page
+    assert "did not start" not in scheduled_page  # scheduled again: the old error is stale
+
+
 # -- the audience -----------------------------------------------------------------------------
 
 
