@@ -49,6 +49,7 @@ from campaigns.models import (
     SkipReason,
 )
 from customers.models import Customer, Merchant
+from segments.engine import evaluation_settings
 from segments.models import RefreshCadence, Segment, SegmentKind, SegmentMembership
 
 #: Knuth's multiplicative hash constant: (id + seed) * K mod 2^32 spreads consecutive ids
@@ -225,13 +226,15 @@ def preview(campaign: Campaign, *, now: dt.datetime | None = None) -> AudiencePr
     """The audience now, in one grouped count (plus the rules and the segments' freshness)."""
     now = now or timezone.now()
     rules = contact_rules_of(campaign.merchant_id)
-    counts = dict(
+    grouped = (
         with_reason(campaign, now=now, rules=rules)
         .order_by()
         .values_list("reason")  # type: ignore[misc]
         .annotate(n=Count("*"))
         .values_list("reason", "n")
     )
+    with evaluation_settings():  # the grouping and the hashes in memory, not on disk
+        counts = dict(grouped)
     merchant = campaign.merchant
     return AudiencePreview(
         members=sum(counts.values()),
