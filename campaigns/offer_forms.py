@@ -26,6 +26,9 @@ from segments.models import Segment
 
 UPLOAD_NOTHING = "Paste codes or choose a file."
 UPLOAD_BOTH = "Paste codes or choose a file, not both."
+#: 100,000 codes of 64 characters and their line ends, with room for a CSV's other columns.
+UPLOAD_MAX_BYTES = 16 * 1024 * 1024
+UPLOAD_TOO_BIG = "The file is larger than 16 MB: upload at most 100,000 codes at a time."
 
 
 class SegmentChoiceField(forms.ModelMultipleChoiceField):
@@ -191,7 +194,7 @@ class CodeUploadForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "class": "font-monospace"}),
         required=False,
         label="Codes",
-        help_text="One code per line.",
+        help_text="One code per line (a long list, as a file).",
     )
     file = forms.FileField(
         required=False,
@@ -207,5 +210,8 @@ class CodeUploadForm(forms.Form):
             raise forms.ValidationError(UPLOAD_BOTH)
         if not pasted and not file:
             raise forms.ValidationError(UPLOAD_NOTHING)
+        if file and file.size > UPLOAD_MAX_BYTES:
+            # Refused before it is read: the service reads the whole file.
+            raise forms.ValidationError(UPLOAD_TOO_BIG)
         data["text_or_file"] = file or pasted
         return data

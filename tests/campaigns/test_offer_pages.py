@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import selectors
+from campaigns import offer_forms, selectors
 from campaigns.models import (
     CodeMode,
     ContentBlock,
@@ -865,6 +865,20 @@ def test_an_upload_needs_codes_or_a_file(manager, merchant, vips):
 
     assert response.status_code == 400
     assert "Paste codes or choose a file." in response.content.decode()
+
+
+def test_a_file_too_large_is_refused_before_it_is_read(manager, merchant, vips, monkeypatch):
+    monkeypatch.setattr(offer_forms, "UPLOAD_MAX_BYTES", 10)
+    offer = pool(merchant, [vips])
+    file = SimpleUploadedFile("codes.txt", b"CODE-1\nCODE-2\n")
+
+    response = manager.post(
+        reverse("campaigns:offer_codes_upload", args=[offer.pk]), {"file": file}
+    )
+
+    assert response.status_code == 400
+    assert offer_forms.UPLOAD_TOO_BIG in response.content.decode()
+    assert not CouponCode.objects.exists()
 
 
 def test_switching_an_offer_and_a_block_off_and_on(manager, mine):
