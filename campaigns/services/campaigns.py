@@ -57,7 +57,7 @@ def _check_editable(campaign: Campaign) -> None:
         )
 
 
-def _check_content(campaign: Campaign) -> None:
+def check_content(campaign: Campaign) -> None:
     errors: dict[str, list[str]] = {}
     needs_subject = SUBJECT_REQUIRED.get(Channel(campaign.channel))
     if needs_subject and not campaign.subject.strip():
@@ -121,8 +121,9 @@ def campaign_save(
         _check_editable(campaign)
     for name, value in fields.items():
         setattr(campaign, name, value)
+    campaign.send_error = ""  # a scheduled start's refusal is answered by the edit
     campaign.full_clean(exclude=["merchant", "created_by", "sent_by", "duplicated_from"])
-    _check_content(campaign)
+    check_content(campaign)
     campaign.save()
     _set_targeting(campaign, include, exclude)
     return campaign
@@ -136,13 +137,14 @@ def campaign_schedule(*, campaign: Campaign, send_at: dt.datetime, user: Actor =
     _check_editable(campaign)
     if send_at <= timezone.now():
         raise ValidationError({"send_at": [SEND_AT_PAST]})
-    _check_content(campaign)
+    check_content(campaign)
     if not CampaignSegment.objects.filter(campaign=campaign, exclude=False).exists():
         raise ValidationError({"include": [NO_INCLUDED]})
     campaign.status = CampaignStatus.SCHEDULED
     campaign.send_at = send_at
+    campaign.send_error = ""
     campaign.sent_by = user_or_none(user)
-    campaign.save(update_fields=["status", "send_at", "sent_by", "updated_at"])
+    campaign.save(update_fields=["status", "send_at", "send_error", "sent_by", "updated_at"])
     return campaign
 
 
@@ -225,7 +227,7 @@ def campaign_test_send(*, campaign: Campaign, user: Actor) -> OutgoingMessage:
     address = getattr(user, "email", "")
     if not address:
         raise ValidationError(NO_TEST_ADDRESS)
-    _check_content(campaign)
+    check_content(campaign)
     customer = _sample_customer(campaign, user)
     subject = content.render(campaign.subject, customer)
     body = content.render(campaign.body, customer)

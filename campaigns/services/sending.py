@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case as SqlCase
 from django.db.models import DateTimeField, F, IntegerField, Max, Value
@@ -47,6 +48,7 @@ from campaigns.models import (
     Delivery,
     DeliveryStatus,
 )
+from campaigns.services.campaigns import check_content
 from customers.models import Customer
 from customers.services import customers_update
 from segments.engine import evaluation_settings
@@ -71,6 +73,7 @@ SENDERS = 2
 
 NOT_STARTABLE = 'The campaign "{name}" cannot be sent: it is {status}.'
 NO_AUDIENCE_SEGMENTS = 'The campaign "{name}" has no segment to send to.'
+BAD_CONTENT = 'The campaign "{name}" cannot be sent as written: {errors}'
 INACTIVE_SEGMENTS = 'The campaign "{name}" sends to inactive segments: {names}.'
 
 
@@ -121,6 +124,12 @@ def campaign_start(
             raise SendError(
                 INACTIVE_SEGMENTS.format(name=campaign.name, names=", ".join(sorted(inactive)))
             )
+        try:
+            check_content(campaign)  # the form checks it; a schedule may outlive a change
+        except ValidationError as error:
+            raise SendError(
+                BAD_CONTENT.format(name=campaign.name, errors="; ".join(error.messages))
+            ) from error
         rules = audience.contact_rules_of(campaign.merchant_id)
         waits = audience.send_time(
             channel=campaign.channel, rules=rules, tz=campaign.merchant.tzinfo, now=now

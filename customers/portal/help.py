@@ -35,6 +35,8 @@ HELP_PAGES: tuple[tuple[str, str], ...] = (
     ("segments", "Segments: refresh, freshness and manual members"),
     ("segment-downloads", "Downloading a segment's members"),
     ("reports", "Reports: what each one shows and how it is computed"),
+    ("campaigns", "Campaigns: audience, sending, results and lift"),
+    ("campaign-channels", "Campaign channels: email, SMS, push and providers"),
     ("roles", "Roles: who may do what"),
 )
 TITLES = dict(HELP_PAGES)

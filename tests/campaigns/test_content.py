@@ -78,3 +78,7 @@ def test_sms_length_and_parts(text, encoding, units, segments):
 
 def test_sms_length_in_words():
     assert content.sms_length("a" * 200).text == "200 characters (GSM-7), 2 messages"
+
+
+def test_points_are_written_with_thousands_separators():
+    assert content.render("{{ points_balance }}", person(points_balance=12338)) == "12,338"

@@ -521,3 +521,29 @@ def test_a_segment_a_campaign_uses_cannot_be_removed_and_the_refusal_names_it(me
         segment_services.segments_remove(segments=[segment])
 
     assert "the campaign “Spring news”" in str(refused.value)
+
+
+def test_content_broken_after_saving_stops_the_send_and_writes_nothing(merchant):
+    campaign = draft(merchant, [manual(merchant, "One", [CustomerFactory(merchant=merchant)])])
+    Campaign.objects.filter(pk=campaign.pk).update(body="Hi {{ nickname }}")
+
+    with pytest.raises(sending.SendError, match="cannot be sent as written.*nickname"):
+        start(campaign.pk)
+    assert not Delivery.objects.filter(campaign=campaign).exists()
+
+
+def test_a_scheduled_start_that_failed_says_why_until_the_campaign_is_changed(merchant):
+    segment = manual(merchant, "Soon dormant", [CustomerFactory(merchant=merchant)])
+    campaign = draft(merchant, [segment])
+    campaign_schedule(campaign=campaign, send_at=timezone.now() + dt.timedelta(minutes=5))
+    segment_services.segment_update(segment=segment, is_active=False)
+
+    sending.campaigns_dispatch(now=timezone.now() + dt.timedelta(minutes=6))
+
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
+    assert "inactive segments: Soon dormant" in campaign.send_error
+    other = manual(merchant, "Active", [CustomerFactory(merchant=merchant)])
+    campaign_save(merchant=merchant, campaign=campaign, include=[other], name="Spring")
+    campaign.refresh_from_db()
+    assert campaign.send_error == ""
