@@ -28,6 +28,7 @@ import json
 import os
 import re
 import smtplib
+import socket
 import sys
 import time
 import urllib.error
@@ -305,6 +306,7 @@ class EmailBackend(ChannelBackend):
             self.send(message)
             commit()
             return
+        _no_delay(smtp)
         try:
             _smtp_data_without_end(smtp, email)
             try:
@@ -392,6 +394,16 @@ def _smtp_data_without_end(smtp: smtplib.SMTP, email: EmailMessage) -> None:
     if not quoted.endswith(b"\r\n"):
         quoted += b"\r\n"
     smtp.send(quoted)
+
+
+def _no_delay(smtp: smtplib.SMTP) -> None:
+    # TRICKY: the final "." goes out alone, after the message; with Nagle's algorithm the
+    # kernel holds that small write until the server acknowledges the message, which a
+    # delayed ACK puts off by up to 40 ms: 25 messages a second per connection.
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _smtp_reset(smtp: smtplib.SMTP) -> None:

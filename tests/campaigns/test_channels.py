@@ -164,6 +164,15 @@ def test_over_smtp_the_message_is_recorded_before_the_server_accepts_it(smtp_ser
     ]
 
 
+def test_over_smtp_the_final_dot_is_not_held_back_by_nagles_algorithm(smtp_server):
+    # The lone final "." would otherwise wait for the server's delayed ACK (40 ms a message).
+    with backend_for("email") as backend:
+        backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), lambda: None)
+        sock = backend.connection.connection.sock
+
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def test_over_smtp_a_commit_that_fails_sends_nothing_and_the_next_message_goes(smtp_server):
     def broken() -> None:
         raise RuntimeError("database gone")
