@@ -38,8 +38,8 @@ class SegmentChoiceField(forms.ModelMultipleChoiceField):
         return obj.name if obj.is_active else f"{obj.name} (inactive)"
 
 
-def _segment_select(placeholder: str) -> forms.SelectMultiple:
-    # A searchable multi-select (Tom Select, static/js/portal.js), as the offer pages use.
+def segment_select(placeholder: str) -> forms.SelectMultiple:
+    # A searchable multi-select (Tom Select, static/js/portal.js), as the reports use.
     return forms.SelectMultiple(attrs={"data-searchable": "", "data-placeholder": placeholder})
 
 
@@ -51,14 +51,14 @@ class CampaignForm(forms.ModelForm):
         queryset=Segment.objects.none(),
         label="Send to",
         help_text="Members of any of these segments. Only active segments can be chosen.",
-        widget=_segment_select("Pick segments…"),
+        widget=segment_select("Pick segments…"),
     )
     exclude = SegmentChoiceField(
         queryset=Segment.objects.none(),
         required=False,
         label="Leave out",
         help_text="Members of any of these get nothing, even when in a segment above.",
-        widget=_segment_select("Nobody"),
+        widget=segment_select("Nobody"),
     )
 
     class Meta:

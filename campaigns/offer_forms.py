@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
+from campaigns.forms import SegmentChoiceField, segment_select
 from campaigns.models import ContentBlock, Offer, Targeted
 from campaigns.services.offers import (
     CODE_LENGTH_LEAST,
@@ -29,18 +30,6 @@ UPLOAD_BOTH = "Paste codes or choose a file, not both."
 #: 100,000 codes of 64 characters and their line ends, with room for a CSV's other columns.
 UPLOAD_MAX_BYTES = 16 * 1024 * 1024
 UPLOAD_TOO_BIG = "The file is larger than 16 MB: upload at most 100,000 codes at a time."
-
-
-class SegmentChoiceField(forms.ModelMultipleChoiceField):
-    """Segments by name; an inactive one says so."""
-
-    def label_from_instance(self, obj: Any) -> str:
-        return obj.name if obj.is_active else f"{obj.name} (inactive)"
-
-
-def _segment_select(placeholder: str) -> forms.SelectMultiple:
-    # A searchable multi-select (Tom Select, static/js/portal.js), as the reports use.
-    return forms.SelectMultiple(attrs={"data-searchable": "", "data-placeholder": placeholder})
 
 
 def _date_input() -> forms.DateInput:
@@ -62,7 +51,7 @@ class TargetedForm(forms.ModelForm):
             "be chosen: an inactive segment is not refreshed, so its members would be out of "
             "date."
         ),
-        widget=_segment_select("Pick segments…"),
+        widget=segment_select("Pick segments…"),
     )
     exclude = SegmentChoiceField(
         queryset=Segment.objects.none(),
@@ -72,7 +61,7 @@ class TargetedForm(forms.ModelForm):
             "Members of any of these never see it, even when they are in a segment it is "
             "aimed at. Inactive segments may be chosen here."
         ),
-        widget=_segment_select("Nobody"),
+        widget=segment_select("Nobody"),
     )
 
     def __init__(self, *args: Any, merchant: Merchant, **kwargs: Any) -> None:

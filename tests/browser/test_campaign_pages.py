@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from campaigns.models import Campaign, CampaignStatus, Channel
 from campaigns.services.campaigns import campaign_save
@@ -19,7 +20,7 @@ from campaigns.services.sending import campaign_start
 from segments import services as segment_services
 from segments.models import SegmentKind
 from tests.browser.conftest import CHROMIUM, settle
-from tests.browser.pages import fits, sign_in
+from tests.browser.pages import fits, serious_violations, sign_in
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -30,9 +31,8 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.browser]
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHOTS = os.environ.get("SCREENSHOT_DIR")
-LAPTOP = {"width": 1280, "height": 900}
+LAPTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 @pytest.fixture
@@ -151,7 +151,11 @@ def test_the_campaign_pages_fit_and_have_no_serious_accessibility_violations(
 ):
     # given: a draft and a sent campaign
     regulars = shop.segments.get(name__startswith="Regulars")
-    values = {"channel": Channel.EMAIL, "subject": "Hi {{ first_name }}", "body": "Hello!"}
+    values: dict[str, Any] = {
+        "channel": Channel.EMAIL,
+        "subject": "Hi {{ first_name }}",
+        "body": "Hello!",
+    }
     draft = campaign_save(merchant=shop, include=[regulars], name="Autumn draft", **values)
     sent = campaign_save(
         merchant=shop, include=[regulars], name="Spring news", holdout_percent=20, **values
@@ -168,7 +172,6 @@ def test_the_campaign_pages_fit_and_have_no_serious_accessibility_violations(
     page.fill("#id_username", "manager")
     page.fill("#id_password", DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    axe = AXE.read_text(encoding="utf-8")
     found: dict[str, list[str]] = {}
     wide: list[str] = []
 
@@ -191,15 +194,7 @@ def test_the_campaign_pages_fit_and_have_no_serious_accessibility_violations(
             if not fits(page):
                 wide.append(f"{path} at {width}")
         page.set_viewport_size(LAPTOP)
-        page.evaluate(axe)
-        violations = page.evaluate(
-            """async () => {
-                const result = await axe.run(document, {resultTypes: ['violations']});
-                return result.violations
-                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                    .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
-            }"""
-        )
+        violations = serious_violations(page)
         if violations:
             found[path] = violations
     context.close()

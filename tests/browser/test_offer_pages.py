@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -17,7 +16,7 @@ from campaigns.services import content_block_save, offer_save
 from segments import services as segment_services
 from segments.models import SegmentKind
 from tests.browser.conftest import CHROMIUM
-from tests.browser.pages import fits, sign_in
+from tests.browser.pages import fits, serious_violations, sign_in
 from tests.factories import (
     DEMO_PASSWORD,
     CustomerFactory,
@@ -28,7 +27,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.browser]
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHOTS = os.environ.get("SCREENSHOT_DIR")
 
 
@@ -153,7 +151,6 @@ def test_the_offer_pages_fit_and_have_no_serious_accessibility_violations(
     page.fill("#id_username", "manager")
     page.fill("#id_password", DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    axe = AXE.read_text(encoding="utf-8")
     found: dict[str, list[str]] = {}
     wide: list[str] = []
 
@@ -172,15 +169,7 @@ def test_the_offer_pages_fit_and_have_no_serious_accessibility_violations(
             page.set_viewport_size({"width": width, "height": 900})
             if not fits(page):
                 wide.append(f"{path} at {width}")
-        page.evaluate(axe)
-        violations = page.evaluate(
-            """async () => {
-                const result = await axe.run(document, {resultTypes: ['violations']});
-                return result.violations
-                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                    .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
-            }"""
-        )
+        violations = serious_violations(page)
         if violations:
             found[path] = violations
     context.close()

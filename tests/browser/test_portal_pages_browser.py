@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -19,6 +18,7 @@ from segments import services
 from segments.models import SegmentKind
 from tests.browser import pages
 from tests.browser.conftest import CHROMIUM, settle
+from tests.browser.pages import serious_violations
 from tests.factories import (
     BranchFactory,
     CustomerFactory,
@@ -32,7 +32,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.browser]
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 LAPTOP = {"width": 1280, "height": 800}
 
 
@@ -182,7 +181,6 @@ def test_the_main_pages_have_no_serious_accessibility_violations(live_server, br
     context = _context(browser)
     page = context.new_page()
     page.set_viewport_size(LAPTOP)
-    axe = AXE.read_text(encoding="utf-8")
     segment = shop.segments.get(name="Lapsed")
     customer = shop.customers.first()
     pages = [
@@ -211,15 +209,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(live_server, br
     found: dict[str, list[str]] = {}
 
     def check(path: str) -> None:
-        page.evaluate(axe)
-        violations = page.evaluate(
-            """async () => {
-                const result = await axe.run(document, {resultTypes: ['violations']});
-                return result.violations
-                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                    .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
-            }"""
-        )
+        violations = serious_violations(page)
         if violations:
             found[path] = violations
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import ConsoleMessage, expect
 
 from customers.models import CustomerMetrics, ScoreSettings
-from tests.browser.pages import fits
+from tests.browser.pages import fits, serious_violations
 from tests.customers.score_models import full_model
 from tests.factories import (
     DEMO_PASSWORD,
@@ -25,7 +24,6 @@ from tests.factories import (
 )
 
 pytestmark = [pytest.mark.browser]
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,7 +90,6 @@ def test_the_model_page_and_the_predictions_card_have_no_serious_accessibility_v
     page.fill("#id_username", "clerk")
     page.fill("#id_password", DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    axe = AXE.read_text(encoding="utf-8")
     found: dict[str, list[str]] = {}
 
     # when each page is checked
@@ -100,15 +97,7 @@ def test_the_model_page_and_the_predictions_card_have_no_serious_accessibility_v
         page.goto(f"{live_server.url}{path}")
         page.wait_for_load_state("networkidle")
         assert fits(page), path
-        page.evaluate(axe)
-        violations = page.evaluate(
-            """async () => {
-                const result = await axe.run(document, {resultTypes: ['violations']});
-                return result.violations
-                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                    .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
-            }"""
-        )
+        violations = serious_violations(page)
         if violations:
             found[path] = violations
     expect(page.locator("#prediction-reading")).to_contain_text("At risk: 35.0%")

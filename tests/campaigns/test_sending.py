@@ -527,7 +527,7 @@ def test_content_broken_after_saving_stops_the_send_and_writes_nothing(merchant)
     campaign = draft(merchant, [manual(merchant, "One", [CustomerFactory(merchant=merchant)])])
     Campaign.objects.filter(pk=campaign.pk).update(body="Hi {{ nickname }}")
 
-    with pytest.raises(sending.SendError, match="cannot be sent as written.*nickname"):
+    with pytest.raises(sending.SendError, match=r"cannot be sent as written.*nickname"):
         start(campaign.pk)
     assert not Delivery.objects.filter(campaign=campaign).exists()
 
