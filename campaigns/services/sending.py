@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -217,7 +218,8 @@ class SendOutcome:
 
 
 def _claim(campaign_id: int, *, now: dt.datetime, limit: int) -> list[int]:
-    """Move up to `limit` due queued rows to `sending` (committed) and return their ids."""
+    """Move up to `limit` due queued rows to `sending` (committed) and return the ids of
+    the rows this call moved."""
     with transaction.atomic():
         due = Delivery.objects.filter(
             campaign_id=campaign_id, status=DeliveryStatus.QUEUED
@@ -225,11 +227,19 @@ def _claim(campaign_id: int, *, now: dt.datetime, limit: int) -> list[int]:
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         ids = list(due.order_by("pk").values_list("pk", flat=True)[:limit])
-        if ids:
-            Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.QUEUED).update(
-                status=DeliveryStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
-            )
-    return ids
+        if not ids:
+            return []
+        # The claim's time is its token: without row locks (SQLite) another sender may have
+        # read the same ids, and only the rows this UPDATE moved are this sender's.
+        claim = now + dt.timedelta(microseconds=secrets.randbelow(1000))
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.QUEUED).update(
+            status=DeliveryStatus.SENDING, claimed_at=claim, attempts=F("attempts") + 1
+        )
+        return list(
+            Delivery.objects.filter(
+                pk__in=ids, status=DeliveryStatus.SENDING, claimed_at=claim
+            ).values_list("pk", flat=True)
+        )
 
 
 def _release(ids: list[int], *, not_before: dt.datetime | None, undo_attempt: bool) -> None:
