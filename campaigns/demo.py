@@ -127,5 +127,9 @@ def _sent_campaign(merchant: Merchant, include: list[Segment], user: Any) -> Cam
             status=DeliveryStatus.SENT, attempts=1, sent_at=started + dt.timedelta(minutes=1)
         )
     sending.campaign_finish(campaign_id=campaign.pk)
+    # Written a day before it went out, finished a few minutes after.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        created_at=started - dt.timedelta(days=1), finished_at=started + dt.timedelta(minutes=2)
+    )
     campaign.refresh_from_db()
     return campaign

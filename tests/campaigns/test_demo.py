@@ -45,6 +45,12 @@ def test_the_demo_gets_offers_a_block_and_a_sent_campaign_with_results(demo):
     sent = Campaign.objects.get(merchant=demo, name="Spring favourites")
     assert sent.status == CampaignStatus.SENT
     assert sent.started_at < timezone.now() - dt.timedelta(days=11)
+    assert (
+        sent.created_at
+        < sent.started_at
+        < sent.finished_at
+        < sent.started_at + dt.timedelta(hours=1)
+    )
     results = campaign_results(campaign=sent)
     assert results.sent + results.skipped == sent.audience_size > 0
     assert results.final_at < timezone.now()  # the window has ended
