@@ -8,6 +8,7 @@
     .venv/bin/python bench/run.py --only list --only downloads  # issue 4 (after generate)
     .venv/bin/python bench/run.py --only hardening --generate-sizes 100000  # hostile input
     .venv/bin/python bench/run.py --only reports    # reports and dashboard (after generate)
+    .venv/bin/python bench/run.py --only campaigns  # campaigns, needs Redis (after generate)
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -66,6 +67,7 @@ def main() -> None:
             "downloads",
             "hardening",
             "reports",
+            "campaigns",
         ],
         action="append",
     )
@@ -77,7 +79,17 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": args.database_url, "BENCH_DATABASE_URL": args.database_url}
     wanted = set(
         args.only
-        or ["generate", "segments", "scores", "list", "downloads", "hardening", "reports", "import"]
+        or [
+            "generate",
+            "segments",
+            "scores",
+            "list",
+            "downloads",
+            "hardening",
+            "reports",
+            "campaigns",
+            "import",
+        ]
     )
     if "generate" in wanted:
         subprocess.run(
@@ -120,6 +132,10 @@ def main() -> None:
     if "reports" in wanted:
         # Reads the 1M merchant; adds its own manual segments once (bench-reports-*).
         subprocess.run([sys.executable, "bench/reports_bench.py"], cwd=ROOT, env=env, check=True)
+    if "campaigns" in wanted:
+        # Reads the 1M merchant; adds its own manual segments once (bench-campaigns-*) and
+        # needs Redis (a real Celery worker sends).
+        subprocess.run([sys.executable, "bench/campaigns_bench.py"], cwd=ROOT, env=env, check=True)
     if "import" in wanted:
         subprocess.run(
             [

@@ -160,14 +160,15 @@ class ChannelBackend:
 
     def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
         """Send one message and call `commit()` (the sender records it as sent) exactly once,
-        at the point after which the provider has it; raise ChannelError otherwise.
+        as soon as the provider has it; raise ChannelError otherwise.
 
-        The default sends, then commits: a worker killed between the two leaves the message
-        unrecorded, and it is sent again (with the same key). A backend whose provider takes
-        a message in a last, tiny step overrides this to commit just before that step (SMTP:
-        before the final "."; files: before the rename), which closes that window: killed
-        before the commit, the provider never got the message; after it, it is recorded. An
-        error raised after `commit()` tells the sender the last step failed after all."""
+        The default sends, then commits: a worker killed between the provider's answer and
+        the commit leaves the message unrecorded, and it is sent again with the same key. A
+        backend that can tell when the last byte of a message is handed over overrides this
+        to commit right then, before waiting for the provider's answer (SMTP: after writing
+        the final "." of DATA), which narrows that window to the instant between two writes.
+        An error raised after `commit()` (the provider refused the message after all) tells
+        the sender to change the record back."""
         self.send(message)
         commit()
 
@@ -295,10 +296,14 @@ class EmailBackend(ChannelBackend):
             raise ChannelError("The email backend sent nothing.", retryable=True)
 
     def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
-        """Over SMTP, the message is recorded before the final "." of the DATA command: the
-        server accepts a message only at that dot, so a worker killed before it leaves no
-        message, and one killed after the commit leaves a recorded one. Other Django email
-        backends (files, console, the tests' memory) send, then commit."""
+        """Over SMTP, the message is recorded right after the final "." of DATA is written,
+        before the server's answer: a worker killed before the dot leaves no message (the
+        server discards an unfinished one), one killed after the record leaves a recorded one,
+        and only a kill in the instant between the two writes sends the message again (with
+        the same Message-ID). Recording before the dot instead would lose the message on a
+        kill between the record and the dot, a window as wide as the process's wait for the
+        database's answer. Other Django email backends (files, console, the tests' memory)
+        send, then commit."""
         email = self.email_message(message)
         self.open()
         smtp = getattr(self.connection, "connection", None)
@@ -309,14 +314,12 @@ class EmailBackend(ChannelBackend):
         _no_delay(smtp)
         try:
             _smtp_data_without_end(smtp, email)
+            smtp.send(b".\r\n")
             try:
                 commit()
             except BaseException:
-                # Not recorded: the message must not go. Dropping the connection mid-DATA
-                # makes the server discard it.
-                self.close()
+                self.close()  # the server's answer is left unread: a fresh connection next
                 raise
-            smtp.send(b".\r\n")
             code, reply = smtp.getreply()
             if code != 250:
                 raise smtplib.SMTPDataError(code, reply)
@@ -586,11 +589,8 @@ class FileBackend(ChannelBackend):
         return self.directory / message.merchant / campaign / f"{message.key}.json"
 
     def send(self, message: OutgoingMessage) -> None:
-        self.deliver(message, lambda: None)
-
-    def deliver(self, message: OutgoingMessage, commit: Callable[[], None]) -> None:
-        """The file is written under a temporary name, the message recorded, then the file
-        renamed into place (the "provider has it" step)."""
+        # A repeat of a key (after a kill between the rename and the record) writes the same
+        # file again: one file per key.
         path = self.path_of(message)
         content = json.dumps(message.payload(), ensure_ascii=False, indent=2).encode()
         try:
@@ -604,7 +604,6 @@ class FileBackend(ChannelBackend):
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(content)
-                commit()
                 os.replace(temporary, path)
             except BaseException:
                 with contextlib.suppress(OSError):

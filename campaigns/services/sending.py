@@ -8,16 +8,16 @@ The guarantees, and where each comes from:
   does nothing).
 - A message is sent only by the sender that moved its row from `queued` to `sending` (one
   UPDATE ... WHERE status = 'queued'; PostgreSQL senders lock with SKIP LOCKED so several
-  share a queue without waiting), and it is recorded `sent` on its own row in its own
-  commit, at the backend's point of no return (`ChannelBackend.deliver`): over SMTP just
-  before the "." that makes the server accept the message, for files just before the
-  rename. A retried task, a second sender or a worker killed in the middle finds every
-  message the provider has marked `sent`, and sends nothing twice.
-- Rows left in `sending` longer than the lease (`lease()`) belonged to a sender that died
-  before their point of no return: the dispatcher requeues them and they are sent once.
-  Backends that cannot split their last step (HTTP) record after the provider answered: a
-  kill in that moment sends the one message in flight again, with the same key (the
-  idempotency key by which the provider drops it).
+  share a queue without waiting), and it is recorded `sent` on its own row, in its own
+  commit, as soon as the channel has it (`ChannelBackend.deliver`; over SMTP right after
+  the final "." is written, before the server's answer). A retried task, a second sender
+  or a worker killed in the middle finds every message the channel has marked `sent`.
+- Rows left in `sending` longer than the lease (`lease()`) belonged to a sender that died:
+  the dispatcher requeues them. A worker killed in the instant between handing a message
+  over and recording it leaves that one message to be sent again, with the same key (the
+  Message-ID, the HTTP idempotency key, the file's name), by which the provider or mail
+  system drops the repeat. Exactly once is not possible without the receiver's help;
+  recording before handing over instead would lose such a message, silently.
 - A channel error that may pass (a server down, a timeout, HTTP 5xx or 429) puts the row
   back in the queue with a growing delay (`backoff`), up to `MAX_ATTEMPTS`; a permanent one
   (a refused address, HTTP 4xx) fails the row with the error.

@@ -70,6 +70,8 @@ class SmtpRecorder:
     def __init__(self) -> None:
         self.received: list[tuple[tuple[str, int], str, list[str], Message]] = []
         self.refusals: dict[str, str] = {}
+        #: An answer to give at the end of DATA instead of accepting (e.g. "554 ...").
+        self.refuse_data = ""
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refusals:
@@ -78,6 +80,8 @@ class SmtpRecorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refuse_data:
+            return self.refuse_data
         parsed = email.message_from_bytes(envelope.content)
         self.received.append((session.peer, envelope.mail_from, envelope.rcpt_tos, parsed))
         return "250 Message accepted for delivery"
@@ -143,25 +147,33 @@ def test_email_is_delivered_over_smtp_with_its_headers_on_one_connection(smtp_se
     assert first.get_payload(decode=True).decode().splitlines() == messages[0].body.splitlines()
 
 
-def test_over_smtp_the_message_is_recorded_before_the_server_accepts_it(smtp_server):
-    # given: a commit that looks at what the server holds when it is called
-    seen_at_commit: list[int] = []
+def test_over_smtp_each_message_is_committed_once_as_it_is_handed_over(smtp_server):
+    commits: list[str] = []
 
-    def commit() -> None:
-        seen_at_commit.append(len(smtp_server.recorder.received))
-
-    # when
     with backend_for("email") as backend:
-        backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), commit)
-        backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), commit)
+        backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), lambda: commits.append("1"))
+        backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), lambda: commits.append("2"))
 
-    # then: committed each time before the final "." (the server had nothing new yet),
-    # and both arrived over the one connection
-    assert seen_at_commit == [0, 1]
+    assert commits == ["1", "2"]
     assert [r[2] for r in smtp_server.recorder.received] == [
         ["ann@example.com"],
         ["bob@example.com"],
     ]
+
+
+def test_over_smtp_a_message_refused_at_its_end_raises_after_the_commit(smtp_server):
+    # given: the server takes the message's lines, then refuses it at the final "."
+    smtp_server.recorder.refuse_data = "554 Message rejected as spam"
+    commits: list[str] = []
+
+    # when
+    with backend_for("email") as backend, pytest.raises(ChannelError) as refused:
+        backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), lambda: commits.append("1"))
+
+    # then: recorded, then refused: the sender changes its record back to failed
+    assert commits == ["1"]
+    assert not refused.value.retryable
+    assert "554" in str(refused.value)
 
 
 def test_over_smtp_the_final_dot_is_not_held_back_by_nagles_algorithm(smtp_server):
@@ -173,7 +185,9 @@ def test_over_smtp_the_final_dot_is_not_held_back_by_nagles_algorithm(smtp_serve
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
-def test_over_smtp_a_commit_that_fails_sends_nothing_and_the_next_message_goes(smtp_server):
+def test_over_smtp_a_commit_that_fails_raises_and_the_next_message_reconnects(smtp_server):
+    # The message was handed over before the record failed: it arrives, and the sender (which
+    # dies of the error) leaves its row to be sent again, with the same Message-ID.
     def broken() -> None:
         raise RuntimeError("database gone")
 
@@ -182,7 +196,9 @@ def test_over_smtp_a_commit_that_fails_sends_nothing_and_the_next_message_goes(s
             backend.deliver(outgoing(key="c12-d1", to="ann@example.com"), broken)
         backend.deliver(outgoing(key="c12-d2", to="bob@example.com"), lambda: None)
 
-    assert [r[2] for r in smtp_server.recorder.received] == [["bob@example.com"]]
+    received = smtp_server.recorder.received
+    assert [r[2] for r in received] == [["ann@example.com"], ["bob@example.com"]]
+    assert len({r[0] for r in received}) == 2  # a fresh connection for the second
 
 
 def test_over_smtp_a_refused_recipient_is_not_committed_and_the_connection_is_reused(
@@ -484,21 +500,15 @@ def test_a_message_is_written_as_json_under_merchant_and_campaign(tmp_path):
     assert content["campaign"] == 12
 
 
-def test_a_file_is_renamed_into_place_only_after_the_commit(tmp_path):
+def test_a_file_is_in_place_when_the_message_is_committed(tmp_path):
     backend = FileBackend("email", DIR=str(tmp_path))
     message = outgoing(key="c12-d1")
     present_at_commit: list[bool] = []
 
     backend.deliver(message, lambda: present_at_commit.append(backend.path_of(message).exists()))
 
-    assert present_at_commit == [False]
-    assert backend.path_of(message).exists()
-
-    # a commit that fails leaves no file, not even a temporary one
-    other = outgoing(key="c12-d2")
-    with pytest.raises(RuntimeError):
-        backend.deliver(other, lambda: (_ for _ in ()).throw(RuntimeError("database gone")))
-    assert sorted(p.name for p in backend.path_of(other).parent.iterdir()) == ["c12-d1.json"]
+    assert present_at_commit == [True]
+    assert [p.name for p in backend.path_of(message).parent.iterdir()] == ["c12-d1.json"]
 
 
 def test_a_repeat_of_a_key_leaves_one_file_with_the_last_content(tmp_path):
