@@ -18,8 +18,10 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from customers.api_tokens import api_token_revoke
 from customers.metrics import METRIC_COLUMNS
 from customers.models import (
+    ApiToken,
     Branch,
     Customer,
     CustomerMetrics,
@@ -544,3 +546,63 @@ class ScoreChangeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens, read-only but for "Revoke": the token itself is shown once when it is
+    made (`manage.py api_token_create`), and only its hash is stored, so the admin cannot add
+    one (it would have nowhere to show it) and never shows the hash."""
+
+    list_display = [
+        "merchant",
+        "name",
+        "prefix",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["merchant", "scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "merchant__slug", "merchant__name"]
+    list_select_related = ["merchant"]
+    readonly_fields = fields = (
+        "merchant",
+        "name",
+        "prefix",
+        "scope",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    actions = ["revoke"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "subtitle": (
+                "Tokens are created with manage.py api_token_create (or, later, by owners "
+                "in the portal), which shows the token once; they cannot be added here."
+            ),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.MANAGE_API_TOKENS)
+
+    @admin.action(description="Revoke the selected API tokens", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} API token(s).")

@@ -904,3 +904,44 @@ class ScoreChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.from_value or '-'} -> {self.to_value or '-'}"
+
+
+class ApiTokenScope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Read and write"
+
+
+class ApiToken(models.Model):
+    """A merchant's key to the JSON API (`config/api.py`). Only the SHA-256 of the token is
+    stored: the plaintext is shown once, when `customers.api_tokens.api_token_create` makes
+    it. `prefix` (its first 8 characters) lets people tell tokens apart. A write token may
+    also read."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=8)
+    token_hash = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(
+        max_length=8, choices=ApiTokenScope.choices, default=ApiTokenScope.READ
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["merchant", "-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -12,15 +12,15 @@ follow (`customers.scores.service.customer_scores_follow`), and the change is an
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 
 from customers.metrics import PROFILE_COLUMNS, refresh_merchant_metrics, refresh_metrics
-from customers.models import Customer, CustomerMetrics, Merchant
+from customers.models import Branch, Customer, CustomerMetrics, Merchant
 from customers.scores.service import customer_scores_follow
 from customers.signals import customers_changed
 
@@ -36,6 +36,7 @@ _PLAIN_COPIES = frozenset({"last_contacted_at"})
 UNKNOWN_CUSTOMER_FIELDS_ERROR = "These customer fields cannot be set in bulk: {fields}."
 
 MSG_DUPLICATE_SLUG = 'A merchant with the slug "{slug}" already exists.'
+MSG_UNKNOWN_COLUMN = "is not a customer column of the import contract"
 
 
 def merchant_create(*, slug: str, name: str, time_zone: str, currency: str = "USD") -> Merchant:
@@ -167,3 +168,124 @@ def customers_update(
         else:
             customer_metrics_refresh(customer_ids=rows.values_list("pk", flat=True))
     return count
+
+
+# --- one customer, the import contract's way --------------------------------------------------
+
+#: Columns whose converted value is stored as it is.
+_PLAIN_CUSTOMER_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "gender",
+    "birth_date",
+    "customer_type",
+    "joined_at",
+    "email_opt_in",
+    "sms_opt_in",
+    "push_opt_in",
+    "points_balance",
+    "lifetime_points",
+    "last_contacted_at",
+)
+
+
+def customer_upsert(
+    *, merchant: Merchant, external_id: str, values: Mapping[str, str | None]
+) -> tuple[Customer, bool]:
+    """Create or update one of the merchant's customers from the import contract's customer
+    columns (`shared/spec/import-format.md`), given as cell text: None or empty means "not
+    given", which keeps the stored value (a new customer gets the default), as in the import.
+
+    The cells go through the import's own validation and conversion
+    (`customers.imports.reading.convert_cells` with the customers file's converters), so a
+    value the import refuses is refused here with the same message; the import validates a
+    whole file at once and stages it, which one row cannot use, hence this service. The
+    write goes through `Customer.save()` and `tags.set()`, which run the write chain
+    (metrics, scores, the change announcement) in this transaction.
+
+    Raises ValidationError by column name. Returns (customer, created).
+    """
+    try:
+        return _customer_upsert(merchant, external_id, values)
+    except IntegrityError:
+        # Another request created the same external id between our look-up and insert:
+        # the second attempt finds it and updates it.
+        return _customer_upsert(merchant, external_id, values)
+
+
+def _customer_upsert(
+    merchant: Merchant, external_id: str, values: Mapping[str, str | None]
+) -> tuple[Customer, bool]:
+    # Imported here: the import package calls this module's write chain.
+    from customers.imports.cells import MSG_MISSING_REFERENCE, quoted
+    from customers.imports.reading import RowConverters, convert_cells
+    from customers.imports.specs import SPECS
+
+    spec = SPECS["customers"]
+    known = {column.name for column in spec.columns}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValidationError({name: MSG_UNKNOWN_COLUMN for name in unknown})
+    cells = {**values, "external_id": external_id}
+    with transaction.atomic():
+        # Inside the transaction: the tag and tier converters create names on first use,
+        # which a refused row must not leave behind.
+        converters = RowConverters(merchant)
+        converted, errors = convert_cells(
+            ((column, column.converter(converters)) for column in spec.columns),
+            (cells.get(column.name) or "" for column in spec.columns),
+        )
+        row = dict(zip((column.name for column in spec.columns), converted, strict=True))
+        errors.extend(_too_long(row))
+        branch = None
+        if row["home_branch"] is not None:
+            branch = Branch.objects.filter(merchant=merchant, code=row["home_branch"]).first()
+            if branch is None:
+                errors.append(
+                    (
+                        "home_branch",
+                        MSG_MISSING_REFERENCE.format(
+                            what="branch", value=quoted(row["home_branch"])
+                        ).replace(" (neither in this import nor stored)", ""),
+                    )
+                )
+        if errors:
+            by_column: dict[str, list[str]] = defaultdict(list)
+            for column_name, message in errors:
+                by_column[column_name].append(message)
+            raise ValidationError(dict(by_column))
+        customer = (
+            Customer.objects.select_for_update()
+            .filter(merchant=merchant, external_id=row["external_id"])
+            .first()
+        )
+        created = customer is None
+        if customer is None:
+            customer = Customer(merchant=merchant, external_id=row["external_id"])
+        for name in _PLAIN_CUSTOMER_COLUMNS:
+            if row[name] is not None:
+                setattr(customer, name, row[name])
+        if row["tier"] is not None:
+            customer.tier_id = row["tier"]
+        if branch is not None:
+            customer.home_branch = branch
+        with transaction.atomic():  # a savepoint: a concurrent insert is retried, see above
+            customer.save()
+        if row["tags"] is not None:
+            customer.tags.set(row["tags"])
+    return customer, created
+
+
+def _too_long(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Text longer than its column holds (the email check allows more)."""
+    from customers.imports.cells import MSG_TOO_LONG, quoted
+
+    errors = []
+    for name, value in row.items():
+        field = Customer._meta.get_field(name) if name in _PLAIN_CUSTOMER_COLUMNS else None
+        max_length = getattr(field, "max_length", None)
+        if isinstance(value, str) and max_length and len(value) > max_length:
+            errors.append((name, MSG_TOO_LONG.format(value=quoted(value), max_length=max_length)))
+    return errors

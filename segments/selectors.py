@@ -99,6 +99,17 @@ def customer_segments(*, customer: Customer) -> QuerySet[Segment]:
     ).order_by("name")
 
 
+def customer_memberships(*, customer: Customer) -> QuerySet[SegmentMembership]:
+    """The customer's current memberships, with their segments (since when), by name."""
+    return (
+        SegmentMembership.objects.filter(
+            customer=customer, segment__merchant_id=customer.merchant_id
+        )
+        .select_related("segment")
+        .order_by("segment__name", "segment_id")
+    )
+
+
 def active_dynamic_segments(*, merchant: Merchant) -> QuerySet[Segment]:
     return segment_queryset(merchant=merchant).filter(kind=SegmentKind.DYNAMIC, is_active=True)
 

@@ -7,7 +7,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -25,12 +25,13 @@ from customers.imports.cells import (
     MSG_TOO_LONG,
     MSG_UNKNOWN_COLUMN,
     CellError,
+    Converter,
     Names,
     quoted,
 )
 from customers.imports.checks import check_duplicates
 from customers.imports.report import MAX_ERRORS, FileCounts, ImportIssue, ImportReport
-from customers.imports.specs import TAGS_TABLE, FileSpec
+from customers.imports.specs import TAGS_TABLE, Column, FileSpec
 from customers.imports.staging import Staging
 from customers.models import (
     Merchant,
@@ -55,28 +56,15 @@ class Rollback(Exception):
     """Raised inside the atomic block to undo everything (errors or dry run)."""
 
 
-class Context:
-    """The state of one import run."""
+class RowConverters:
+    """What the columns' converters need of a merchant: its time zone and its tag and tier
+    names (created on first use). The import's `Context` is one; a single row written
+    elsewhere (the API's customer upsert) makes its own."""
 
-    def __init__(self, merchant: Merchant, staging: Staging, report: ImportReport) -> None:
+    def __init__(self, merchant: Merchant) -> None:
         self.merchant = merchant
-        self.mid = int(merchant.pk)  # inlined in SQL: an integer from the database
-        self.staging = staging
-        self.report = report
         self.tags = Names(Tag, merchant)
         self.tiers = Names(Tier, merchant)
-        self.staged: set[str] = set()  # files staged without header errors
-        self.pending_tags: list[tuple[str, int]] = []
-
-    def error(self, file: str, line: int, column: str, message: str) -> None:
-        if len(self.report.errors) >= MAX_ERRORS:
-            self.report.truncated = True
-            raise ErrorLimitReached
-        self.report.errors.append(ImportIssue(file, line, column, message))
-
-    def remaining_errors(self) -> int:
-        """How many more errors to fetch (one more than room left, to detect truncation)."""
-        return MAX_ERRORS - len(self.report.errors) + 1
 
     def convert_tags(self, raw: str) -> tuple[int, ...]:
         seen: dict[str, int] = {}
@@ -93,6 +81,55 @@ class Context:
         if len(raw) > 100:
             raise CellError(MSG_TOO_LONG.format(value=quoted(raw), max_length=100))
         return self.tiers.resolve(raw)
+
+
+def convert_cells(
+    columns: Iterable[tuple[Column, Converter]], raws: Iterable[str]
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """One row's cells, validated and converted the contract's way: stripped, empty means
+    "not given" (None; an error when the column is required), NUL refused, then the
+    column's converter. Returns the values (None where not given or bad) and the errors as
+    (column, message)."""
+    values: list[Any] = []
+    errors: list[tuple[str, str]] = []
+    for (column, convert), cell in zip(columns, raws, strict=True):
+        raw = cell.strip()
+        value = None
+        if "\x00" in raw:
+            # PostgreSQL's text cannot hold NUL: refused here, with its place.
+            errors.append((column.name, MSG_NUL))
+        elif not raw:
+            if column.required:
+                errors.append((column.name, MSG_REQUIRED))
+        else:
+            try:
+                value = convert(raw)
+            except CellError as exc:
+                errors.append((column.name, str(exc)))
+        values.append(value)
+    return values, errors
+
+
+class Context(RowConverters):
+    """The state of one import run."""
+
+    def __init__(self, merchant: Merchant, staging: Staging, report: ImportReport) -> None:
+        super().__init__(merchant)
+        self.mid = int(merchant.pk)  # inlined in SQL: an integer from the database
+        self.staging = staging
+        self.report = report
+        self.staged: set[str] = set()  # files staged without header errors
+        self.pending_tags: list[tuple[str, int]] = []
+
+    def error(self, file: str, line: int, column: str, message: str) -> None:
+        if len(self.report.errors) >= MAX_ERRORS:
+            self.report.truncated = True
+            raise ErrorLimitReached
+        self.report.errors.append(ImportIssue(file, line, column, message))
+
+    def remaining_errors(self) -> int:
+        """How many more errors to fetch (one more than room left, to detect truncation)."""
+        return MAX_ERRORS - len(self.report.errors) + 1
 
 
 @contextmanager
@@ -192,7 +229,7 @@ def stage_file(ctx: Context, spec: FileSpec, source: Source) -> FileCounts:
         if not positions:
             return counts
         width = len(header)
-        columns = list(zip(spec.columns, positions, converters, strict=True))
+        converting = list(zip(spec.columns, converters, strict=True))
         previous = reader.line_num
         while True:
             try:
@@ -211,29 +248,13 @@ def stage_file(ctx: Context, spec: FileSpec, source: Source) -> FileCounts:
             if len(cells) != width:
                 ctx.error(fname, line, "", MSG_FIELD_COUNT.format(found=len(cells), expected=width))
                 continue
-            row: list[Any] = [line]
-            bad = False
-            for column, position, convert in columns:
-                raw = cells[position].strip() if position >= 0 else ""
-                if "\x00" in raw:
-                    # PostgreSQL's text cannot hold NUL: refused here, with its place.
-                    ctx.error(fname, line, column.name, MSG_NUL)
-                    bad = True
-                    row.append(None)
-                    continue
-                if not raw:
-                    if column.required:
-                        ctx.error(fname, line, column.name, MSG_REQUIRED)
-                        bad = True
-                    row.append(None)
-                    continue
-                try:
-                    row.append(convert(raw))
-                except CellError as exc:
-                    ctx.error(fname, line, column.name, str(exc))
-                    bad = True
-                    row.append(None)
-            if bad:
+            values, errors = convert_cells(
+                converting, (cells[p] if p >= 0 else "" for p in positions)
+            )
+            row: list[Any] = [line, *values]
+            for column_name, message in errors:
+                ctx.error(fname, line, column_name, message)
+            if errors:
                 # Keep the key of a bad row, so references to it do not fail as well; the
                 # import is rolled back anyway.
                 if key_position is None or row[key_position + 1] is None:

@@ -38,7 +38,7 @@ FILE_ORDER: tuple[str, ...] = (
 )
 
 if TYPE_CHECKING:
-    from customers.imports.reading import Context
+    from customers.imports.reading import RowConverters
 
 
 # Staged column types: converter output -> (PostgreSQL type, SQLite type). The SQLite types
@@ -58,11 +58,11 @@ class Column:
     name: str
     sql_type: str  # a key of SQL_TYPES
     required: bool = False
-    #: Builds the converter; gets the import context for merchant-dependent converters.
-    converter: Callable[[Context], Converter] = lambda ctx: text_cell(100)
+    #: Builds the converter; gets `RowConverters` (time zone, tags, tiers) of the merchant.
+    converter: Callable[[RowConverters], Converter] = lambda ctx: text_cell(100)
 
 
-def _fixed(converter: Converter) -> Callable[[Context], Converter]:
+def _fixed(converter: Converter) -> Callable[[RowConverters], Converter]:
     return lambda ctx: converter
 
 

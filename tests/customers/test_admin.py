@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from customers.api_tokens import api_token_create
 from customers.models import (
     Customer,
     CustomerMetrics,
@@ -65,6 +66,7 @@ def populated(merchant, staff_user):
         new={"dormant_days": 200},
     )
     scores_compute(merchant=merchant)
+    api_token_create(merchant=merchant, name="loyalty app")
     return customer, item
 
 
@@ -89,6 +91,7 @@ def test_every_model_of_the_schema_is_registered():
         "TierRule",
         "ScoreSettingsChange",
         "ScoreChange",
+        "ApiToken",
     }
 
 

@@ -1,0 +1,109 @@
+"""The JSON API: one NinjaAPI object, mounted at `/api/v1/` (`config/urls.py`), with one
+router per app (`<app>/api.py`) calling that app's services and selectors.
+
+Every answer that is not a success has the same shape (`customers.portal.api.ErrorsOut`):
+`{"errors": [{"path": "email", "message": "..."}]}`. Authentication is a bearer token per
+merchant (`customers.portal.api.BearerToken`), never the session: the API is not open to
+cross-site requests, so it needs no CSRF token (ninja checks CSRF only for cookie-based
+authentication, and its views are exempt from Django's middleware).
+
+The interactive docs page is off (`docs_url=None`): ninja's loads Swagger UI from a CDN,
+which the portal does not use; `/api/v1/openapi.json` is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+# Importing the campaigns router also adds the customer read to the customers router.
+from campaigns.api import router as campaigns_router
+from customers.api import router as customers_router
+from customers.portal.api import (
+    MSG_NOT_FOUND,
+    MSG_UNAUTHENTICATED,
+    READ,
+    ScopeDenied,
+    errors_body,
+)
+
+api = NinjaAPI(
+    title="Segment Portal API",
+    version="v1",
+    description="Customers in and out of a merchant's segment portal (see docs/api.md).",
+    auth=READ,
+    urls_namespace="api",
+    docs_url=None,
+    openapi_url="/openapi.json",
+)
+
+#: Where ninja says a bad value was, dropped from the path: `["body", "payload", "email"]`
+#: is `email`; a path or query parameter is its name.
+_SOURCES = frozenset({"body", "path", "query", "header", "cookie", "form", "file"})
+_BODY_PARAMETER = "payload"
+
+
+def _path(location: Any) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in _SOURCES:
+        source = parts.pop(0)
+        if source == "body" and parts[:1] == [_BODY_PARAMETER]:
+            parts.pop(0)
+    return ".".join(parts)
+
+
+def _answer(request: HttpRequest, status: int, *items: tuple[str, str]) -> HttpResponse:
+    return api.create_response(request, errors_body(*items), status=status)
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    return _answer(
+        request, 422, *((_path(error.get("loc", ())), str(error["msg"])) for error in exc.errors)
+    )
+
+
+@api.exception_handler(DjangoValidationError)
+def _refused_by_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    # Services raise by field name (`{"email": [...]}`); a message without a field is about
+    # the request as a whole.
+    if hasattr(exc, "error_dict"):
+        items = [
+            ("" if field == "__all__" else field, message)
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    else:
+        items = [("", message) for message in exc.messages]
+    return _answer(request, 422, *items)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = _answer(request, 401, ("", MSG_UNAUTHENTICATED))
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(ScopeDenied)
+def _scope_denied(request: HttpRequest, exc: ScopeDenied) -> HttpResponse:
+    return _answer(request, 403, ("", str(exc)))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _answer(request, 404, ("", MSG_NOT_FOUND))
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _answer(request, exc.status_code, ("", exc.message))
+
+
+api.add_router("/", customers_router)
+api.add_router("/", campaigns_router)
