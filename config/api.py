@@ -13,10 +13,14 @@ which the portal does not use; `/api/v1/openapi.json` is served.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import URLPattern, re_path
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -25,6 +29,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from campaigns.api import router as campaigns_router
 from customers.api import router as customers_router
 from customers.portal.api import (
+    MSG_METHOD_NOT_ALLOWED,
     MSG_NOT_FOUND,
     MSG_UNAUTHENTICATED,
     READ,
@@ -107,3 +112,41 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 api.add_router("/", customers_router)
 api.add_router("/", campaigns_router)
+
+
+# --- the errors ninja answers outside its handlers, in the same shape -------------------------
+
+
+def _json_not_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """ninja answers a method a path does not take with a plain-text 405, and its root
+    (`/api/v1/`) with Django's 404 page: the same JSON as every other error instead."""
+
+    @wraps(view)  # keeps csrf_exempt
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:  # only the root's view raises it: the operations answer 404 themselves
+            return _answer(request, 404, ("", MSG_NOT_FOUND))
+        if response.status_code != 405 or response.get("Content-Type") == "application/json":
+            return response
+        allowed = response.get("Allow", "")
+        answer = _answer(request, 405, ("", MSG_METHOD_NOT_ALLOWED.format(allowed=allowed)))
+        answer["Allow"] = allowed
+        return answer
+
+    return wrapped
+
+
+@csrf_exempt
+def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
+    return _answer(request, 404, ("", MSG_NOT_FOUND))
+
+
+def api_urls() -> tuple[list[Any], str, str]:
+    """What `config/urls.py` mounts at `api/v1/` (as `api.urls` would be): ninja's routes,
+    then a JSON 404 for any other path under it."""
+    patterns, app_name, namespace = api.urls
+    for pattern in patterns:
+        if isinstance(pattern, URLPattern):
+            pattern.callback = _json_not_allowed(pattern.callback)
+    return [*patterns, re_path(r"^(?P<rest>.*)$", _no_such_route)], app_name, namespace

@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 
 from analytics.views import DashboardView
-from config.api import api
+from config.api import api_urls
 from customers.portal.help import HelpIndexView, HelpPageView
 
 
@@ -23,7 +23,7 @@ urlpatterns = [
     path("", DashboardView.as_view(), name="home"),
     path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
-    path("api/v1/", api.urls),
+    path("api/v1/", api_urls()),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("help/", HelpIndexView.as_view(), name="help_index"),

@@ -22,6 +22,7 @@ MSG_UNAUTHENTICATED = (
     "(the token may be missing, mistyped, revoked or expired)."
 )
 MSG_NOT_FOUND = "Not found."
+MSG_METHOD_NOT_ALLOWED = "This path does not take this method (it takes: {allowed})."
 
 
 class ScopeDenied(Exception):

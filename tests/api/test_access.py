@@ -76,8 +76,20 @@ def test_the_api_needs_no_csrf_token_and_sets_no_cookie(writer):
     assert not response.cookies
 
 
-def test_an_unknown_route_under_the_api_is_a_404(writer):
-    assert writer.get("/api/v1/customers/c-1/nothing").status_code == 404
+@pytest.mark.parametrize("path", ["/api/v1/customers/c-1/nothing", "/api/v1/", "/api/v1/x"])
+def test_an_unknown_route_under_the_api_is_a_json_404(writer, path):
+    response = writer.get(path)
+
+    assert response.status_code == 404
+    assert error_paths(response) == [""]
+
+
+def test_a_method_a_route_does_not_take_is_a_json_405(writer):
+    response = writer.client.delete("/api/v1/customers/c-1", headers=writer.headers)
+
+    assert response.status_code == 405
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "PUT"}
+    assert error_paths(response) == [""]
 
 
 def test_the_openapi_document_is_served_and_valid(client):
