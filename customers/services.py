@@ -238,7 +238,6 @@ def _customer_upsert(
             (cells.get(column.name) or "" for column in spec.columns),
         )
         row = dict(zip((column.name for column in spec.columns), converted, strict=True))
-        errors.extend(_too_long(row))
         branch = None
         if row["home_branch"] is not None:
             branch = Branch.objects.filter(merchant=merchant, code=row["home_branch"]).first()
@@ -276,16 +275,3 @@ def _customer_upsert(
         if row["tags"] is not None:
             customer.tags.set(row["tags"])
     return customer, created
-
-
-def _too_long(row: dict[str, Any]) -> list[tuple[str, str]]:
-    """Text longer than its column holds (the email check allows more)."""
-    from customers.imports.cells import MSG_TOO_LONG, quoted
-
-    errors = []
-    for name, value in row.items():
-        field = Customer._meta.get_field(name) if name in _PLAIN_CUSTOMER_COLUMNS else None
-        max_length = getattr(field, "max_length", None)
-        if isinstance(value, str) and max_length and len(value) > max_length:
-            errors.append((name, MSG_TOO_LONG.format(value=quoted(value), max_length=max_length)))
-    return errors

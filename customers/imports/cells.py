@@ -170,7 +170,14 @@ def kind_cell(raw: str) -> str:
     return value
 
 
+#: Customer.email's column (EmailField's 254): validate_email allows up to 320 characters,
+#: which PostgreSQL's varchar(254) refuses when the rows are merged.
+_EMAIL_MAX_LENGTH = 254
+
+
 def email_cell(raw: str) -> str:
+    if len(raw) > _EMAIL_MAX_LENGTH:
+        raise CellError(MSG_TOO_LONG.format(value=quoted(raw), max_length=_EMAIL_MAX_LENGTH))
     try:
         validate_email(raw)
     except ValidationError:

@@ -17,6 +17,8 @@ from tests.factories import BranchFactory, CustomerFactory, TransactionFactory
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/customers/{}"
+#: Valid by Django's email validator (up to 320 characters), longer than the column (254).
+LONG_EMAIL = "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".com"
 
 
 def test_put_creates_a_customer_and_answers_201(writer, merchant):
@@ -91,7 +93,13 @@ def test_put_refuses_a_bad_field_naming_it_and_writes_nothing(writer, merchant):
         ({"joined_at": "2024-01-02", "home_branch": "NOPE"}, ["home_branch"]),
         ({"joined_at": "2024-01-02", "points_balance": -1}, ["points_balance"]),
         ({"joined_at": "2024-01-02", "gender": "x", "phone": "1"}, ["phone", "gender"]),
-        ({"joined_at": "2024-01-02", "email": "a@" + "b" * 250 + ".com"}, ["email"]),
+        (
+            {
+                "joined_at": "2024-01-02",
+                "email": "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".com",
+            },
+            ["email"],
+        ),
         ({"joined_at": "2024-01-02", "first_name": "a\x00b"}, ["first_name"]),
         ({"joined_at": "2024-01-02", "shoe_size": 42}, ["shoe_size"]),
         ({"joined_at": "2024-01-02", "first_name": 5}, ["first_name"]),

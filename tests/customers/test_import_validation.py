@@ -27,6 +27,8 @@ def _customers_with(write_csv, column: str, value: str):
     ("column", "value", "message"),
     [
         ("email", "bob@", '"bob@" is not a valid email address'),
+        # valid by Django's validator (up to 320), longer than the column (254)
+        ("email", "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".com", "longer than 254"),
         ("phone", "12ab", '"12ab" is not a valid phone number (7 to 15 digits)'),
         ("phone", "+1 23", '"+1 23" is not a valid phone number (7 to 15 digits)'),
         ("gender", "f", '"f" is not a gender (female, male, other, or empty)'),
