@@ -234,8 +234,8 @@ def _customer_upsert(
         # which a refused row must not leave behind.
         converters = RowConverters(merchant)
         converted, errors = convert_cells(
-            ((column, column.converter(converters)) for column in spec.columns),
-            (cells.get(column.name) or "" for column in spec.columns),
+            [(column, i, column.converter(converters)) for i, column in enumerate(spec.columns)],
+            [cells.get(column.name) or "" for column in spec.columns],
         )
         row = dict(zip((column.name for column in spec.columns), converted, strict=True))
         branch = None

@@ -745,6 +745,7 @@ def support_user(username, *permissions):
         ("customers.merchant", "recompute_metrics", Action.RECOMPUTE_METRICS),
         ("customers.customer", "recompute_metrics", Action.RECOMPUTE_METRICS),
         ("auth.user", "unlock_sign_in", Action.UNLOCK_SIGN_IN),
+        ("customers.apitoken", "revoke", Action.MANAGE_API_TOKENS),
     ],
 )
 def test_admin_actions_ask_the_permissions_module(model_admin, action_name, action):

@@ -7,7 +7,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -84,29 +84,32 @@ class RowConverters:
 
 
 def convert_cells(
-    columns: Iterable[tuple[Column, Converter]], raws: Iterable[str]
+    columns: Sequence[tuple[Column, int, Converter]], cells: Sequence[str]
 ) -> tuple[list[Any], list[tuple[str, str]]]:
-    """One row's cells, validated and converted the contract's way: stripped, empty means
-    "not given" (None; an error when the column is required), NUL refused, then the
-    column's converter. Returns the values (None where not given or bad) and the errors as
-    (column, message)."""
+    """One row's cells, validated and converted the contract's way: each column's cell
+    (at its position in `cells`; -1: the column is absent, as if empty) stripped, empty
+    means "not given" (None; an error when the column is required), NUL refused, then the
+    column's converter. Returns the values in column order (None where not given or bad)
+    and the errors as (column, message). Runs once per imported row: kept lean."""
     values: list[Any] = []
     errors: list[tuple[str, str]] = []
-    for (column, convert), cell in zip(columns, raws, strict=True):
-        raw = cell.strip()
-        value = None
-        if "\x00" in raw:
-            # PostgreSQL's text cannot hold NUL: refused here, with its place.
-            errors.append((column.name, MSG_NUL))
-        elif not raw:
+    append = values.append
+    for column, position, convert in columns:
+        raw = cells[position].strip() if position >= 0 else ""
+        if not raw:
             if column.required:
                 errors.append((column.name, MSG_REQUIRED))
+            append(None)
+        elif "\x00" in raw:
+            # PostgreSQL's text cannot hold NUL: refused here, with its place.
+            errors.append((column.name, MSG_NUL))
+            append(None)
         else:
             try:
-                value = convert(raw)
+                append(convert(raw))
             except CellError as exc:
                 errors.append((column.name, str(exc)))
-        values.append(value)
+                append(None)
     return values, errors
 
 
@@ -229,7 +232,7 @@ def stage_file(ctx: Context, spec: FileSpec, source: Source) -> FileCounts:
         if not positions:
             return counts
         width = len(header)
-        converting = list(zip(spec.columns, converters, strict=True))
+        columns = list(zip(spec.columns, positions, converters, strict=True))
         previous = reader.line_num
         while True:
             try:
@@ -248,9 +251,7 @@ def stage_file(ctx: Context, spec: FileSpec, source: Source) -> FileCounts:
             if len(cells) != width:
                 ctx.error(fname, line, "", MSG_FIELD_COUNT.format(found=len(cells), expected=width))
                 continue
-            values, errors = convert_cells(
-                converting, (cells[p] if p >= 0 else "" for p in positions)
-            )
+            values, errors = convert_cells(columns, cells)
             row: list[Any] = [line, *values]
             for column_name, message in errors:
                 ctx.error(fname, line, column_name, message)
