@@ -36,6 +36,7 @@ from customers.portal.api import (
     ScopeDenied,
     errors_body,
 )
+from segments.api import router as segments_router
 
 api = NinjaAPI(
     title="Segment Portal API",
@@ -112,6 +113,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 api.add_router("/", customers_router)
 api.add_router("/", campaigns_router)
+api.add_router("/", segments_router)
 
 
 # --- the errors ninja answers outside its handlers, in the same shape -------------------------

@@ -1,0 +1,253 @@
+"""The segments app's JSON API router (mounted under `/api/v1/` by `config/api.py`).
+
+Segments are read and written through `segments.selectors` and `segments.services` (the
+versions, guards and removal plan the portal goes through); rules are checked and counted by
+`segments.engine`, as the builder does. Every query starts from the token's merchant's
+segments (`_segment`), so another merchant's slug answers 404.
+
+A rule tree's problems come back one error each, with the rule path the engine names
+(`rules.conditions[0].value`), in the API's error shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest
+from ninja import Query, Router, Schema, Status
+from pydantic import ConfigDict
+
+from customers.models import Merchant
+from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
+from segments import engine, selectors, services
+from segments.models import Segment
+from segments.rule_tree import ROOT_PATH, RuleValidationError
+
+router = Router(tags=["segments"])
+
+SEGMENT_PATH = "/segments/{slug}"
+
+PREVIEW_TIMEOUT_ERROR = (
+    "Counting these rules took longer than {seconds:g} s and was stopped; simplify them."
+)
+
+#: `ordering` values and the columns they sort by (the list page's sortable columns, with
+#: the name as tie-breaker so a page order is stable).
+ORDERINGS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "pk"),
+    "-name": ("-name", "-pk"),
+    "member_count": ("member_count", "name", "pk"),
+    "-member_count": ("-member_count", "name", "pk"),
+    "updated": ("updated_at", "pk"),
+    "-updated": ("-updated_at", "-pk"),
+}
+Ordering = Literal["name", "-name", "member_count", "-member_count", "updated", "-updated"]
+
+
+class SegmentOut(Schema):
+    slug: str
+    name: str
+    description: str
+    kind: str
+    is_active: bool
+    rules: dict[str, Any]
+    definition_version: int
+    member_count: int
+    last_refreshed_at: dt.datetime | None
+    refresh_status: str
+    last_refresh_error: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class SegmentListOut(Schema):
+    items: list[SegmentOut]
+
+
+class SegmentIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    slug: str | None = None
+    description: str = ""
+    kind: Literal["dynamic", "manual"]
+    rules: dict[str, Any] | None = None
+
+
+class SegmentPatch(Schema):
+    """The fields to change; those left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    description: str | None = None
+    rules: dict[str, Any] | None = None
+    is_active: bool | None = None
+
+
+class SegmentFilters(Schema):
+    kind: Literal["dynamic", "manual"] | None = None
+    active: bool | None = None
+    #: Name or description contains (case-insensitive), as the list page's search box.
+    q: str | None = None
+    ordering: Ordering = "name"
+
+
+class PreviewIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, Any]
+
+
+class FunnelStepOut(Schema):
+    path: str
+    label: str
+    count: int
+    cumulative: int
+
+
+class PreviewOut(Schema):
+    count: int
+    funnel: list[FunnelStepOut] | None = None
+
+
+def _segment(merchant: Merchant, slug: str) -> Segment:
+    # The merchant's own segments only: another merchant's slug is not found.
+    segment = selectors.segment_queryset(merchant=merchant).filter(slug=slug).first()
+    if segment is None:
+        raise Http404
+    return segment
+
+
+def _rule_errors(exc: RuleValidationError) -> Status:
+    """The engine's "path: message" lines as the API's errors (422)."""
+    # The engine's paths start inside the tree ("conditions[0].value"); the tree is the
+    # body's `rules`, so the API's paths start there ("rules.conditions[0].value").
+    items = []
+    for error in exc.errors:
+        path, sep, message = error.partition(": ")
+        if not sep:
+            path, message = ROOT_PATH, error
+        elif path != ROOT_PATH and not path.startswith(ROOT_PATH + "."):
+            path = f"{ROOT_PATH}.{path}"
+        items.append((path, message))
+    return Status(422, errors_body(*items))
+
+
+def _filtered(queryset: QuerySet[Segment], filters: SegmentFilters) -> QuerySet[Segment]:
+    if filters.kind:
+        queryset = queryset.filter(kind=filters.kind)
+    if filters.active is not None:
+        queryset = queryset.filter(is_active=filters.active)
+    query = (filters.q or "").strip()
+    if query:
+        queryset = queryset.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    return queryset.order_by(*ORDERINGS[filters.ordering])
+
+
+@router.get(
+    "/segments",
+    response={200: SegmentListOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="List the merchant's segments",
+)
+def segment_list(request: HttpRequest, filters: Query[SegmentFilters]) -> Any:
+    merchant = api_merchant(request)
+    return {"items": list(_filtered(selectors.segment_list(merchant=merchant), filters))}
+
+
+@router.post(
+    "/segments",
+    auth=WRITE,
+    response={201: SegmentOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Create a segment",
+)
+def segment_post(request: HttpRequest, payload: SegmentIn) -> Any:
+    """A dynamic segment's rules are validated as the builder validates them (errors name
+    the rule path) and its first refresh is queued; a manual segment has no rules."""
+    try:
+        segment = services.segment_create(
+            merchant=api_merchant(request),
+            name=payload.name,
+            slug=payload.slug or None,
+            description=payload.description,
+            kind=payload.kind,
+            rules=payload.rules,
+        )
+    except RuleValidationError as exc:
+        return _rule_errors(exc)
+    return Status(201, segment)
+
+
+@router.post(
+    "/segments/preview",
+    response={200: PreviewOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Count the customers a rule tree matches",
+)
+def segment_preview(request: HttpRequest, payload: PreviewIn, funnel: bool = False) -> Any:
+    """The builder's live count: the count, and with `funnel=1` the per-condition funnel
+    (each top-level condition alone and cumulatively). Stopped after the builder's time
+    limit. Reads only, so a read token may call it."""
+    merchant = api_merchant(request)
+    try:
+        tree = engine.validate_rules(payload.rules, merchant=merchant)
+    except RuleValidationError as exc:
+        return _rule_errors(exc)
+    limit_ms = settings.SEGMENT_LIVE_COUNT_TIMEOUT_MS
+    try:
+        with engine.time_limit(limit_ms):
+            if funnel:
+                count, steps = engine.count_with_funnel(merchant=merchant, rules=tree)
+                return {"count": count, "funnel": steps}
+            return {"count": engine.count_matching(merchant=merchant, rules=tree)}
+    except engine.EvaluationTimeout:
+        message = PREVIEW_TIMEOUT_ERROR.format(seconds=limit_ms / 1000)
+        return Status(422, errors_body(("rules", message)))
+
+
+@router.get(
+    SEGMENT_PATH,
+    response={200: SegmentOut, 404: ErrorsOut, **AUTH_ERRORS},
+    summary="Read a segment",
+)
+def segment_get(request: HttpRequest, slug: str) -> Any:
+    return _segment(api_merchant(request), slug)
+
+
+@router.patch(
+    SEGMENT_PATH,
+    auth=WRITE,
+    response={200: SegmentOut, 404: ErrorsOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Change a segment",
+)
+def segment_patch(request: HttpRequest, slug: str, payload: SegmentPatch) -> Any:
+    """A new name, description or rules is a new definition version; new rules (or
+    re-activation) queue a refresh, which makes a refresh in flight discard its result."""
+    segment = _segment(api_merchant(request), slug)
+    changes = payload.model_dump(exclude_unset=True)
+    for field in ("name", "description", "is_active"):
+        if field in changes and changes[field] is None:
+            return Status(422, errors_body((field, "This field may not be null.")))
+    try:
+        return services.segment_update(segment=segment, **changes)
+    except RuleValidationError as exc:
+        return _rule_errors(exc)
+
+
+@router.delete(
+    SEGMENT_PATH,
+    auth=WRITE,
+    response={204: None, 404: ErrorsOut, 409: ErrorsOut, **AUTH_ERRORS},
+    summary="Remove a segment",
+)
+def segment_delete(request: HttpRequest, slug: str) -> Any:
+    """Removes the segment with its members and history; refused (409) while another
+    segment uses it in its rules, naming them."""
+    segment = _segment(api_merchant(request), slug)
+    try:
+        services.segments_remove(segments=[segment])
+    except services.SegmentInUseError as exc:
+        return Status(409, errors_body(*(("", message) for message in exc.messages)))
+    return Status(204, None)

@@ -1,0 +1,258 @@
+"""The segments endpoints: list (filters, ordering), create, read, change and remove through
+the segments services, and the builder's live count (`/segments/preview`), each scoped to
+the token's merchant and refused to a read token when it writes."""
+
+import json
+from typing import Any
+
+import pytest
+
+from segments.models import Segment, SegmentKind, SegmentVersion
+from tests.api.conftest import ApiClient, error_paths
+from tests.factories import CustomerFactory, TransactionFactory
+from tests.segments.refresh_helpers import make_segment, segment_rules, spend_rules
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/segments"
+
+
+def send(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
+    """`client` speaking POST, PATCH or DELETE (the shared client speaks GET and PUT)."""
+    data = json.dumps(body) if body is not None else ""
+    return getattr(client.client, method)(
+        path, data=data, content_type="application/json", headers=client.headers
+    )
+
+
+@pytest.fixture
+def vips(merchant):
+    return make_segment(merchant, "vips", name="VIPs", description="Spend 100 or more")
+
+
+@pytest.fixture
+def rival_segment(other_merchant):
+    return make_segment(other_merchant, "rival", kind=SegmentKind.MANUAL)
+
+
+# -- list -----------------------------------------------------------------------------------
+
+
+def test_list_answers_the_merchants_segments_with_their_freshness(reader, vips, rival_segment):
+    response = reader.get(URL)
+
+    assert response.status_code == 200, response.content
+    items = response.json()["items"]
+    assert [item["slug"] for item in items] == ["vips"]
+    assert items[0]["kind"] == "dynamic" and items[0]["member_count"] == 0
+    assert items[0]["refresh_status"] == vips.refresh_status
+    assert items[0]["last_refreshed_at"] is None
+
+
+def test_list_filters_by_kind_active_and_search_and_orders(reader, merchant):
+    make_segment(merchant, "big", name="Big spenders", member_count=30)
+    make_segment(merchant, "small", name="Small spenders", member_count=10, is_active=False)
+    make_segment(merchant, "front", name="Front desk", kind=SegmentKind.MANUAL, member_count=20)
+
+    def slugs(query: str) -> list[str]:
+        response = reader.get(f"{URL}?{query}")
+        assert response.status_code == 200, response.content
+        return [item["slug"] for item in response.json()["items"]]
+
+    assert slugs("") == ["big", "front", "small"]
+    assert slugs("kind=manual") == ["front"]
+    assert slugs("active=false") == ["small"]
+    assert slugs("q=SPENDERS&ordering=-member_count") == ["big", "small"]
+    assert slugs("ordering=member_count") == ["small", "front", "big"]
+
+
+def test_list_refuses_an_unknown_ordering_naming_the_parameter(reader):
+    response = reader.get(f"{URL}?ordering=pk")
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["ordering"]
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+def test_post_creates_a_dynamic_segment_with_its_first_version(writer, merchant):
+    response = send(
+        writer,
+        "post",
+        URL,
+        {"name": "Big spenders", "kind": "dynamic", "rules": spend_rules(500)},
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["slug"] == "big-spenders" and body["definition_version"] == 1
+    segment = Segment.objects.get(merchant=merchant, slug="big-spenders")
+    assert segment.rules == spend_rules(500)
+    assert SegmentVersion.objects.filter(segment=segment, version=1).exists()
+
+
+def test_post_creates_a_manual_segment_with_a_given_slug(writer, merchant):
+    response = send(writer, "post", URL, {"name": "Front desk", "slug": "desk", "kind": "manual"})
+
+    assert response.status_code == 201, response.content
+    assert Segment.objects.get(merchant=merchant, slug="desk").kind == SegmentKind.MANUAL
+
+
+def test_post_names_the_rule_path_of_each_problem_and_saves_nothing(writer, merchant):
+    rules = {"match": "all", "conditions": [{"field": "total_spend", "op": "gte", "value": "x"}]}
+
+    response = send(writer, "post", URL, {"name": "Bad", "kind": "dynamic", "rules": rules})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["rules.conditions[0].value"]
+    assert not Segment.objects.filter(merchant=merchant).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"name": "X", "kind": "static"}, "kind"),
+        ({"kind": "manual"}, "name"),
+        ({"name": "X", "kind": "manual", "rules": spend_rules(1)}, "rules"),
+        ({"name": "X", "kind": "manual", "colour": "red"}, "colour"),
+        ({"name": "X", "kind": "manual", "slug": "vips"}, "slug"),
+        ({"name": "VIPs", "kind": "manual"}, "name"),
+    ],
+)
+def test_post_refuses_a_bad_body_naming_the_field(writer, vips, body, path):
+    response = send(writer, "post", URL, body)
+
+    assert response.status_code == 422
+    assert path in error_paths(response)
+
+
+# -- read, change, remove -------------------------------------------------------------------
+
+
+def test_get_answers_one_segment(reader, vips):
+    response = reader.get(f"{URL}/vips")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "VIPs" and response.json()["rules"] == spend_rules(100)
+
+
+def test_patch_changes_the_definition_as_a_new_version(writer, vips):
+    response = send(writer, "patch", f"{URL}/vips", {"name": "Top", "rules": spend_rules(900)})
+
+    assert response.status_code == 200, response.content
+    vips.refresh_from_db()
+    assert vips.name == "Top" and vips.rules == spend_rules(900)
+    assert response.json()["definition_version"] == vips.definition_version == 2
+
+
+def test_patch_deactivates_without_a_new_version(writer, vips):
+    response = send(writer, "patch", f"{URL}/vips", {"is_active": False})
+
+    assert response.status_code == 200, response.content
+    vips.refresh_from_db()
+    assert not vips.is_active and vips.definition_version == 1
+
+
+def test_patch_names_the_rule_path_and_changes_nothing(writer, vips):
+    rules = {"match": "all", "conditions": [{"field": "total_spend", "op": "gte", "value": "x"}]}
+
+    response = send(writer, "patch", f"{URL}/vips", {"rules": rules})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["rules.conditions[0].value"]
+    vips.refresh_from_db()
+    assert vips.rules == spend_rules(100)
+
+
+def test_delete_removes_a_segment(writer, vips):
+    response = send(writer, "delete", f"{URL}/vips")
+
+    assert response.status_code == 204
+    assert not Segment.objects.filter(pk=vips.pk).exists()
+
+
+def test_delete_is_refused_while_another_segment_uses_it(writer, merchant, vips):
+    make_segment(merchant, "loyal-vips", name="Loyal VIPs", rules=segment_rules("vips"))
+
+    response = send(writer, "delete", f"{URL}/vips")
+
+    assert response.status_code == 409
+    assert "Loyal VIPs" in response.json()["errors"][0]["message"]
+    assert Segment.objects.filter(pk=vips.pk).exists()
+
+
+# -- preview --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spenders(merchant):
+    for spend in (50, 150, 600):
+        TransactionFactory(customer=CustomerFactory(merchant=merchant), total=spend)
+
+
+def test_preview_counts_the_matching_customers(reader, spenders):
+    response = send(reader, "post", f"{URL}/preview", {"rules": spend_rules(100)})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == 2
+
+
+def test_preview_gives_the_funnel_on_request(reader, spenders):
+    rules = {
+        "match": "all",
+        "conditions": [
+            {"field": "total_spend", "op": "gte", "value": 100},
+            {"field": "total_spend", "op": "gte", "value": 500},
+        ],
+    }
+
+    response = send(reader, "post", f"{URL}/preview?funnel=1", {"rules": rules})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["count"] == 1
+    assert [(s["path"], s["count"], s["cumulative"]) for s in body["funnel"]] == [
+        ("conditions[0]", 2, 2),
+        ("conditions[1]", 1, 1),
+    ]
+
+
+def test_preview_names_the_rule_path(reader):
+    rules = {"match": "all", "conditions": [{"field": "no_such_field", "op": "eq", "value": 1}]}
+
+    response = send(reader, "post", f"{URL}/preview", {"rules": rules})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["rules.conditions[0].field"]
+
+
+# -- scopes and tenancy ---------------------------------------------------------------------
+
+WRITES = [
+    ("post", URL, {"name": "X", "kind": "manual"}),
+    ("patch", f"{URL}/vips", {"name": "X"}),
+    ("delete", f"{URL}/vips", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+def test_a_read_token_may_not_write(reader, vips, method, path, body):
+    response = send(reader, method, path, body)
+
+    assert response.status_code == 403
+    assert error_paths(response) == [""]
+    vips.refresh_from_db()
+    assert vips.name == "VIPs"
+
+
+@pytest.mark.parametrize(
+    ("method", "body"), [("get", None), ("patch", {"name": "Mine"}), ("delete", None)]
+)
+def test_another_merchants_slug_is_not_found(writer, rival_segment, method, body):
+    response = send(writer, method, f"{URL}/rival", body)
+
+    assert response.status_code == 404
+    assert error_paths(response) == [""]
+    rival_segment.refresh_from_db()
+    assert rival_segment.name == "Rival"
