@@ -11,19 +11,22 @@ A rule tree's problems come back one error each, with the rule path the engine n
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
-from ninja import Query, Router, Schema, Status
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
 from customers.models import Merchant
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from segments import engine, selectors, services
-from segments.models import Segment
+from segments.models import MembershipEventKind, Segment
 from segments.rule_tree import ROOT_PATH, RuleValidationError
 
 router = Router(tags=["segments"])
@@ -251,3 +254,120 @@ def segment_delete(request: HttpRequest, slug: str) -> Any:
     except services.SegmentInUseError as exc:
         return Status(409, errors_body(*(("", message) for message in exc.messages)))
     return Status(204, None)
+
+
+# -- members --------------------------------------------------------------------------------
+
+MEMBERS_PATH = SEGMENT_PATH + "/members"
+BAD_CURSOR_ERROR = "Not a cursor of this list: pass the `next` URL as it was given."
+EVENT_NAMES: dict[str, str] = {
+    MembershipEventKind.ENTRY: "entered",
+    MembershipEventKind.EXIT: "exited",
+}
+#: A cursor's kind: members are paged by customer id, events by event id.
+_MEMBERS_CURSOR, _EVENTS_CURSOR = "m", "e"
+
+
+class MembersQuery(Schema):
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+    #: An instant; without an offset it is the merchant's local time.
+    changed_since: dt.datetime | None = None
+
+
+class MemberOut(Schema):
+    external_id: str
+    since: dt.datetime
+
+
+class MemberEventOut(Schema):
+    external_id: str
+    event: Literal["entered", "exited"]
+    at: dt.datetime
+
+
+class MembersOut(Schema):
+    items: list[MemberOut]
+    next: str | None
+
+
+class MemberEventsOut(Schema):
+    items: list[MemberEventOut]
+    next: str | None
+
+
+def _cursor(kind: str, last_id: int) -> str:
+    """Opaque to clients: the kind of list and the last id it gave, base64url."""
+    return base64.urlsafe_b64encode(f"{kind}{last_id}".encode()).decode().rstrip("=")
+
+
+def _after(kind: str, cursor: str | None) -> int | None:
+    """The id a cursor of `kind` ends at (None: the first page); ValueError if not one."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(cursor) from exc
+    if not text.startswith(kind) or not text[1:].isdigit():
+        raise ValueError(cursor)
+    return int(text[1:])
+
+
+def _next_url(request: HttpRequest, query: MembersQuery, cursor: str) -> str:
+    params = {"limit": str(query.limit), "cursor": cursor}
+    if query.changed_since is not None:
+        params["changed_since"] = query.changed_since.isoformat()
+    return request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+
+
+@router.get(
+    MEMBERS_PATH,
+    response={200: MembersOut | MemberEventsOut, 404: ErrorsOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Page through a segment's members, or its entries and exits since an instant",
+)
+def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQuery]) -> Any:
+    """Members ordered by customer id, `limit` a page (1 to 1,000, default 100), `next` the
+    URL of the page after (null on the last). The cursor is the last customer id given, so a
+    member that joins or leaves between pages neither shifts nor repeats the others.
+
+    With `changed_since`, the entries and exits since that instant instead, oldest first,
+    paged by event id the same way (events are only ever appended)."""
+    merchant = api_merchant(request)
+    segment = _segment(merchant, slug)
+    kind = _MEMBERS_CURSOR if query.changed_since is None else _EVENTS_CURSOR
+    try:
+        after = _after(kind, query.cursor)
+    except ValueError:
+        return Status(422, errors_body(("cursor", BAD_CURSOR_ERROR)))
+    items: list[dict[str, Any]]
+    if query.changed_since is None:
+        members = selectors.segment_members(segment=segment).order_by("customer_id")
+        if after is not None:
+            members = members.filter(customer_id__gt=after)
+        rows = list(
+            members.values_list("customer_id", "customer__external_id", "since")[: query.limit + 1]
+        )
+        items = [{"external_id": ext, "since": since} for _, ext, since in rows[: query.limit]]
+        last = rows[query.limit - 1][0] if len(rows) > query.limit else None
+    else:
+        since = query.changed_since
+        if timezone.is_naive(since):
+            since = timezone.make_aware(since, merchant.tzinfo)
+        events = (
+            selectors.segment_events(segment=segment).filter(occurred_at__gte=since).order_by("pk")
+        )
+        if after is not None:
+            events = events.filter(pk__gt=after)
+        event_rows = list(
+            events.values_list("pk", "customer__external_id", "kind", "occurred_at")[
+                : query.limit + 1
+            ]
+        )
+        items = [
+            {"external_id": ext, "event": EVENT_NAMES[event_kind], "at": at}
+            for _, ext, event_kind, at in event_rows[: query.limit]
+        ]
+        last = event_rows[query.limit - 1][0] if len(event_rows) > query.limit else None
+    next_url = _next_url(request, query, _cursor(kind, last)) if last is not None else None
+    return {"items": items, "next": next_url}

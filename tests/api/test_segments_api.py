@@ -2,12 +2,14 @@
 the segments services, and the builder's live count (`/segments/preview`), each scoped to
 the token's merchant and refused to a read token when it writes."""
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
 
-from segments.models import Segment, SegmentKind, SegmentVersion
+from segments.models import MembershipEvent, Segment, SegmentKind, SegmentVersion
+from segments.services import segment_members_add, segment_members_remove
 from tests.api.conftest import ApiClient, error_paths
 from tests.factories import CustomerFactory, TransactionFactory
 from tests.segments.refresh_helpers import make_segment, segment_rules, spend_rules
@@ -256,3 +258,114 @@ def test_another_merchants_slug_is_not_found(writer, rival_segment, method, body
     assert error_paths(response) == [""]
     rival_segment.refresh_from_db()
     assert rival_segment.name == "Rival"
+
+
+# -- members --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk(merchant):
+    return make_segment(merchant, "desk", kind=SegmentKind.MANUAL)
+
+
+def pages(client: ApiClient, url: str, between=lambda page: None) -> list[list[dict]]:
+    """Every page from `url` on, following `next`; `between(n)` runs after page n."""
+    found = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        found.append(body["items"])
+        between(len(found))
+        url = body["next"]
+    return found
+
+
+def test_members_are_paged_by_customer_id(reader, merchant, desk):
+    customers = [CustomerFactory(merchant=merchant, external_id=f"c-{i}") for i in range(5)]
+    segment_members_add(segment=desk, customers=customers)
+
+    found = pages(reader, f"{URL}/desk/members?limit=2")
+
+    assert [[item["external_id"] for item in page] for page in found] == [
+        ["c-0", "c-1"],
+        ["c-2", "c-3"],
+        ["c-4"],
+    ]
+    assert all(item["since"] for page in found for item in page)
+
+
+def test_members_paging_neither_skips_nor_repeats_under_inserts(reader, merchant, desk):
+    # given: five members, and customers who join between pages, before and after the cursor
+    customers = [CustomerFactory(merchant=merchant, external_id=f"c-{i}") for i in range(8)]
+    segment_members_add(segment=desk, customers=customers[1:6])
+
+    def join(page: int) -> None:
+        if page == 1:
+            segment_members_add(segment=desk, customers=[customers[0], customers[7]])
+
+    # when
+    found = [
+        item["external_id"]
+        for page in pages(reader, f"{URL}/desk/members?limit=2", join)
+        for item in page
+    ]
+
+    # then: every member there from start to end exactly once, in order; the one who joined
+    # behind the cursor is for the next sync
+    assert found == ["c-1", "c-2", "c-3", "c-4", "c-5", "c-7"]
+
+
+def test_members_refuses_a_cursor_it_did_not_give(reader, desk):
+    response = reader.get(f"{URL}/desk/members?cursor=not-a-cursor")
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["cursor"]
+
+
+@pytest.mark.parametrize("limit", [0, 1001])
+def test_members_refuses_a_limit_out_of_range(reader, desk, limit):
+    response = reader.get(f"{URL}/desk/members?limit={limit}")
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["limit"]
+
+
+def test_changed_since_gives_the_entries_and_exits_since_then(reader, merchant, desk):
+    # given
+    ann, bob, cy = (CustomerFactory(merchant=merchant, external_id=x) for x in "abc")
+    segment_members_add(segment=desk, customers=[ann, bob])
+    MembershipEvent.objects.update(occurred_at=dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC))
+    segment_members_remove(segment=desk, customers=[bob])
+    segment_members_add(segment=desk, customers=[cy])
+    MembershipEvent.objects.filter(occurred_at__gt=dt.datetime(2026, 3, 2, tzinfo=dt.UTC)).update(
+        occurred_at=dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
+    )
+
+    # when
+    found = pages(reader, f"{URL}/desk/members?limit=1&changed_since=2026-03-02T00:00:00Z")
+
+    # then
+    assert sorted((i["external_id"], i["event"], i["at"]) for page in found for i in page) == [
+        ("b", "exited", "2026-03-02T12:00:00Z"),
+        ("c", "entered", "2026-03-02T12:00:00Z"),
+    ]
+
+
+def test_changed_since_does_not_take_a_members_cursor(reader, merchant, desk):
+    segment_members_add(
+        segment=desk, customers=[CustomerFactory(merchant=merchant) for _ in range(2)]
+    )
+    next_url = reader.get(f"{URL}/desk/members?limit=1").json()["next"]
+    cursor = next_url.split("cursor=")[1].split("&")[0]
+
+    response = reader.get(f"{URL}/desk/members?changed_since=2026-01-01T00:00:00Z&cursor={cursor}")
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["cursor"]
+
+
+def test_another_merchants_members_are_not_found(reader, rival_segment):
+    response = reader.get(f"{URL}/rival/members")
+
+    assert response.status_code == 404
