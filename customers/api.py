@@ -1,7 +1,9 @@
 """The customers app's JSON API router (mounted under `/api/v1/` by `config/api.py`).
 
 `PUT /customers/{external_id}` writes one customer the import contract's way, through
-`customers.services.customer_upsert`. The read of a customer (`GET` on the same path) is
+`customers.services.customer_upsert`; `POST /transactions` writes a batch of purchases and
+refunds with their line items, through the import's staging and merge
+(`customers.imports.batch.transactions_write`). The read of a customer (`GET` on the same path) is
 added to this router by `campaigns/api.py`: it answers with the offers and content the
 customer sees, which live in `campaigns`, above this app.
 """
@@ -13,10 +15,17 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
+from customers.imports.batch import (
+    CREATED,
+    UNCHANGED,
+    UPDATED,
+    BatchTransaction,
+    transactions_write,
+)
 from customers.models import Customer
-from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant
+from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from customers.selectors import customer_detail_queryset
 from customers.services import customer_upsert
 
@@ -114,3 +123,97 @@ def customer_put(request: HttpRequest, external_id: str, payload: CustomerIn) ->
     )
     stored = customer_detail_queryset(merchant=merchant).get(pk=customer.pk)
     return Status(201 if created else 200, customer_out(stored))
+
+
+# --- transactions ------------------------------------------------------------------------
+
+#: The most transactions one batch may hold.
+TRANSACTIONS_MAX = 1000
+#: JSON field -> the import contract's column, where the names differ.
+_TRANSACTION_COLUMNS = {"customer": "customer_external_id"}
+_JSON_FIELDS = {column: name for name, column in _TRANSACTION_COLUMNS.items()}
+
+
+def _cell(value: str | int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+class ItemIn(Schema):
+    """A line of the items file: the product's SKU, the quantity and the line total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str
+    quantity: int
+    amount: str
+
+
+class TransactionIn(Schema):
+    """The import contract's transaction columns (`customer` is `customer_external_id`),
+    with its line items. Money is a string (`"12.50"`), timestamps ISO 8601 strings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str
+    customer: str
+    occurred_at: str
+    kind: str | None = None
+    total: str
+    branch: str | None = None
+    points_earned: int | None = None
+    points_redeemed: int | None = None
+    items: list[ItemIn] | None = None
+
+    def batch_row(self) -> BatchTransaction:
+        values = self.model_dump(exclude={"items"})
+        cells = {_TRANSACTION_COLUMNS.get(name, name): _cell(v) for name, v in values.items()}
+        items = [
+            {name: _cell(v) for name, v in item.model_dump().items()} for item in self.items or ()
+        ]
+        return BatchTransaction(cells=cells, items=items)
+
+
+class TransactionsIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[TransactionIn] = Field(max_length=TRANSACTIONS_MAX)
+
+
+class TransactionResult(Schema):
+    external_id: str
+    status: str
+
+
+class TransactionsOut(Schema):
+    results: list[TransactionResult]
+    created: int
+    updated: int
+    unchanged: int
+
+
+@router.post(
+    "/transactions",
+    auth=WRITE,
+    response={frozenset({200, 201}): TransactionsOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Write a batch of purchases and refunds",
+)
+def transactions_post(request: HttpRequest, payload: TransactionsIn) -> Any:
+    """Up to 1,000 transactions, all or nothing, idempotent by external id: 201 when any
+    was created, 200 otherwise, with each one's status (`created`, `updated`, `unchanged`);
+    422 with every row's errors and nothing written."""
+    result = transactions_write(
+        merchant=api_merchant(request),
+        transactions=[row.batch_row() for row in payload.transactions],
+    )
+    if not result.ok:
+        paths = []
+        for i, j, column, message in result.errors:
+            where = f"transactions.{i}" if j is None else f"transactions.{i}.items.{j}"
+            paths.append((f"{where}.{_JSON_FIELDS.get(column, column)}", message))
+        return Status(422, errors_body(*paths))
+    results = [
+        {"external_id": row.external_id.strip(), "status": status}
+        for row, status in zip(payload.transactions, result.statuses, strict=True)
+    ]
+    counts = {s: result.statuses.count(s) for s in (CREATED, UPDATED, UNCHANGED)}
+    return Status(201 if counts[CREATED] else 200, {"results": results, **counts})
