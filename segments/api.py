@@ -12,7 +12,9 @@ A rule tree's problems come back one error each, with the rule path the engine n
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
+import io
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -26,7 +28,7 @@ from pydantic import ConfigDict
 from customers.models import Merchant
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from segments import engine, selectors, services
-from segments.models import MembershipEventKind, Segment
+from segments.models import MembershipEventKind, Segment, SegmentKind
 from segments.rule_tree import ROOT_PATH, RuleValidationError
 
 router = Router(tags=["segments"])
@@ -371,3 +373,119 @@ def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQue
         last = event_rows[query.limit - 1][0] if len(event_rows) > query.limit else None
     next_url = _next_url(request, query, _cursor(kind, last)) if last is not None else None
     return {"items": items, "next": next_url}
+
+
+# -- third-party sourcing of manual segments ------------------------------------------------
+
+#: The reason on the entry and exit events the API's member writes make.
+API_REASON = "api"
+NOT_MANUAL_API_ERROR = (
+    "This is a dynamic segment: its rules decide its members. Only a manual segment's "
+    "members are set through the API."
+)
+MAX_EXTERNAL_IDS = 100_000
+
+
+class ExternalIdsIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    external_ids: list[str] = Field(..., max_length=MAX_EXTERNAL_IDS)
+
+
+class MembersChangeOut(Schema):
+    added: int
+    removed: int
+    #: The external ids no customer of the merchant has, in the order given (nothing was
+    #: done with them).
+    unknown: list[str]
+
+
+def _manual(request: HttpRequest, slug: str) -> Segment | Status:
+    segment = _segment(api_merchant(request), slug)
+    if segment.kind != SegmentKind.MANUAL:
+        return Status(409, errors_body(("", NOT_MANUAL_API_ERROR)))
+    return segment
+
+
+def _resolve(merchant: Merchant, external_ids: list[str]) -> tuple[dict[str, int], list[str]]:
+    """The merchant's customer ids of these external ids, and the unknown ones (each once,
+    in the order given)."""
+    wanted = list(dict.fromkeys(external_ids))
+    known: dict[str, int] = {}
+    customers = selectors.customer_queryset(merchant=merchant)
+    for start in range(0, len(wanted), services.ID_BATCH):
+        batch = wanted[start : start + services.ID_BATCH]
+        known.update(customers.filter(external_id__in=batch).values_list("external_id", "pk"))
+    return known, [external_id for external_id in wanted if external_id not in known]
+
+
+MEMBERS_WRITE_RESPONSES: dict[int, Any] = {
+    200: MembersChangeOut,
+    404: ErrorsOut,
+    409: ErrorsOut,
+    422: ErrorsOut,
+    **AUTH_ERRORS,
+}
+
+
+@router.put(
+    MEMBERS_PATH,
+    auth=WRITE,
+    response=MEMBERS_WRITE_RESPONSES,
+    summary="Replace a manual segment's members",
+)
+def segment_members_put(request: HttpRequest, slug: str, payload: ExternalIdsIn) -> Any:
+    """The listed customers become the members (a third-party system sourcing the segment):
+    those not in it enter, members not listed leave. Unknown ids are reported and change
+    nothing; the known ones are applied."""
+    segment = _manual(request, slug)
+    if isinstance(segment, Status):
+        return segment
+    known, unknown = _resolve(segment.merchant, payload.external_ids)
+    # The upload's replace, fed the known ids: it diffs under the segment's lock.
+    listing = io.StringIO()
+    writer = csv.writer(listing)
+    writer.writerow(["external_id"])
+    writer.writerows([external_id] for external_id in known)
+    listing.seek(0)
+    try:
+        change = services.segment_members_upload(segment=segment, file=listing, reason=API_REASON)
+    except services.MembershipUploadError as exc:
+        return Status(422, errors_body(*(("external_ids", error) for error in exc.errors)))
+    return {"added": len(change.entered), "removed": len(change.exited), "unknown": unknown}
+
+
+@router.post(
+    MEMBERS_PATH,
+    auth=WRITE,
+    response=MEMBERS_WRITE_RESPONSES,
+    summary="Add customers to a manual segment",
+)
+def segment_members_post(request: HttpRequest, slug: str, payload: ExternalIdsIn) -> Any:
+    """Members already in it stay as they are; unknown ids are reported."""
+    segment = _manual(request, slug)
+    if isinstance(segment, Status):
+        return segment
+    known, unknown = _resolve(segment.merchant, payload.external_ids)
+    change = services.segment_members_add(
+        segment=segment, customers=list(known.values()), reason=API_REASON
+    )
+    return {"added": len(change.entered), "removed": 0, "unknown": unknown}
+
+
+@router.delete(
+    MEMBERS_PATH,
+    auth=WRITE,
+    response=MEMBERS_WRITE_RESPONSES,
+    summary="Remove customers from a manual segment",
+)
+def segment_members_delete(request: HttpRequest, slug: str, payload: ExternalIdsIn) -> Any:
+    """Customers who are not members are left alone; unknown ids are reported."""
+    segment = _manual(request, slug)
+    if isinstance(segment, Status):
+        return segment
+    known, unknown = _resolve(segment.merchant, payload.external_ids)
+    change = services.segment_members_remove(
+        segment=segment, customers=list(known.values()), reason=API_REASON
+    )
+    return {"added": 0, "removed": len(change.exited), "unknown": unknown}

@@ -81,17 +81,17 @@ def segment_members_add(
     segment: Segment,
     customers: Iterable[Customer | int],
     user: Actor = None,
+    reason: str = MembershipReason.MANUAL,
 ) -> MembershipChange:
     """Add customers (objects or ids, of the segment's merchant) to a manual segment.
     Customers already in it are left as they are (the change's `entered` leaves them out).
-    `user` is who did it (for the log)."""
+    `user` is who did it (for the log); `reason` goes on the entry events (the API's
+    writes say "api")."""
     locked = _manual_locked(segment)
     ids = _own_customer_ids(locked, customers)
     entered = ids - current_members(locked, ids)
     if entered:  # (adding only members changes nothing, statistics included)
-        membership_write(
-            locked, entered=entered, exited=(), reason=MembershipReason.MANUAL, now=timezone.now()
-        )
+        membership_write(locked, entered=entered, exited=(), reason=reason, now=timezone.now())
         segment_stats_refresh(segment=locked)
     logger.info("User %s added %s customers to segment %s", user, len(entered), locked.pk)
     return MembershipChange(segment_id=locked.pk, entered=entered)
@@ -103,14 +103,14 @@ def segment_members_remove(
     segment: Segment,
     customers: Iterable[Customer | int],
     user: Actor = None,
+    reason: str = MembershipReason.MANUAL,
 ) -> MembershipChange:
-    """Remove customers (objects or ids) from a manual segment; non-members are ignored."""
+    """Remove customers (objects or ids) from a manual segment; non-members are ignored.
+    `reason` goes on the exit events."""
     locked = _manual_locked(segment)
     ids = _own_customer_ids(locked, customers)
     exited = current_members(locked, ids)
-    membership_write(
-        locked, entered=(), exited=exited, reason=MembershipReason.MANUAL, now=timezone.now()
-    )
+    membership_write(locked, entered=(), exited=exited, reason=reason, now=timezone.now())
     segment_stats_refresh(segment=locked)
     logger.info("User %s removed %s customers from segment %s", user, len(exited), locked.pk)
     return MembershipChange(segment_id=locked.pk, exited=exited)
@@ -140,7 +140,11 @@ def _read_upload(file: IO[bytes] | IO[str]) -> list[tuple[int, str]]:
 
 @transaction.atomic
 def segment_members_upload(
-    *, segment: Segment, file: IO[bytes] | IO[str], user: Actor = None
+    *,
+    segment: Segment,
+    file: IO[bytes] | IO[str],
+    user: Actor = None,
+    reason: str = MembershipReason.UPLOAD,
 ) -> MembershipChange:
     """Replace a manual segment's members by the customers listed in a CSV file.
 
@@ -148,7 +152,7 @@ def segment_members_upload(
     skipped, duplicates are fine), naming customers of the segment's merchant. If any id is
     unknown, `MembershipUploadError` lists the lines (the first 50) and nothing is written.
     Otherwise listed non-members enter and unlisted members leave, with events of reason
-    "upload"; uploading the same file again changes nothing.
+    `reason` (default "upload"); uploading the same file again changes nothing.
     """
     locked = _manual_locked(segment)
     rows = _read_upload(file)
@@ -179,7 +183,7 @@ def segment_members_upload(
         locked,
         entered=change.entered,
         exited=change.exited,
-        reason=MembershipReason.UPLOAD,
+        reason=reason,
         now=timezone.now(),
     )
     segment_stats_refresh(segment=locked)

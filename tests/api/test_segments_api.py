@@ -3,13 +3,24 @@ the segments services, and the builder's live count (`/segments/preview`), each 
 the token's merchant and refused to a read token when it writes."""
 
 import datetime as dt
+import io
 import json
 from typing import Any
 
 import pytest
 
-from segments.models import MembershipEvent, Segment, SegmentKind, SegmentVersion
-from segments.services import segment_members_add, segment_members_remove
+from segments.models import (
+    MembershipEvent,
+    Segment,
+    SegmentKind,
+    SegmentMembership,
+    SegmentVersion,
+)
+from segments.services import (
+    segment_members_add,
+    segment_members_remove,
+    segment_members_upload,
+)
 from tests.api.conftest import ApiClient, error_paths
 from tests.factories import CustomerFactory, TransactionFactory
 from tests.segments.refresh_helpers import make_segment, segment_rules, spend_rules
@@ -369,3 +380,92 @@ def test_another_merchants_members_are_not_found(reader, rival_segment):
     response = reader.get(f"{URL}/rival/members")
 
     assert response.status_code == 404
+
+
+# -- third-party sourcing -------------------------------------------------------------------
+
+
+def member_ids(segment: Segment) -> set[str]:
+    return set(
+        SegmentMembership.objects.filter(segment=segment).values_list(
+            "customer__external_id", flat=True
+        )
+    )
+
+
+@pytest.fixture
+def abc(merchant, other_merchant):
+    CustomerFactory(merchant=other_merchant, external_id="rival-1")
+    return [CustomerFactory(merchant=merchant, external_id=x) for x in "abc"]
+
+
+def test_put_replaces_the_members_and_reports_unknown_ids(writer, desk, abc):
+    segment_members_add(segment=desk, customers=abc[:2])
+
+    response = send(
+        writer, "put", f"{URL}/desk/members", {"external_ids": ["b", "c", "nobody", "rival-1"]}
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"added": 1, "removed": 1, "unknown": ["nobody", "rival-1"]}
+    assert member_ids(desk) == {"b", "c"}
+    desk.refresh_from_db()
+    assert desk.member_count == 2
+    api_events = MembershipEvent.objects.filter(segment=desk, reason="api")
+    assert sorted(api_events.values_list("customer__external_id", "kind")) == [
+        ("a", "exit"),
+        ("c", "entry"),
+    ]
+
+
+def test_post_adds_and_delete_removes_members(writer, desk, abc):
+    added = send(writer, "post", f"{URL}/desk/members", {"external_ids": ["a", "b", "a", "x"]})
+    removed = send(writer, "delete", f"{URL}/desk/members", {"external_ids": ["b", "c", "y"]})
+
+    assert added.status_code == removed.status_code == 200
+    assert added.json() == {"added": 2, "removed": 0, "unknown": ["x"]}
+    assert removed.json() == {"added": 0, "removed": 1, "unknown": ["y"]}
+    assert member_ids(desk) == {"a"}
+    assert set(MembershipEvent.objects.filter(segment=desk).values_list("reason", flat=True)) == {
+        "api"
+    }
+
+
+def test_the_portals_member_writes_keep_their_reasons(merchant, desk, abc):
+    segment_members_add(segment=desk, customers=abc[:1])
+    segment_members_upload(segment=desk, file=io.StringIO("external_id\nb\n"))
+
+    assert sorted(
+        MembershipEvent.objects.filter(segment=desk).values_list("reason", flat=True)
+    ) == [
+        "manual",
+        "upload",
+        "upload",
+    ]
+
+
+@pytest.mark.parametrize("method", ["put", "post", "delete"])
+def test_a_dynamic_segments_members_are_not_set_by_hand(writer, vips, abc, method):
+    response = send(writer, method, f"{URL}/vips/members", {"external_ids": ["a"]})
+
+    assert response.status_code == 409
+    assert error_paths(response) == [""]
+    assert not SegmentMembership.objects.filter(segment=vips).exists()
+
+
+@pytest.mark.parametrize("method", ["put", "post", "delete"])
+def test_member_writes_need_a_write_token_and_the_merchants_segment(
+    reader, writer, desk, rival_segment, abc, method
+):
+    refused = send(reader, method, f"{URL}/desk/members", {"external_ids": ["a"]})
+    foreign = send(writer, method, f"{URL}/rival/members", {"external_ids": ["a"]})
+
+    assert refused.status_code == 403 and foreign.status_code == 404
+    assert not SegmentMembership.objects.exists()
+
+
+def test_member_writes_refuse_a_body_without_a_list(writer, desk):
+    response = send(writer, "post", f"{URL}/desk/members", {"external_ids": "a"})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["external_ids"]
