@@ -489,3 +489,60 @@ def segment_members_delete(request: HttpRequest, slug: str, payload: ExternalIds
         segment=segment, customers=list(known.values()), reason=API_REASON
     )
     return {"added": 0, "removed": len(change.exited), "unknown": unknown}
+
+
+# -- why in, why out ------------------------------------------------------------------------
+
+
+class ConditionOut(Schema):
+    """One group or condition of the rules, depth first (the root group first, path "")."""
+
+    path: str
+    label: str
+    matched: bool
+    is_group: bool
+    depth: int
+    #: The customer's own value, where the condition's field shows one.
+    actual: str
+
+
+class MemberCheckOut(Schema):
+    member: bool
+    since: dt.datetime | None = None
+    #: Whether the rules match the customer now (null for a manual segment); `member` is the
+    #: membership as of the last refresh, so the two differ until the next one.
+    matches_now: bool | None = None
+    explanation: list[ConditionOut]
+
+
+@router.get(
+    MEMBERS_PATH + "/{external_id}",
+    response={200: MemberCheckOut, 404: ErrorsOut, 422: ErrorsOut, **AUTH_ERRORS},
+    summary="Whether a customer is a member, and why",
+)
+def segment_member_get(request: HttpRequest, slug: str, external_id: str) -> Any:
+    """In or out, since when, and for a dynamic segment each condition's result for this
+    customer now (the segment page's "why in, why out"). Another merchant's customer, like
+    one that does not exist, is not found."""
+    merchant = api_merchant(request)
+    segment = _segment(merchant, slug)
+    customer = selectors.merchant_customer(merchant=merchant, external_id=external_id)
+    if customer is None:
+        raise Http404
+    membership = selectors.segment_members(segment=segment).filter(customer=customer).first()
+    answer: dict[str, Any] = {
+        "member": membership is not None,
+        "since": membership.since if membership is not None else None,
+        "explanation": [],
+    }
+    if segment.is_dynamic and segment.rules:
+        limit_ms = settings.SEGMENT_LIVE_COUNT_TIMEOUT_MS
+        try:
+            with engine.time_limit(limit_ms):
+                results = engine.explain(merchant=merchant, rules=segment.rules, customer=customer)
+        except engine.EvaluationTimeout:
+            message = PREVIEW_TIMEOUT_ERROR.format(seconds=limit_ms / 1000)
+            return Status(422, errors_body(("", message)))
+        answer["explanation"] = results
+        answer["matches_now"] = results[0].matched if results else None
+    return answer

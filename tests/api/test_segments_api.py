@@ -469,3 +469,62 @@ def test_member_writes_refuse_a_body_without_a_list(writer, desk):
 
     assert response.status_code == 422
     assert error_paths(response) == ["external_ids"]
+
+
+# -- why in, why out ------------------------------------------------------------------------
+
+
+def test_member_check_explains_each_condition(reader, merchant, vips):
+    # given: vips is "total spend ≥ 100"; ann spent 150 and is a member, bob spent 50
+    ann = CustomerFactory(merchant=merchant, external_id="ann")
+    TransactionFactory(customer=ann, total=150)
+    TransactionFactory(customer=CustomerFactory(merchant=merchant, external_id="bob"), total=50)
+    membership = SegmentMembership.objects.create(segment=vips, customer=ann)
+
+    # when
+    inside = reader.get(f"{URL}/vips/members/ann")
+    outside = reader.get(f"{URL}/vips/members/bob")
+
+    # then
+    assert inside.status_code == outside.status_code == 200, inside.content
+    body = inside.json()
+    assert body["member"] and body["matches_now"]
+    assert body["since"].startswith(membership.since.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert [(c["path"], c["matched"], c["is_group"]) for c in body["explanation"]] == [
+        ("", True, True),
+        ("conditions[0]", True, False),
+    ]
+    assert outside.json()["member"] is False and outside.json()["since"] is None
+    assert [c["matched"] for c in outside.json()["explanation"]] == [False, False]
+
+
+def test_member_check_of_a_manual_segment_has_no_explanation(reader, merchant, desk):
+    segment_members_add(
+        segment=desk, customers=[CustomerFactory(merchant=merchant, external_id="a")]
+    )
+
+    response = reader.get(f"{URL}/desk/members/a")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["member"] and body["explanation"] == [] and body["matches_now"] is None
+
+
+@pytest.mark.parametrize("external_id", ["nobody", "rival-1"])
+def test_member_check_of_an_unknown_or_foreign_customer_is_not_found(
+    reader, other_merchant, vips, external_id
+):
+    CustomerFactory(merchant=other_merchant, external_id="rival-1")
+
+    response = reader.get(f"{URL}/vips/members/{external_id}")
+
+    assert response.status_code == 404
+    assert error_paths(response) == [""]
+
+
+def test_member_check_of_another_merchants_segment_is_not_found(reader, merchant, rival_segment):
+    CustomerFactory(merchant=merchant, external_id="a")
+
+    response = reader.get(f"{URL}/rival/members/a")
+
+    assert response.status_code == 404
