@@ -162,6 +162,8 @@ def transactions_write(
                 _stage(ctx, SPECS["items"], item_rows)
             check_references(ctx, {name: name for name in ctx.staged})
             for issue in ctx.report.errors:
+                if issue.column == "transaction_external_id":
+                    continue  # the item's transaction: its own external id's error says it
                 at: tuple[int, int | None] = (
                     item_at[issue.line] if issue.file == "items" else (issue.line, None)
                 )

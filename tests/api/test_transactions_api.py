@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from customers.models import CustomerMetrics, LineItem, Transaction
+from customers.signals import customers_changed
 from segments.models import SegmentMembership
 from segments.services import segment_create
 from tests.api.conftest import error_paths
@@ -242,3 +243,32 @@ def test_type_and_reference_errors_name_their_path(writer, ann, row, path):
 
     assert response.status_code == 422, response.content
     assert path in error_paths(response)
+
+
+def test_the_items_of_a_transaction_with_a_bad_external_id_are_not_blamed(writer, ann, products):
+    item = {"sku": "P-1", "quantity": 1, "amount": "1"}
+
+    response = post(writer, {"transactions": [purchase("t" * 101, items=[item])]})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["transactions.0.external_id"]
+
+
+def test_the_batch_announces_its_customers_once(writer, merchant, ann):
+    bob = CustomerFactory(merchant=merchant, external_id="c-2")
+    announced = []
+
+    def listen(sender, customer_ids, merchant_id, **kwargs):
+        announced.append(customer_ids)
+
+    customers_changed.connect(listen)
+    try:
+        response = post(
+            writer,
+            {"transactions": [purchase("t-1"), purchase("t-2", customer="c-2"), purchase("t-3")]},
+        )
+    finally:
+        customers_changed.disconnect(listen)
+
+    assert response.status_code == 201, response.content
+    assert announced == [frozenset({ann.pk, bob.pk})]
