@@ -28,7 +28,7 @@ from pydantic import ConfigDict
 from customers.models import Merchant
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from segments import engine, selectors, services
-from segments.models import MembershipEventKind, Segment, SegmentKind
+from segments.models import MembershipEventKind, MembershipReason, Segment, SegmentKind
 from segments.rule_tree import ROOT_PATH, RuleValidationError
 
 router = Router(tags=["segments"])
@@ -378,7 +378,7 @@ def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQue
 # -- third-party sourcing of manual segments ------------------------------------------------
 
 #: The reason on the entry and exit events the API's member writes make.
-API_REASON = "api"
+API_REASON = MembershipReason.API
 NOT_MANUAL_API_ERROR = (
     "This is a dynamic segment: its rules decide its members. Only a manual segment's "
     "members are set through the API."

@@ -244,6 +244,7 @@ class MembershipReason(models.TextChoices):
     RULE = "rule", "Rules"
     MANUAL = "manual", "Added or removed by hand"
     UPLOAD = "upload", "Uploaded list"
+    API = "api", "Through the API"
 
 
 class MembershipEventKind(models.TextChoices):

@@ -416,6 +416,7 @@ def test_put_replaces_the_members_and_reports_unknown_ids(writer, desk, abc):
         ("a", "exit"),
         ("c", "entry"),
     ]
+    assert {e.get_reason_display() for e in api_events} == {"Through the API"}
 
 
 def test_post_adds_and_delete_removes_members(writer, desk, abc):
