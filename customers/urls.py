@@ -1,7 +1,7 @@
 from django.urls import path
 
 from customers import views
-from customers.views import scores
+from customers.views import api_tokens, scores
 
 app_name = "customers"
 
@@ -18,6 +18,12 @@ urlpatterns = [
         "scores/transitions/customers/",
         scores.TransitionCustomersView.as_view(),
         name="score_transition_customers",
+    ),
+    path("api-tokens/", api_tokens.ApiTokensView.as_view(), name="api_tokens"),
+    path(
+        "api-tokens/<int:pk>/revoke/",
+        api_tokens.ApiTokenRevokeView.as_view(),
+        name="api_token_revoke",
     ),
     path("import/", views.ImportView.as_view(), name="import"),
     path("import/confirm/", views.ImportConfirmView.as_view(), name="import_confirm"),

@@ -31,7 +31,8 @@ from campaigns.models import (
     Offer,
     OfferSegment,
 )
-from customers.models import Role, ScoreSettings
+from customers.api_tokens import api_token_create
+from customers.models import ApiToken, Role, ScoreSettings
 from customers.portal.permissions import (
     ROLE_MATRIX,
     SUPPORT_PERMISSION,
@@ -181,6 +182,14 @@ def campaign_url(name: str, w: World, **fields: Any) -> str:
     return reverse(f"campaigns:{name}", args=[role_campaign(w, **fields).pk])
 
 
+def role_token(w: World) -> ApiToken:
+    """The merchant's token "Role token" (made on first use)."""
+    token = ApiToken.objects.filter(merchant=w.customer.merchant, name="Role token").first()
+    if token is None:
+        token = api_token_create(merchant=w.customer.merchant, name="Role token")[0]
+    return token
+
+
 def campaign_form(w: World, **changes: Any) -> dict[str, Any]:
     return {
         "name": "Role campaign",
@@ -262,6 +271,23 @@ CASES = [
         "post",
         url("customers:score_recompute"),
         changed=lambda w: ScoreSettings.objects.get().status == "queued",
+    ),
+    # API tokens (owners)
+    Case("customers:api_tokens", Action.MANAGE_API_TOKENS, "get", url("customers:api_tokens")),
+    Case(
+        "customers:api_tokens",
+        Action.MANAGE_API_TOKENS,
+        "post",
+        url("customers:api_tokens"),
+        lambda w: {"name": "Made by a role", "scope": "read"},
+        changed=lambda w: ApiToken.objects.filter(name="Made by a role").exists(),
+    ),
+    Case(
+        "customers:api_token_revoke",
+        Action.MANAGE_API_TOKENS,
+        "post",
+        lambda w: reverse("customers:api_token_revoke", args=[role_token(w).pk]),
+        changed=lambda w: role_token(w).revoked_at is not None,
     ),
     # segments: reading
     Case("segments:list", Action.VIEW, "get", url("segments:list")),
@@ -704,6 +730,7 @@ def test_pages_offer_exactly_the_buttons_the_role_may_use(merchant, world, role)
     ) is can[Action.EDIT_MEMBERS]
     assert ("Export CSV" in listing) is can[Action.EXPORT_DATA]
     assert ("Export CSV" in customers) is can[Action.EXPORT_DATA]
+    assert ('id="nav-api-tokens"' in customers) is can[Action.MANAGE_API_TOKENS]
     assert ('<option value="remove">' in listing) is can[Action.REMOVE_SEGMENTS]
     assert ('id="select-all"' in listing) is can[Action.OPERATE_SEGMENTS]
     assert ('<option value="deactivate">' in listing) is can[Action.OPERATE_SEGMENTS]
