@@ -19,11 +19,7 @@ of `ChannelBackend` named in the setting.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -52,6 +48,7 @@ from django.core.validators import validate_email
 from django.utils.module_loading import import_string
 
 from campaigns.models import Channel
+from campaigns.webhooks import signature, signing_key
 
 NO_CHANNEL = (
     'No backend for the channel "{channel}": settings.CAMPAIGN_CHANNELS configures {known}.'
@@ -487,7 +484,7 @@ class HttpBackend(ChannelBackend):
         if urlsplit(url).scheme not in ("http", "https"):
             raise ChannelError(BAD_URL.format(channel=channel, env=f"{env}_URL"), retryable=False)
         self.url: str = url
-        self.signing_key = _webhook_key(secret)
+        self.signing_key = signing_key(secret)
         if not self.signing_key:
             raise ChannelError(
                 BAD_SIGNING_KEY.format(channel=channel, env=f"{env}_SECRET"), retryable=False
@@ -498,9 +495,7 @@ class HttpBackend(ChannelBackend):
 
     def sign(self, key: str, timestamp: int, body: bytes) -> str:
         """The `webhook-signature` header of a body."""
-        signed = f"{key}.{timestamp}.".encode() + body
-        digest = hmac.new(self.signing_key, signed, hashlib.sha256).digest()
-        return "v1," + base64.b64encode(digest).decode("ascii")
+        return signature(self.signing_key, key, timestamp, body)
 
     def send(self, message: OutgoingMessage) -> None:
         body = json.dumps(message.payload(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -548,15 +543,6 @@ class HttpBackend(ChannelBackend):
         if parts.port:
             host = f"{host}:{parts.port}"
         return f"HTTP POST to {parts.scheme}://{host}{parts.path}, signed (Standard Webhooks)"
-
-
-def _webhook_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret ("whsec_" + base64); b"" if invalid."""
-    encoded = secret.removeprefix("whsec_")
-    try:
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return b""
 
 
 # --- files and console --------------------------------------------------------------------

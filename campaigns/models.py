@@ -416,3 +416,130 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}/{self.customer_id} {self.status}"
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+class WebhookEvent(models.TextChoices):
+    """What an endpoint can subscribe to (the `type` of each message)."""
+
+    SEGMENT_ENTERED = "segment.entered", "A customer entered a segment"
+    SEGMENT_EXITED = "segment.exited", "A customer left a segment"
+    LIFECYCLE_CHANGED = "customer.lifecycle_changed", "A customer's lifecycle stage changed"
+    TIER_CHANGED = "customer.tier_changed", "A customer's tier changed"
+    CAMPAIGN_COMPLETED = "campaign.completed", "A campaign finished sending"
+    IMPORT_COMPLETED = "import.completed", "A CSV import was written"
+
+
+def _webhook_secret() -> str:
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+class WebhookEndpoint(models.Model):
+    """A merchant's URL that hears the events it subscribes to, signed with its own secret
+    (Standard Webhooks). `failing_since`: the first failed attempt after the last success;
+    failing for `WEBHOOK_DISABLE_AFTER_HOURS` switches the endpoint off (`disabled_at`,
+    `disabled_reason`) and tells the merchant's owners."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    #: The `WebhookEvent` values subscribed to.
+    events = models.JSONField(default=list)
+    #: "whsec_" + base64 of 24 random bytes; the HMAC key. Shown once when made.
+    secret = models.CharField(max_length=100, default=_webhook_secret)
+    is_active = models.BooleanField(default=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["merchant", "url", "pk"]
+        indexes = [models.Index(fields=["merchant", "is_active"], name="webhook_merchant_idx")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookMessage(models.Model):
+    """One signed request body: an event, or up to `WEBHOOK_BATCH_SIZE` events of one type
+    and one segment (a refresh that moves 100,000 members makes 100 messages, not 100,000).
+    `key` is the `webhook-id`: the same on every attempt and resend, so receivers can drop
+    repeats. `payload` is fixed when the message is made."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=40, unique=True)
+    event = models.CharField(max_length=32, choices=WebhookEvent.choices)
+    payload = models.JSONField()
+    #: How many events the payload carries (1 for a campaign or an import).
+    size = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["merchant", "created_at"], name="webhook_msg_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.event}"
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SUCCEEDED = "succeeded", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(models.Model):
+    """One message to one endpoint, and how its attempts went: the endpoint's delivery log.
+    Attempts follow `campaigns.webhooks.retry_delay` until one succeeds (2xx) or
+    `WEBHOOK_RETRY_HOURS` have passed since the message was made."""
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        max_length=10,
+        choices=WebhookDeliveryStatus.choices,
+        default=WebhookDeliveryStatus.PENDING,
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    #: The last attempt's HTTP status (None: no answer), duration and error or answer.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "message"], name="uniq_webhook_delivery"),
+        ]
+        indexes = [
+            models.Index(fields=["endpoint", "created_at"], name="webhook_log_idx"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="webhook_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} to {self.endpoint_id}: {self.status}"

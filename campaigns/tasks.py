@@ -22,3 +22,19 @@ def send_deliveries(campaign_id: int) -> int:
 def dispatch() -> dict[str, int]:
     """Run by beat every minute: start due campaigns, resume, recover and finish sends."""
     return sending.campaigns_dispatch()
+
+
+@shared_task
+def send_webhooks(endpoint_id: int) -> int:
+    """Post the endpoint's due webhook deliveries; returns how many were attempted."""
+    from campaigns.services.webhooks import webhooks_send
+
+    return webhooks_send(endpoint_id=endpoint_id)
+
+
+@shared_task
+def dispatch_webhooks() -> dict[str, int]:
+    """Run by beat every minute: retries that are due, and deliveries whose sender died."""
+    from campaigns.services.webhooks import webhooks_dispatch
+
+    return webhooks_dispatch()

@@ -294,6 +294,16 @@ CAMPAIGN_CHANNELS = campaign_channels(dict(os.environ))
 # A delivery left "sending" this long was interrupted (its worker died) and is requeued.
 CAMPAIGN_DELIVERY_LEASE_SECONDS = int(os.environ.get("CAMPAIGN_DELIVERY_LEASE_SECONDS", "600"))
 
+# Webhooks (docs/webhooks.md). Events per message at most (a large refresh is split into
+# messages of this many), hours of retries before a message is given up, hours of failing
+# before an endpoint is switched off, seconds per request. Loopback and private addresses
+# are refused unless WEBHOOK_ALLOW_PRIVATE_HOSTS (on by default with DEBUG: tests, the demo).
+WEBHOOK_BATCH_SIZE = int(os.environ.get("WEBHOOK_BATCH_SIZE", "1000"))
+WEBHOOK_RETRY_HOURS = int(os.environ.get("WEBHOOK_RETRY_HOURS", "24"))
+WEBHOOK_DISABLE_AFTER_HOURS = int(os.environ.get("WEBHOOK_DISABLE_AFTER_HOURS", "24"))
+WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT", "10"))
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", DEBUG)
+
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -12,8 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 
 from segments.models import Segment, SegmentKind
+
+#: Sent by every write of membership events (a refresh, an incremental update, manual
+#: sourcing), inside its transaction. Arguments: `merchant_id`, `segment_ids` and
+#: `occurred_at`: the events of this write are those of these segments at that instant.
+#: Other apps listen (webhooks: `campaigns`); nothing here does.
+memberships_changed = Signal()
 
 
 def _has_dynamic_segments(merchant_id: int) -> bool:

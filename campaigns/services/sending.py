@@ -50,6 +50,7 @@ from campaigns.models import (
     DeliveryStatus,
 )
 from campaigns.services.campaigns import check_content
+from campaigns.services.webhooks import campaign_completed
 from customers.models import Customer
 from customers.services import customers_update
 from segments.engine import evaluation_settings
@@ -422,6 +423,7 @@ def campaign_finish(*, campaign_id: int) -> bool:
         campaign.status = CampaignStatus.SENT
         campaign.finished_at = timezone.now()
         campaign.save(update_fields=["status", "finished_at", "updated_at"])
+        campaign_completed(campaign=campaign)
     return True
 
 

@@ -26,6 +26,7 @@ from customers.imports.staging import Staging
 from customers.models import (
     Merchant,
 )
+from customers.signals import import_completed
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def import_files(
             if dry_run:
                 raise Rollback
             staging.drop_all()
+            # In the import's transaction: its webhook message commits with it or not at all.
+            import_completed.send(sender=ImportReport, merchant_id=merchant.pk, report=report)
             # Deferred foreign-key checks run at commit: time it as a phase of its own.
             commit_started = time.monotonic()
     except Rollback:

@@ -66,7 +66,7 @@ from customers.scores.predictions import (
 )
 from customers.scores.predictions import score as predictions_score
 from customers.scores.smart import NO_ORDER_SEGMENT, SMART_SEGMENT_NAMES
-from customers.signals import customers_changed
+from customers.signals import customers_changed, score_changes_recorded
 from customers.sql import adapt as _adapt
 from customers.sql import distinct as _distinct
 
@@ -694,6 +694,7 @@ def scores_compute(
                 CustomerMetrics.objects.filter(
                     merchant=merchant, tier_below_since__isnull=False
                 ).update(tier_below_since=None)
+            _changes_recorded(merchant, as_of)
             summary = _summary(merchant, as_of, time.perf_counter() - started, predicted)
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE {_WORK}")
@@ -747,12 +748,24 @@ def customer_scores_follow(
     rules = score_rules(settings_row)
     if customer_ids is None:
         _follow_merchant(merchant, rules, as_of, settings_row.model)
-        return
-    ids = sorted(set(customer_ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        stages = _follow_few(merchant, rules, as_of, chunk)
-        _predict_few(merchant, as_of, chunk, ModelState.from_json(settings_row.model), stages)
+    else:
+        ids = sorted(set(customer_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            stages = _follow_few(merchant, rules, as_of, chunk)
+            _predict_few(merchant, as_of, chunk, ModelState.from_json(settings_row.model), stages)
+    _changes_recorded(merchant, as_of)
+
+
+def _changes_recorded(merchant: Merchant, as_of: dt.datetime) -> None:
+    """Tell listeners (webhooks) that this write's stage and tier changes are in the
+    history: the `ScoreChange` rows of this merchant at `as_of`."""
+    score_changes_recorded.send(
+        sender=ScoreChange,
+        merchant_id=merchant.pk,
+        changed_at=as_of,
+        kinds=frozenset({"lifecycle", "tier"}),
+    )
 
 
 def _follow_merchant(

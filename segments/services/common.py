@@ -21,6 +21,7 @@ from segments.models import (
     Segment,
     SegmentMembership,
 )
+from segments.signals import memberships_changed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -115,6 +116,14 @@ def memberships_write(
         for segment, change in changes
         if change.entered or change.exited
     }
+    moved: dict[int, list[int]] = {}
+    for segment, change in changes:
+        if change.entered or change.exited:
+            moved.setdefault(segment.merchant_id, []).append(segment.pk)
+    for merchant_id, segment_ids in moved.items():
+        memberships_changed.send(
+            sender=Segment, merchant_id=merchant_id, segment_ids=segment_ids, occurred_at=now
+        )
     if deltas:
         Segment.objects.filter(pk__in=list(deltas)).update(
             member_count=F("member_count")

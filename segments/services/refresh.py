@@ -32,6 +32,7 @@ from segments.services import seams
 from segments.services.common import lock_segment
 from segments.services.schedule import segment_next_refresh_at
 from segments.services.statistics import segment_stats_refresh, snapshot_write
+from segments.signals import memberships_changed
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ def diff_statements(
         f"(SELECT customer_id FROM {membership} WHERE segment_id = %s)"
     )
     sid, rule = segment.pk, MembershipReason.RULE
+    # Written as the ORM writes it (SQLite: text without the "+00:00" a raw parameter gets),
+    # so that `occurred_at=now` finds these rows again (webhooks read them back).
+    stamp = connection.ops.adapt_datetimefield_value(now)
     materialise = [
         (f"DROP TABLE IF EXISTS {members}", []),
         (f"CREATE TEMP TABLE {members} (customer_id bigint PRIMARY KEY)", []),
@@ -113,18 +117,18 @@ def diff_statements(
             f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
             f"definition_version) SELECT %s, {membership}.customer_id, %s, %s, %s, %s "
             f"FROM {membership} WHERE {membership}.segment_id = %s AND {gone}",
-            [sid, MembershipEventKind.EXIT, rule, now, version, sid],
+            [sid, MembershipEventKind.EXIT, rule, stamp, version, sid],
         ),
         (f"DELETE FROM {membership} WHERE {membership}.segment_id = %s AND {gone}", [sid]),
         (
             f"INSERT INTO {events} (segment_id, customer_id, kind, reason, occurred_at, "
             f"definition_version) SELECT %s, c.customer_id, %s, %s, %s, %s {new}",
-            [sid, MembershipEventKind.ENTRY, rule, now, version, sid],
+            [sid, MembershipEventKind.ENTRY, rule, stamp, version, sid],
         ),
         (
             f"INSERT INTO {membership} (segment_id, customer_id, since) "
             f"SELECT %s, c.customer_id, %s {new}",
-            [sid, now, sid],
+            [sid, stamp, sid],
         ),
         (f"DROP TABLE {members}", []),
     ]
@@ -192,6 +196,13 @@ def segment_refresh(*, segment_id: int, as_of: dt.datetime | None = None) -> Ref
                         counts.append(max(cursor.rowcount, 0))
                 # The rows deleted and inserted: the third and second statements from the end.
                 exited, entered = counts[-4], counts[-2]
+                if exited or entered:
+                    memberships_changed.send(
+                        sender=Segment,
+                        merchant_id=locked.merchant_id,
+                        segment_ids=[segment_id],
+                        occurred_at=now,
+                    )
                 member_count = SegmentMembership.objects.filter(segment_id=segment_id).count()
                 segment_stats_refresh(segment=locked, as_of=as_of)
                 snapshot_write(locked, member_count, now)

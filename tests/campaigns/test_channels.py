@@ -11,10 +11,8 @@ import hmac
 import io
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -302,58 +300,6 @@ def test_a_test_send_comes_from_the_default_address_without_a_campaign_header(se
 
 
 # --- HTTP (SMS and push) ------------------------------------------------------------------
-
-
-class RecordingHttpServer(ThreadingHTTPServer):
-    """Keeps each request (headers, body) and answers with the next of `answers`."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RecordingHandler)
-        self.requests: list[tuple[str, Message, bytes]] = []
-        self.answers: list[tuple[int, dict[str, str], bytes]] = []
-        self.release = threading.Event()  # a "hang" answer waits for it
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/messages"
-
-
-class RecordingHandler(BaseHTTPRequestHandler):
-    server: RecordingHttpServer
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append((self.path, self.headers, body))
-        status, headers, answer = (
-            self.server.answers.pop(0) if self.server.answers else (202, {}, b"")
-        )
-        if status == 0:  # hang until the test ends
-            self.server.release.wait(5)
-            return
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format, *args):
-        pass
-
-
-@pytest.fixture
-def http_server() -> Iterator[RecordingHttpServer]:
-    server = RecordingHttpServer()
-    # A short poll, so shutdown() at teardown does not wait half a second.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def http_backend(url: str, **options) -> HttpBackend:
