@@ -1,8 +1,12 @@
+import threading
+from collections.abc import Iterator
+
 import pytest
 from django.test import Client
 
 import tests.hypothesis_profiles  # noqa: F401 - loads the Hypothesis profile
 from tests.factories import DEMO_PASSWORD, MerchantFactory, StaffMembershipFactory, UserFactory
+from tests.http_server import RecordingHttpServer
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +54,19 @@ def staff_client(staff_user) -> Client:
     client = Client()
     assert client.login(username=staff_user.username, password=DEMO_PASSWORD)
     return client
+
+
+@pytest.fixture
+def http_server() -> Iterator[RecordingHttpServer]:
+    """A local HTTP server on a free port (`.url`), answering 202 or the next of `.answers`."""
+    server = RecordingHttpServer()
+    # A short poll, so shutdown() at teardown does not wait half a second.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()

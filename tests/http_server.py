@@ -1,13 +1,10 @@
-"""Fixtures of the campaigns tests: a local HTTP server that records what it is sent."""
+"""A local HTTP server that records what it is sent (channels, webhooks)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 
 class RecordingHttpServer(ThreadingHTTPServer):
@@ -45,18 +42,3 @@ class RecordingHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         pass
-
-
-@pytest.fixture
-def http_server() -> Iterator[RecordingHttpServer]:
-    server = RecordingHttpServer()
-    # A short poll, so shutdown() at teardown does not wait half a second.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
