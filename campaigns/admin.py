@@ -1,11 +1,12 @@
-"""Support staff's view of offers, content blocks, codes, campaigns, deliveries and contact
-rules across merchants."""
+"""Support staff's view of offers, content blocks, codes, campaigns, deliveries, contact
+rules and webhooks across merchants."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -21,9 +22,18 @@ from campaigns.models import (
     DeliveryStatus,
     Offer,
     OfferSegment,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
 )
 from campaigns.services.campaigns import campaign_delete, campaign_duplicate
 from campaigns.services.sending import campaign_resume
+from campaigns.services.webhooks import (
+    delivery_resend,
+    endpoint_delete,
+    endpoint_disable,
+    endpoint_enable,
+)
 from customers.portal.permissions import Action, support_may
 
 
@@ -231,3 +241,154 @@ class ContactRulesAdmin(admin.ModelAdmin):
     search_fields = ["merchant__name", "merchant__slug"]
     autocomplete_fields = ["merchant"]
     readonly_fields = ["updated_at"]
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+MSG_SUPPORT_REASON = "Switched off by support ({user})."
+
+
+#: What the admin shows of an endpoint, read-only (never the secret).
+ENDPOINT_FIELDS = (
+    "merchant",
+    "url",
+    "description",
+    "events",
+    "is_active",
+    "failing_since",
+    "disabled_at",
+    "disabled_reason",
+    "created_at",
+    "created_by",
+)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Owners register and change endpoints in the portal (where the address is checked);
+    support staff read them, switch them off and on, and remove them. The signing secret is
+    never shown here: it is not a field of the form, and owners rotate it in the portal."""
+
+    list_display = ["url", "merchant", "events_shown", "is_active", "failing_since", "created_at"]
+    list_filter = ["is_active", "merchant"]
+    search_fields = ["url", "description", "merchant__name", "merchant__slug"]
+    list_select_related = ["merchant"]
+    actions = ["switch_on", "switch_off"]
+    fields = ENDPOINT_FIELDS
+    readonly_fields = ENDPOINT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
+        endpoint_delete(endpoint=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset:
+            endpoint_delete(endpoint=endpoint)
+
+    @admin.display(description="Events")
+    def events_shown(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.events)
+
+    def has_manage_webhooks_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.MANAGE_WEBHOOKS)
+
+    @admin.action(description="Switch on", permissions=["manage_webhooks"])
+    def switch_on(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        endpoints = list(queryset.filter(is_active=False))
+        for endpoint in endpoints:
+            endpoint_enable(endpoint=endpoint)
+        self.message_user(
+            request,
+            f"{len(endpoints)} endpoint(s) switched on; what was waiting is sent now.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Switch off", permissions=["manage_webhooks"])
+    def switch_off(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        endpoints = list(queryset.filter(is_active=True))
+        reason = MSG_SUPPORT_REASON.format(user=request.user.get_username())
+        for endpoint in endpoints:
+            endpoint_disable(endpoint=endpoint, reason=reason)
+        self.message_user(request, f"{len(endpoints)} endpoint(s) switched off.", messages.SUCCESS)
+
+
+@admin.register(WebhookMessage)
+class WebhookMessageAdmin(admin.ModelAdmin):
+    """Messages are made by the events they report: read-only here."""
+
+    list_display = ["key", "merchant", "event", "size", "created_at"]
+    list_filter = ["event", "merchant"]
+    search_fields = ["key"]
+    list_select_related = ["merchant"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log, written by the senders: read-only here, but a delivery can be sent
+    again ("Resend", refused while its endpoint is switched off)."""
+
+    list_display = [
+        "message",
+        "endpoint",
+        "status",
+        "attempts",
+        "response_status",
+        "duration_ms",
+        "next_attempt_at",
+        "short_error",
+        "created_at",
+    ]
+    list_filter = ["status", "message__event", "endpoint__merchant"]
+    search_fields = ["message__key", "endpoint__url"]
+    list_select_related = ["message", "endpoint"]
+    show_full_result_count = False
+    actions = ["resend"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_manage_webhooks_permission(self, request: HttpRequest) -> bool:
+        return support_may(request.user, Action.MANAGE_WEBHOOKS)
+
+    @admin.display(description="Error")
+    def short_error(self, obj: WebhookDelivery) -> str:
+        return obj.error[:80]
+
+    @admin.action(description="Resend", permissions=["manage_webhooks"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        sent, refused = 0, 0
+        for delivery in queryset.select_related("endpoint"):
+            try:
+                delivery_resend(delivery=delivery)
+            except ValidationError:
+                refused += 1
+            else:
+                sent += 1
+        self.message_user(request, f"{sent} delivery(ies) sent again.", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                f"{refused} not sent: their endpoint is switched off (switch it on first).",
+                messages.WARNING,
+            )

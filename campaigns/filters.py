@@ -1,4 +1,5 @@
-"""The search boxes and filters of the campaign list and a campaign's deliveries.
+"""The search boxes and filters of the campaign list, a campaign's deliveries and a webhook
+endpoint's delivery log.
 
 The querysets given are already the current merchant's campaigns (or one of its campaigns'
 deliveries); every filter narrows them, and the customer search looks among the merchant's
@@ -13,7 +14,17 @@ import django_filters
 from django import forms
 from django.db.models import QuerySet
 
-from campaigns.models import Campaign, CampaignStatus, Channel, Delivery, DeliveryStatus, SkipReason
+from campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    SkipReason,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEvent,
+)
 from customers import selectors as customer_selectors
 from customers.models import Customer
 
@@ -84,3 +95,20 @@ class DeliveryFilter(django_filters.FilterSet):
         request = self.request
         merchant = getattr(request, "merchant", None) if request is not None else None
         return merchant.pk if merchant is not None else None
+
+
+class WebhookDeliveryFilter(django_filters.FilterSet):
+    """Filters of an endpoint's delivery log (the queryset given is one endpoint's rows)."""
+
+    status = django_filters.ChoiceFilter(
+        choices=WebhookDeliveryStatus.choices, label="Status", empty_label="Any"
+    )
+    event = django_filters.ChoiceFilter(
+        field_name="message__event", choices=WebhookEvent.choices, label="Event", empty_label="Any"
+    )
+
+    primary_fields = ("status", "event")
+
+    class Meta:
+        model = WebhookDelivery
+        fields: list[str] = []

@@ -1,4 +1,5 @@
-"""The tables of the campaign list and a campaign's deliveries: display (`render_*`),
+"""The tables of the campaign list, a campaign's deliveries and a webhook endpoint's delivery
+log: display (`render_*`),
 export (`value_*`) and sorting (stored fields, empty values last, the primary key last)."""
 
 from __future__ import annotations
@@ -7,12 +8,21 @@ import datetime as dt
 from typing import Any
 
 import django_tables2 as tables
+from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from campaigns.models import Campaign, CampaignStatus, Delivery, SkipReason
+from campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    SkipReason,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+)
 from customers.models import Merchant
 from customers.portal.formatting import EMPTY, format_count
 from customers.portal.tables import (
@@ -293,3 +303,120 @@ class DeliveryTable(PagedTable):
 
     def value_not_before(self, value: dt.datetime | None) -> dt.datetime | None:
         return _naive_local(value, self.tz)
+
+
+#: Bootstrap badge classes of a webhook delivery's status.
+WEBHOOK_BADGES = {
+    WebhookDeliveryStatus.PENDING: "text-bg-light border",
+    WebhookDeliveryStatus.SENDING: "text-bg-warning",
+    WebhookDeliveryStatus.SUCCEEDED: "text-bg-success",
+    WebhookDeliveryStatus.FAILED: "text-bg-danger",
+}
+
+
+class WebhookDeliveryTable(PagedTable):
+    """One endpoint's delivery log, newest first: each message (linking its payload), how its
+    attempts went, and a Resend button. Pass `endpoint=` (its merchant's time zone, and
+    whether it is on: an endpoint switched off cannot resend)."""
+
+    created_at = SortColumn(verbose_name="Made", attrs={"td": {"class": "text-nowrap"}})
+    event = SortColumn(accessor="message__event", verbose_name="Event")
+    key = SortColumn(accessor="message__key", verbose_name="Message")
+    size = NumColumn(accessor="message__size", verbose_name="Events")
+    status = SortColumn(verbose_name="Status")
+    attempts = NumColumn(verbose_name="Attempts")
+    response_status = NumColumn(verbose_name="Answer")
+    duration_ms = NumColumn(verbose_name="Took (ms)")
+    error = ClippedColumn(verbose_name="Last error")
+    next_attempt_at = SortColumn(
+        verbose_name="Next attempt", empty_values=(), attrs={"td": {"class": "text-nowrap"}}
+    )
+    resend = tables.Column(
+        accessor="pk", verbose_name="", orderable=False, exclude_from_export=True
+    )
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ()
+        template_name = "customers/partials/table.html"
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "webhook-deliveries"}
+        row_attrs = {"data-delivery": lambda record: record.pk}
+        empty_text = "No deliveries match."
+        order_by_field = "sort"
+        default = EMPTY
+
+    def __init__(self, *args: Any, endpoint: WebhookEndpoint, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoint = endpoint
+        self.tz = endpoint.merchant.tzinfo
+
+    def render_created_at(self, value: dt.datetime) -> str:
+        return _local(value, self.tz)
+
+    def render_event(self, value: str) -> str:
+        return format_html("<code>{}</code>", value)
+
+    def render_key(self, record: WebhookDelivery) -> str:
+        return format_html(
+            '<a href="{}" hx-boost="false" class="font-monospace small" title="{}">{}</a>',
+            reverse("webhooks:delivery", args=[self.endpoint.pk, record.pk]),
+            "See the message's payload",
+            record.message.key,
+        )
+
+    def render_status(self, record: WebhookDelivery) -> str:
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            WEBHOOK_BADGES.get(WebhookDeliveryStatus(record.status), "text-bg-secondary"),
+            record.get_status_display(),
+        )
+
+    def render_size(self, value: int) -> str:
+        return format_count(value)
+
+    def render_response_status(self, value: int) -> str:
+        return str(value)
+
+    def render_duration_ms(self, value: int) -> str:
+        return format_count(value)
+
+    def render_next_attempt_at(self, record: WebhookDelivery) -> str:
+        if record.status != WebhookDeliveryStatus.PENDING:
+            return EMPTY
+        if not self.endpoint.is_active:
+            return format_html('<span class="text-muted small">{}</span>', "when switched on")
+        if record.next_attempt_at <= timezone.now():
+            return format_html('<span class="text-muted small">{}</span>', "now")
+        return _local(record.next_attempt_at, self.tz)
+
+    def render_resend(self, record: WebhookDelivery) -> str:
+        if record.status == WebhookDeliveryStatus.SENDING:
+            return EMPTY
+        if not self.endpoint.is_active:
+            return format_html(
+                '<button type="button" class="btn btn-sm btn-outline-secondary" disabled '
+                'title="{}">Resend</button>',
+                "Switch the endpoint on to resend",
+            )
+        request = getattr(self, "request", None)
+        return format_html(
+            '<form method="post" action="{}" class="d-inline" hx-boost="false">'
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+            '<button type="submit" class="btn btn-sm btn-outline-primary" aria-label="{}">'
+            "Resend</button></form>",
+            reverse("webhooks:resend", args=[self.endpoint.pk, record.pk]),
+            get_token(request) if request is not None else "",
+            f"Resend {record.message.key}",
+        )
+
+    # Export --------------------------------------------------------------------------------
+
+    def value_created_at(self, value: dt.datetime) -> dt.datetime | None:
+        return _naive_local(value, self.tz)
+
+    def value_status(self, record: WebhookDelivery) -> str:
+        return str(record.get_status_display())
+
+    def value_next_attempt_at(self, record: WebhookDelivery) -> dt.datetime | None:
+        pending = record.status == WebhookDeliveryStatus.PENDING
+        return _naive_local(record.next_attempt_at, self.tz) if pending else None

@@ -31,5 +31,6 @@ urlpatterns = [
     path("segments/", include("segments.urls")),
     path("reports/", include("analytics.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("webhooks/", include("campaigns.webhook_urls")),
     path("", include("customers.urls")),
 ]

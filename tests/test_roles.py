@@ -30,7 +30,11 @@ from campaigns.models import (
     CouponCode,
     Offer,
     OfferSegment,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
 )
+from campaigns.services.webhooks import endpoint_create
 from customers.api_tokens import api_token_create
 from customers.models import ApiToken, Role, ScoreSettings
 from customers.portal.permissions import (
@@ -190,6 +194,45 @@ def role_token(w: World) -> ApiToken:
     return token
 
 
+def role_endpoint(w: World) -> WebhookEndpoint:
+    """The merchant's webhook endpoint (a local address: allowed with DEBUG) with one failed
+    delivery, made on first use."""
+    merchant = w.customer.merchant
+    endpoint = WebhookEndpoint.objects.filter(merchant=merchant).first()
+    if endpoint is None:
+        endpoint = endpoint_create(
+            merchant=merchant, url="http://127.0.0.1:9/role", events=["segment.entered"]
+        )
+        message = WebhookMessage.objects.create(
+            merchant=merchant, key="msg_role", event="segment.entered", payload={}
+        )
+        WebhookDelivery.objects.create(endpoint=endpoint, message=message, status="failed")
+    return endpoint
+
+
+def endpoint_url(name: str, w: World) -> str:
+    return reverse(f"webhooks:{name}", args=[role_endpoint(w).pk])
+
+
+def delivery_url(name: str, w: World) -> str:
+    endpoint = role_endpoint(w)
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    return reverse(f"webhooks:{name}", args=[endpoint.pk, delivery.pk])
+
+
+#: The endpoint's secret when the rotate case made its URL (before the request).
+SECRET_BEFORE: dict[str, str] = {}
+
+
+def rotate_url(w: World) -> str:
+    SECRET_BEFORE["secret"] = role_endpoint(w).secret
+    return endpoint_url("rotate", w)
+
+
+def endpoint_form(**changes: Any) -> dict[str, Any]:
+    return {"url": "http://127.0.0.1:9/role", "events": ["segment.entered"], **changes}
+
+
 def campaign_form(w: World, **changes: Any) -> dict[str, Any]:
     return {
         "name": "Role campaign",
@@ -288,6 +331,63 @@ CASES = [
         "post",
         lambda w: reverse("customers:api_token_revoke", args=[role_token(w).pk]),
         changed=lambda w: role_token(w).revoked_at is not None,
+    ),
+    # webhooks (owners)
+    Case("webhooks:list", Action.MANAGE_WEBHOOKS, "get", url("webhooks:list")),
+    Case("webhooks:new", Action.MANAGE_WEBHOOKS, "get", url("webhooks:new")),
+    Case(
+        "webhooks:new",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        url("webhooks:new"),
+        lambda w: endpoint_form(description="Made by a role"),
+        changed=lambda w: WebhookEndpoint.objects.filter(description="Made by a role").exists(),
+    ),
+    Case("webhooks:detail", Action.MANAGE_WEBHOOKS, "get", lambda w: endpoint_url("detail", w)),
+    Case(
+        "webhooks:detail",
+        Action.MANAGE_WEBHOOKS,
+        "get",
+        lambda w: endpoint_url("detail", w) + "?_export=csv",
+    ),
+    Case("webhooks:edit", Action.MANAGE_WEBHOOKS, "get", lambda w: endpoint_url("edit", w)),
+    Case(
+        "webhooks:edit",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        lambda w: endpoint_url("edit", w),
+        lambda w: endpoint_form(description="Edited by a role"),
+        changed=lambda w: role_endpoint(w).description == "Edited by a role",
+    ),
+    Case(
+        "webhooks:switch",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        lambda w: endpoint_url("switch", w),
+        lambda w: {"active": "0"},
+        changed=lambda w: not role_endpoint(w).is_active,
+    ),
+    Case(
+        "webhooks:rotate",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        lambda w: rotate_url(w),
+        changed=lambda w: role_endpoint(w).secret != SECRET_BEFORE["secret"],
+    ),
+    Case(
+        "webhooks:delete",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        lambda w: endpoint_url("delete", w),
+        changed=lambda w: not WebhookEndpoint.objects.exists(),
+    ),
+    Case("webhooks:delivery", Action.MANAGE_WEBHOOKS, "get", lambda w: delivery_url("delivery", w)),
+    Case(
+        "webhooks:resend",
+        Action.MANAGE_WEBHOOKS,
+        "post",
+        lambda w: delivery_url("resend", w),
+        changed=lambda w: WebhookDelivery.objects.get().status == "pending",
     ),
     # segments: reading
     Case("segments:list", Action.VIEW, "get", url("segments:list")),
@@ -696,7 +796,7 @@ def _portal_url_names() -> set[str]:
                 assert pattern.namespace is None
                 walk(namespace, pattern.url_patterns)
 
-    for namespace in ("customers", "segments", "analytics", "campaigns"):
+    for namespace in ("customers", "segments", "analytics", "campaigns", "webhooks"):
         walk(namespace, get_resolver().namespace_dict[namespace][1].url_patterns)
     return names
 
@@ -731,6 +831,7 @@ def test_pages_offer_exactly_the_buttons_the_role_may_use(merchant, world, role)
     assert ("Export CSV" in listing) is can[Action.EXPORT_DATA]
     assert ("Export CSV" in customers) is can[Action.EXPORT_DATA]
     assert ('id="nav-api-tokens"' in customers) is can[Action.MANAGE_API_TOKENS]
+    assert ('id="nav-webhooks"' in customers) is can[Action.MANAGE_WEBHOOKS]
     assert ('<option value="remove">' in listing) is can[Action.REMOVE_SEGMENTS]
     assert ('id="select-all"' in listing) is can[Action.OPERATE_SEGMENTS]
     assert ('<option value="deactivate">' in listing) is can[Action.OPERATE_SEGMENTS]
@@ -773,6 +874,9 @@ def support_user(username, *permissions):
         ("customers.customer", "recompute_metrics", Action.RECOMPUTE_METRICS),
         ("auth.user", "unlock_sign_in", Action.UNLOCK_SIGN_IN),
         ("customers.apitoken", "revoke", Action.MANAGE_API_TOKENS),
+        ("campaigns.webhookendpoint", "switch_off", Action.MANAGE_WEBHOOKS),
+        ("campaigns.webhookendpoint", "switch_on", Action.MANAGE_WEBHOOKS),
+        ("campaigns.webhookdelivery", "resend", Action.MANAGE_WEBHOOKS),
     ],
 )
 def test_admin_actions_ask_the_permissions_module(model_admin, action_name, action):

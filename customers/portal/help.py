@@ -37,6 +37,7 @@ HELP_PAGES: tuple[tuple[str, str], ...] = (
     ("reports", "Reports: what each one shows and how it is computed"),
     ("campaigns", "Campaigns: audience, sending, results and lift"),
     ("campaign-channels", "Campaign channels: email, SMS, push and providers"),
+    ("webhooks", "Webhooks: events, signatures, retries and the delivery log"),
     ("roles", "Roles: who may do what"),
 )
 TITLES = dict(HELP_PAGES)

@@ -52,6 +52,9 @@ class Action(StrEnum):
     MANAGE_STAFF = "manage_staff"
     #: Create and revoke API tokens.
     MANAGE_API_TOKENS = "manage_api_tokens"
+    #: Register, change, switch off and on, and remove webhook endpoints; rotate their
+    #: secrets; read their delivery logs and resend.
+    MANAGE_WEBHOOKS = "manage_webhooks"
     #: Change the merchant's settings (channels, ...).
     MANAGE_SETTINGS = "manage_settings"
     #: Change the score settings (lifecycle thresholds, RFM grid, tier rules, cadence) and
@@ -82,6 +85,7 @@ ROLE_MATRIX: dict[Action, frozenset[Role]] = {
     Action.MANAGE_OFFERS: _MANAGERS,
     Action.MANAGE_STAFF: _OWNERS,
     Action.MANAGE_API_TOKENS: _OWNERS,
+    Action.MANAGE_WEBHOOKS: _OWNERS,
     Action.MANAGE_SETTINGS: _OWNERS,
     Action.MANAGE_SCORES: _MANAGERS,
     Action.RECOMPUTE_METRICS: frozenset(),
@@ -103,6 +107,7 @@ SUPPORT_PERMISSION: dict[Action, str] = {
     Action.MANAGE_OFFERS: "campaigns.change_offer",
     Action.MANAGE_STAFF: "customers.change_staffmembership",
     Action.MANAGE_API_TOKENS: "customers.change_merchant",
+    Action.MANAGE_WEBHOOKS: "campaigns.change_webhookendpoint",
     Action.MANAGE_SETTINGS: "customers.change_merchant",
     Action.MANAGE_SCORES: "customers.change_scoresettings",
     Action.RECOMPUTE_METRICS: "customers.change_merchant",
@@ -124,6 +129,7 @@ _DOING = {
     Action.MANAGE_OFFERS: "manage offers and content",
     Action.MANAGE_STAFF: "manage staff",
     Action.MANAGE_API_TOKENS: "manage API tokens",
+    Action.MANAGE_WEBHOOKS: "manage webhooks",
     Action.MANAGE_SETTINGS: "change settings",
     Action.MANAGE_SCORES: "change score settings or recompute scores",
     Action.RECOMPUTE_METRICS: "recompute metrics",

@@ -19,7 +19,12 @@ from campaigns.models import (
     DeliveryStatus,
     Offer,
     OfferSegment,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookMessage,
 )
+from campaigns.services.webhooks import endpoint_create
 from segments import services
 from segments.models import SegmentKind
 from tests.factories import CustomerFactory, MerchantFactory, UserFactory
@@ -54,6 +59,15 @@ def populated():
         campaign=campaign, customer=customer, channel="email", status=DeliveryStatus.SENT
     )
     ContactRules.objects.create(merchant=merchant)
+    endpoint = endpoint_create(
+        merchant=merchant, url="http://127.0.0.1:9/hook", events=["segment.entered"]
+    )
+    message = WebhookMessage.objects.create(
+        merchant=merchant, key="msg_admin", event="segment.entered", payload={"type": "x"}
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint, message=message, status=WebhookDeliveryStatus.FAILED, attempts=9
+    )
     return offer
 
 
@@ -66,6 +80,9 @@ def test_every_model_of_the_app_is_registered():
         "Campaign",
         "Delivery",
         "ContactRules",
+        "WebhookEndpoint",
+        "WebhookMessage",
+        "WebhookDelivery",
     }
 
 
@@ -116,3 +133,62 @@ def test_deliveries_are_read_only(support_client, populated):
     page = support_client.get(reverse("admin:campaigns_delivery_change", args=[delivery.pk]))
     assert page.status_code == 200
     assert 'name="status"' not in page.content.decode()
+
+
+def test_an_endpoints_secret_is_never_shown(support_client, populated):
+    endpoint = WebhookEndpoint.objects.get()
+
+    listing = support_client.get(reverse("admin:campaigns_webhookendpoint_changelist"))
+    page = support_client.get(reverse("admin:campaigns_webhookendpoint_change", args=[endpoint.pk]))
+
+    assert endpoint.url in listing.content.decode()
+    assert endpoint.secret not in listing.content.decode()
+    assert endpoint.secret not in page.content.decode()
+    assert 'name="url"' not in page.content.decode()  # read-only: checked in the portal
+
+
+def test_support_switches_endpoints_off_and_on(support_client, populated):
+    endpoint = WebhookEndpoint.objects.get()
+    changelist = reverse("admin:campaigns_webhookendpoint_changelist")
+
+    support_client.post(changelist, {"action": "switch_off", "_selected_action": [endpoint.pk]})
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active
+    assert endpoint.disabled_reason == "Switched off by support (support)."
+    assert support_client.get(changelist, {"is_active__exact": "0"}).status_code == 200
+
+    response = support_client.post(
+        changelist, {"action": "switch_on", "_selected_action": [endpoint.pk]}, follow=True
+    )
+    endpoint.refresh_from_db()
+    assert endpoint.is_active and endpoint.disabled_at is None
+    assert "1 endpoint(s) switched on" in response.content.decode()
+
+
+def test_support_resends_a_delivery_unless_its_endpoint_is_off(support_client, populated):
+    delivery = WebhookDelivery.objects.get()
+    changelist = reverse("admin:campaigns_webhookdelivery_changelist")
+    resend = {"action": "resend", "_selected_action": [delivery.pk]}
+    WebhookEndpoint.objects.update(is_active=False)
+
+    refused = support_client.post(changelist, resend, follow=True)
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDeliveryStatus.FAILED
+    assert "their endpoint is switched off" in refused.content.decode()
+
+    WebhookEndpoint.objects.update(is_active=True)
+    support_client.post(changelist, resend)
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDeliveryStatus.PENDING
+
+
+def test_the_delivery_log_is_searched_by_message_key_and_filtered(support_client, populated):
+    changelist = reverse("admin:campaigns_webhookdelivery_changelist")
+
+    found = support_client.get(changelist, {"q": "msg_admin"}).content.decode()
+    missed = support_client.get(changelist, {"q": "msg_other"}).content.decode()
+    failed = support_client.get(changelist, {"status__exact": "failed"})
+    by_event = support_client.get(changelist, {"message__event": "segment.entered"})
+
+    assert "msg_admin" in found and "msg_admin" not in missed.split("<tbody>")[-1]
+    assert failed.status_code == 200 and by_event.status_code == 200
