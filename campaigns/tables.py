@@ -353,8 +353,12 @@ class WebhookDeliveryTable(PagedTable):
     def render_created_at(self, value: dt.datetime) -> str:
         return _local(value, self.tz)
 
-    def render_event(self, value: str) -> str:
-        return format_html("<code>{}</code>", value)
+    def render_event(self, record: WebhookDelivery) -> str:
+        message = record.message
+        return format_html('<code title="{}">{}</code>', message.get_event_display(), message.event)
+
+    def value_event(self, record: WebhookDelivery) -> str:
+        return record.message.event
 
     def render_key(self, record: WebhookDelivery) -> str:
         return format_html(
