@@ -101,10 +101,17 @@ class WebhookDeliveryFilter(django_filters.FilterSet):
     """Filters of an endpoint's delivery log (the queryset given is one endpoint's rows)."""
 
     status = django_filters.ChoiceFilter(
-        choices=WebhookDeliveryStatus.choices, label="Status", empty_label="Any"
+        choices=WebhookDeliveryStatus.choices,
+        label="Status",
+        empty_label="Any",
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
     )
     event = django_filters.ChoiceFilter(
-        field_name="message__event", choices=WebhookEvent.choices, label="Event", empty_label="Any"
+        field_name="message__event",
+        choices=WebhookEvent.choices,
+        label="Event",
+        empty_label="Any",
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
     )
 
     primary_fields = ("status", "event")

@@ -1,8 +1,9 @@
 """The owners' webhook endpoint form: the address, a description, the events as checkboxes.
 
-The form only types the values; `endpoint_create` / `endpoint_update` decide whether the
-address may be used (http(s), found, not on a private network) and their ValidationError is
-put back on the field it names (`add_service_errors`).
+The form types the values and checks the address with the services' own check
+(`campaigns.webhooks.check_url`: http(s), found, not on a private network), so every error
+shows at once; `endpoint_create` / `endpoint_update` check again when saving, and their
+ValidationError is put back on the field it names (`add_service_errors`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from campaigns.models import WebhookEndpoint, WebhookEvent
 from campaigns.services.webhooks import MSG_NO_EVENTS
+from campaigns.webhooks import AddressRefused, check_url
 
 
 class WebhookEndpointForm(forms.Form):
@@ -32,10 +34,20 @@ class WebhookEndpointForm(forms.Form):
     events = forms.MultipleChoiceField(
         label="Events",
         choices=WebhookEvent.choices,
-        widget=forms.CheckboxSelectMultiple,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
         error_messages={"required": MSG_NO_EVENTS},
         help_text="The events sent to this address.",
     )
+
+    def clean_url(self) -> str:
+        # Checked here too (the services check again when saving), so a refused address is
+        # shown under its field even when another field is wrong as well.
+        url: str = self.cleaned_data["url"]
+        try:
+            check_url(url)
+        except AddressRefused as error:
+            raise ValidationError(str(error), code="refused") from error
+        return url
 
     @classmethod
     def for_endpoint(cls, endpoint: WebhookEndpoint) -> WebhookEndpointForm:

@@ -123,6 +123,14 @@ def test_no_event_chosen_is_refused_under_the_events(owner, merchant, http_serve
     assert not WebhookEndpoint.objects.exists()
 
 
+def test_a_refused_address_and_no_event_are_both_shown(owner):
+    response = owner.post(reverse("webhooks:new"), form("ftp://files.example.com/in"))
+
+    errors = response.context["form"].errors
+    assert errors["url"] == ["The address must start with http:// or https://."]
+    assert errors["events"] == ["Choose at least one event."]
+
+
 def test_the_form_offers_every_event_with_its_label(owner):
     page = owner.get(reverse("webhooks:new")).content.decode()
 
