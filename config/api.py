@@ -7,8 +7,12 @@ merchant (`customers.portal.api.BearerToken`), never the session: the API is not
 cross-site requests, so it needs no CSRF token (ninja checks CSRF only for cookie-based
 authentication, and its views are exempt from Django's middleware).
 
-The interactive docs page is off (`docs_url=None`): ninja's loads Swagger UI from a CDN,
-which the portal does not use; `/api/v1/openapi.json` is served.
+The interactive docs page is `/api/v1/docs`: Swagger UI as django-ninja ships it
+(`ninja/static/ninja/`, served from this site like every other static file, because "ninja"
+is in INSTALLED_APPS: without it ninja renders a page that loads Swagger UI from a CDN). Its
+script is a file, not inline, so the Content-Security-Policy needs no exception; the online
+validator, which would send the schema to swagger.io, is off. The schema is
+`/api/v1/openapi.json`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
@@ -44,7 +48,8 @@ api = NinjaAPI(
     description="Customers in and out of a merchant's segment portal (see docs/api.md).",
     auth=READ,
     urls_namespace="api",
-    docs_url=None,
+    docs_url="/docs",
+    docs=Swagger(settings={"validatorUrl": None}),
     openapi_url="/openapi.json",
 )
 

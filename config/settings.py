@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "csp",
     "axes",
+    # django-ninja's templates and static files: the API's docs page (/api/v1/docs) is served
+    # with the Swagger UI it ships, not from a CDN (config/api.py).
+    "ninja",
     "customers",
     "segments",
     "campaigns",
