@@ -5,7 +5,9 @@ Every answer that is not a success has the same shape (`customers.portal.api.Err
 `{"errors": [{"path": "email", "message": "..."}]}`. Authentication is a bearer token per
 merchant (`customers.portal.api.BearerToken`), never the session: the API is not open to
 cross-site requests, so it needs no CSRF token (ninja checks CSRF only for cookie-based
-authentication, and its views are exempt from Django's middleware).
+authentication, and its views are exempt from Django's middleware). Each token may send
+`API_RATE_LIMIT` requests a minute (`customers.portal.api.TokenRateThrottle`); over it, 429
+with `Retry-After`, and every counted answer says where the token stands (`RateLimit-*`).
 
 The interactive docs page is `/api/v1/docs`: Swagger UI as django-ninja ships it
 (`ninja/static/ninja/`, served from this site like every other static file, because "ninja"
@@ -26,7 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Swagger
-from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
 # Importing the campaigns router also adds the customer read to the customers router.
@@ -35,10 +37,14 @@ from customers.api import router as customers_router
 from customers.portal.api import (
     MSG_METHOD_NOT_ALLOWED,
     MSG_NOT_FOUND,
+    MSG_RATE_LIMITED,
     MSG_UNAUTHENTICATED,
     READ,
+    TOKEN_RATE,
+    RateLimit,
     ScopeDenied,
     errors_body,
+    rate_limit_headers,
 )
 from segments.api import router as segments_router
 
@@ -51,6 +57,7 @@ api = NinjaAPI(
     docs_url="/docs",
     docs=Swagger(settings={"validatorUrl": None}),
     openapi_url="/openapi.json",
+    throttle=[TOKEN_RATE],
 )
 
 #: Where ninja says a bad value was, dropped from the path: `["body", "payload", "email"]`
@@ -106,6 +113,16 @@ def _scope_denied(request: HttpRequest, exc: ScopeDenied) -> HttpResponse:
     return _answer(request, 403, ("", str(exc)))
 
 
+@api.exception_handler(Throttled)
+def _rate_limited(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    state: RateLimit = request.rate_limit  # type: ignore[attr-defined]  # TokenRateThrottle's
+    response = _answer(
+        request, 429, ("", MSG_RATE_LIMITED.format(limit=state.limit, wait=state.reset))
+    )
+    response["Retry-After"] = str(state.reset)
+    return response
+
+
 @api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _answer(request, 404, ("", MSG_NOT_FOUND))
@@ -149,11 +166,27 @@ def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
     return _answer(request, 404, ("", MSG_NOT_FOUND))
 
 
+def _rate_limit_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """The `RateLimit-*` headers on every answer to a request the rate limit counted (the
+    throttle leaves where the token stands on the request; ninja offers no hook after it)."""
+
+    @wraps(view)  # keeps csrf_exempt
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        state: RateLimit | None = getattr(request, "rate_limit", None)
+        if state is not None:
+            for header, value in rate_limit_headers(state).items():
+                response[header] = value
+        return response
+
+    return wrapped
+
+
 def api_urls() -> tuple[list[Any], str, str]:
     """What `config/urls.py` mounts at `api/v1/` (as `api.urls` would be): ninja's routes,
     then a JSON 404 for any other path under it."""
     patterns, app_name, namespace = api.urls
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            pattern.callback = _json_not_allowed(pattern.callback)
+            pattern.callback = _rate_limit_headers(_json_not_allowed(pattern.callback))
     return [*patterns, re_path(r"^(?P<rest>.*)$", _no_such_route)], app_name, namespace

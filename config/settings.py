@@ -206,6 +206,22 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 # tree keeps the database busy for longer on one user's keystroke.
 SEGMENT_LIVE_COUNT_TIMEOUT_MS = int(os.environ.get("SEGMENT_LIVE_COUNT_TIMEOUT_MS", "5000"))
 
+# The cache: Redis when CACHE_URL is set (redis://host:6379/1), shared by every web process;
+# otherwise each process keeps its own in memory. The API's rate limit counts in it, so with
+# several web processes it is exact only on Redis (docs/deployment.md).
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# The JSON API's rate limit: requests a minute per token (docs/api.md, "Rate limits"); 0
+# switches it off.
+API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "1200"))
+
 # Content-Security-Policy (django-csp): scripts, styles, fonts and fetches from this site only.
 # The portal has no inline script or style (static/js/portal.js does what pages need), and
 # htmx is configured to evaluate no code (templates/base.html). Bootstrap's icons are data:

@@ -2,6 +2,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 import tests.hypothesis_profiles  # noqa: F401 - loads the Hypothesis profile
@@ -30,6 +31,14 @@ def _no_sign_in_throttling(settings):
     # Django's test client signs in without a request, which django-axes refuses; its own
     # tests (tests/customers/test_sign_in_throttling.py) switch it back on.
     settings.AXES_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    # The in-memory cache outlives a test (the API's rate-limit counters are keyed by token
+    # id, and ids come again after a rollback): every test starts from an empty one.
+    cache.clear()
+    yield
 
 
 @pytest.fixture
