@@ -9,6 +9,7 @@
     .venv/bin/python bench/run.py --only hardening --generate-sizes 100000  # hostile input
     .venv/bin/python bench/run.py --only reports    # reports and dashboard (after generate)
     .venv/bin/python bench/run.py --only campaigns  # campaigns, needs Redis (after generate)
+    .venv/bin/python bench/run.py --only api        # JSON API and webhooks (after generate)
 
 Creates the benchmark database when missing and migrates it, then runs each benchmark
 script in turn; they print their figures and keep raw output in bench/out/ (git-ignored).
@@ -68,6 +69,7 @@ def main() -> None:
             "hardening",
             "reports",
             "campaigns",
+            "api",
         ],
         action="append",
     )
@@ -88,6 +90,7 @@ def main() -> None:
             "hardening",
             "reports",
             "campaigns",
+            "api",
             "import",
         ]
     )
@@ -136,6 +139,10 @@ def main() -> None:
         # Reads the 1M merchant; adds its own manual segments once (bench-campaigns-*) and
         # needs Redis (a real Celery worker sends).
         subprocess.run([sys.executable, "bench/campaigns_bench.py"], cwd=ROOT, env=env, check=True)
+    if "api" in wanted:
+        # Reads the 1M merchant; adds its own segments once (bench-api-*) and serves the
+        # portal with gunicorn on a free loopback port.
+        subprocess.run([sys.executable, "bench/api_bench.py"], cwd=ROOT, env=env, check=True)
     if "import" in wanted:
         subprocess.run(
             [

@@ -20,12 +20,12 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
-from customers.models import Merchant
+from customers.models import Customer, Merchant
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from segments import engine, selectors, services
 from segments.models import MembershipEventKind, MembershipReason, Segment, SegmentKind
@@ -347,10 +347,16 @@ def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQue
         members = selectors.segment_members(segment=segment).order_by("customer_id")
         if after is not None:
             members = members.filter(customer_id__gt=after)
-        rows = list(
-            members.values_list("customer_id", "customer__external_id", "since")[: query.limit + 1]
+        rows = list(members.values_list("customer_id", "since")[: query.limit + 1])
+        # The external ids in a second query by primary key: joined, PostgreSQL merged the
+        # two indexes from the first customer on, reading half a million rows by page 50.
+        page = rows[: query.limit]
+        external = dict(
+            Customer.objects.filter(pk__in=[pk for pk, _ in page]).values_list("pk", "external_id")
         )
-        items = [{"external_id": ext, "since": since} for _, ext, since in rows[: query.limit]]
+        items = [
+            {"external_id": external[pk], "since": since} for pk, since in page if pk in external
+        ]
         last = rows[query.limit - 1][0] if len(rows) > query.limit else None
     else:
         since = query.changed_since
@@ -372,7 +378,10 @@ def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQue
         ]
         last = event_rows[query.limit - 1][0] if len(event_rows) > query.limit else None
     next_url = _next_url(request, query, _cursor(kind, last)) if last is not None else None
-    return {"items": items, "next": next_url}
+    # TRICKY: answered as JSON directly, not through the response schema: validating a
+    # thousand items against it took longer than reading them (17 ms a page). The encoder is
+    # the one ninja uses (Django's), so the answer is the same; the schema still documents it.
+    return JsonResponse({"items": items, "next": next_url})
 
 
 # -- third-party sourcing of manual segments ------------------------------------------------
