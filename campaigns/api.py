@@ -135,8 +135,10 @@ def customer_get(request: HttpRequest, external_id: str) -> Any:
         ),
         "scores": _scores(metrics) if metrics else None,
         "segments": [
-            {"slug": m.segment.slug, "name": m.segment.name, "since": m.since}
-            for m in customer_memberships(customer=customer)
+            {"slug": slug, "name": name, "since": since}
+            for slug, name, since in customer_memberships(customer=customer).values_list(
+                "segment__slug", "segment__name", "since"
+            )
         ],
         "offers": [asdict(item) for item in seen if item.kind == "offer"],
         "content": [asdict(item) for item in seen if item.kind == "content"],
