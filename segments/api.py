@@ -121,6 +121,9 @@ class PreviewOut(Schema):
 
 def _segment(merchant: Merchant, slug: str) -> Segment:
     # The merchant's own segments only: another merchant's slug is not found.
+    if "\x00" in slug:
+        # No slug holds NUL (the services refuse it); PostgreSQL cannot even compare it.
+        raise Http404
     segment = selectors.segment_queryset(merchant=merchant).filter(slug=slug).first()
     if segment is None:
         raise Http404
@@ -420,10 +423,13 @@ def _resolve(merchant: Merchant, external_ids: list[str]) -> tuple[dict[str, int
     """The merchant's customer ids of these external ids, and the unknown ones (each once,
     in the order given)."""
     wanted = list(dict.fromkeys(external_ids))
+    # An id holding NUL is unknown (no stored id holds one), and PostgreSQL cannot even
+    # compare it: it is left out of the lookup, and reported with the other unknown ones.
+    lookup = [external_id for external_id in wanted if "\x00" not in external_id]
     known: dict[str, int] = {}
     customers = selectors.customer_queryset(merchant=merchant)
-    for start in range(0, len(wanted), services.ID_BATCH):
-        batch = wanted[start : start + services.ID_BATCH]
+    for start in range(0, len(lookup), services.ID_BATCH):
+        batch = lookup[start : start + services.ID_BATCH]
         known.update(customers.filter(external_id__in=batch).values_list("external_id", "pk"))
     return known, [external_id for external_id in wanted if external_id not in known]
 
@@ -535,7 +541,11 @@ def segment_member_get(request: HttpRequest, slug: str, external_id: str) -> Any
     one that does not exist, is not found."""
     merchant = api_merchant(request)
     segment = _segment(merchant, slug)
-    customer = selectors.merchant_customer(merchant=merchant, external_id=external_id)
+    customer = (
+        None
+        if "\x00" in external_id  # as in `_segment`: no stored id holds NUL
+        else selectors.merchant_customer(merchant=merchant, external_id=external_id)
+    )
     if customer is None:
         raise Http404
     membership = selectors.segment_members(segment=segment).filter(customer=customer).first()

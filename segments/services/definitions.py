@@ -50,12 +50,26 @@ MANUAL_RULES_ERROR = "A manual segment has no rules; its members are picked or u
 SLUG_TAKEN_ERROR = 'The merchant already has a segment with the slug "{slug}".'
 NAME_TAKEN_ERROR = 'There is already a segment named "{name}": choose another name.'
 UNKNOWN_FIELDS_ERROR = "These fields cannot be changed here: {fields}."
+NUL_ERROR = "This text contains a NUL character (\\u0000), which cannot be stored."
 COPY_NAME = "{name} (copy)"
 
 
 class SegmentInUseError(ValidationError):
     """Some segments cannot be removed because other segments use them; `messages` names
     each one with the segments that use it. Nothing was removed."""
+
+
+def _check_no_nul(**texts: object) -> None:
+    """PostgreSQL's text cannot hold NUL, nor be compared with a text that does: refused
+    here, by field, before the name and slug are looked up (a form's fields refuse it
+    themselves; the API's bodies come straight here)."""
+    errors = {
+        field: [NUL_ERROR]
+        for field, text in texts.items()
+        if isinstance(text, str) and "\x00" in text
+    }
+    if errors:
+        raise ValidationError(errors)
 
 
 def _check_name_free(merchant: Merchant, name: str, *, segment: Segment | None) -> None:
@@ -130,6 +144,7 @@ def segment_create(
     that is taken is a `ValidationError`.
     """
     rules = rules or {}
+    _check_no_nul(name=name, slug=slug, description=description)
     if kind == SegmentKind.MANUAL:
         if rules:
             raise ValidationError({"rules": MANUAL_RULES_ERROR})
@@ -178,6 +193,7 @@ def segment_update(*, segment: Segment, user: Actor = None, **changes: Any) -> S
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationError(UNKNOWN_FIELDS_ERROR.format(fields=", ".join(sorted(unknown))))
+    _check_no_nul(**{f: changes[f] for f in ("name", "description") if f in changes})
     locked = lock_segment(segment.pk)
     if locked is None:
         raise Segment.DoesNotExist(segment.pk)

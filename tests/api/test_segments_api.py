@@ -131,6 +131,10 @@ def test_post_names_the_rule_path_of_each_problem_and_saves_nothing(writer, merc
         ({"name": "X", "kind": "manual", "colour": "red"}, "colour"),
         ({"name": "X", "kind": "manual", "slug": "vips"}, "slug"),
         ({"name": "VIPs", "kind": "manual"}, "name"),
+        # NUL: PostgreSQL cannot store it, nor compare with it (found by test_fuzz: a 500)
+        ({"name": "a\x00b", "kind": "manual"}, "name"),
+        ({"name": "X", "kind": "manual", "slug": "a\x00"}, "slug"),
+        ({"name": "X", "kind": "manual", "description": "\x00"}, "description"),
     ],
 )
 def test_post_refuses_a_bad_body_naming_the_field(writer, vips, body, path):
@@ -176,6 +180,36 @@ def test_patch_names_the_rule_path_and_changes_nothing(writer, vips):
     assert error_paths(response) == ["rules.conditions[0].value"]
     vips.refresh_from_db()
     assert vips.rules == spend_rules(100)
+
+
+def test_patch_refuses_a_nul_in_the_name_and_changes_nothing(writer, vips):
+    response = send(writer, "patch", f"{URL}/vips", {"name": "V\x00", "description": "x"})
+
+    assert response.status_code == 422
+    assert error_paths(response) == ["name"]
+    vips.refresh_from_db()
+    assert (vips.name, vips.definition_version) == ("VIPs", 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", f"{URL}/a%00b"),
+        ("patch", f"{URL}/a%00b"),
+        ("delete", f"{URL}/a%00b"),
+        ("get", f"{URL}/a%00b/members"),
+        ("put", f"{URL}/a%00b/members"),
+        ("get", f"{URL}/vips/members/a%00b"),
+    ],
+)
+def test_a_nul_in_a_slug_or_external_id_is_not_found(writer, vips, method, path):
+    # PostgreSQL cannot compare a text holding NUL: no lookup is made (was a 500, test_fuzz)
+    body = {"external_ids": []} if path.endswith("members") and method == "put" else {}
+
+    response = send(writer, method, path, body) if method != "get" else writer.get(path)
+
+    assert response.status_code == 404
+    assert error_paths(response) == [""]
 
 
 def test_delete_removes_a_segment(writer, vips):
@@ -430,6 +464,15 @@ def test_post_adds_and_delete_removes_members(writer, desk, abc):
     assert set(MembershipEvent.objects.filter(segment=desk).values_list("reason", flat=True)) == {
         "api"
     }
+
+
+def test_an_external_id_holding_nul_is_reported_unknown(writer, desk, abc):
+    # no stored id holds NUL, and PostgreSQL cannot compare one (was a 500, test_fuzz)
+    response = send(writer, "post", f"{URL}/desk/members", {"external_ids": ["a", "a\x00"]})
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"added": 1, "removed": 0, "unknown": ["a\x00"]}
+    assert member_ids(desk) == {"a"}
 
 
 def test_the_portals_member_writes_keep_their_reasons(merchant, desk, abc):

@@ -187,3 +187,26 @@ def test_reactivating_a_dynamic_segment_queues_a_refresh(
     # then
     assert len(callbacks) == 1
     assert updated.refresh_status == RefreshStatus.QUEUED
+
+
+@pytest.mark.parametrize("field", ["name", "slug", "description"])
+def test_create_refuses_a_nul_by_field_before_any_lookup(merchant, field):
+    # given: text PostgreSQL can neither store nor compare (the API's fuzz found the 500)
+    values = {"name": "Regulars", "slug": "regulars", "description": "", field: "a\x00b"}
+
+    # when / then
+    with pytest.raises(ValidationError) as refused:
+        segment_create(merchant=merchant, kind=SegmentKind.MANUAL, **values)
+    assert list(refused.value.message_dict) == [field]
+    assert not Segment.objects.exists()
+
+
+def test_update_refuses_a_nul_in_the_name_or_description(merchant):
+    segment = segment_create(merchant=merchant, name="Regulars", kind=SegmentKind.MANUAL)
+
+    with pytest.raises(ValidationError) as refused:
+        segment_update(segment=segment, name="R\x00", description="\x00")
+
+    assert sorted(refused.value.message_dict) == ["description", "name"]
+    segment.refresh_from_db()
+    assert (segment.name, segment.definition_version) == ("Regulars", 1)
