@@ -19,8 +19,9 @@ batch's answer comes only once its customers' memberships are current.
 2. `GET /api/v1/segments/bench-api-100k/members`: the 100,000 members by cursor, 1,000 per
    page, following `next` until it is null; members per second (median of three reads).
 3. `GET /api/v1/customers/{external_id}`: 16 clients on keep-alive connections, each asking
-   for random customers (of 10,000) back to back for `--seconds`; p50/p95/p99 latency and
-   requests per second. The load test stops by itself.
+   for random customers (of 10,000) back to back for `--seconds` (the server saturated:
+   latency is then mostly the queue), then paced at `--rates` requests a second per client;
+   p50/p95/p99 latency and requests per second. The load test stops by itself.
 4. Webhooks: an endpoint (a local receiver) subscribed to segment entries and exits, and a
    dynamic segment whose refresh moves about 100,000 members: the refresh's time with the
    messages made in it, the number of messages and requests (batches of
@@ -297,7 +298,12 @@ def bench_members(port: int, token: str, slug: str, runs: int = 3) -> dict[str, 
 # --- 3. one customer, 16 clients --------------------------------------------------------------
 
 
-async def _load(port: int, token: str, ids: list[str], clients: int, seconds: float) -> Any:
+async def _load(
+    port: int, token: str, ids: list[str], clients: int, seconds: float, rate: float = 0
+) -> Any:
+    """`clients` keep-alive connections asking for random customers until `seconds` have
+    passed: back to back (`rate` 0), or each at `rate` requests a second (paced from its
+    start: a late request goes at once, none is skipped)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + seconds
@@ -305,7 +311,13 @@ async def _load(port: int, token: str, ids: list[str], clients: int, seconds: fl
     async def one(seed: int) -> None:
         rng = random.Random(seed)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        began, sent = time.monotonic() + rng.random() / max(rate, 1), 0
         while time.monotonic() < deadline:
+            if rate:
+                wait = began + sent / rate - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                sent += 1
             path = f"/api/v1/customers/{rng.choice(ids)}"
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -331,7 +343,9 @@ async def _load(port: int, token: str, ids: list[str], clients: int, seconds: fl
     return latencies, statuses, time.perf_counter() - started
 
 
-def bench_customer(port: int, token: str, merchant: Any, seconds: float) -> dict[str, Any]:
+def bench_customer(
+    port: int, token: str, merchant: Any, seconds: float, rate: float = 0
+) -> dict[str, Any]:
     from customers.models import Customer
 
     ids = list(
@@ -340,10 +354,11 @@ def bench_customer(port: int, token: str, merchant: Any, seconds: float) -> dict
         .values_list("external_id", flat=True)[:10000]
     )
     asyncio.run(_load(port, token, ids, 16, 3))  # warm-up
-    latencies, statuses, wall = asyncio.run(_load(port, token, ids, 16, seconds))
+    latencies, statuses, wall = asyncio.run(_load(port, token, ids, 16, seconds, rate))
     ms = [x * 1000 for x in latencies]
     return {
         "clients": 16,
+        "rate_per_client": rate or "back to back",
         "seconds": round(wall, 1),
         "requests": len(ms),
         "requests_per_s": round(len(ms) / wall),
@@ -459,6 +474,9 @@ def main() -> int:
     parser.add_argument("--merchant", default="bench-1m")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=20)
+    # Paced runs of the customer read after the back-to-back one: requests a second per
+    # client (16 clients), e.g. 10 = 160 requests a second in all.
+    parser.add_argument("--rates", type=float, nargs="*", default=[5.0, 10.0])
     parser.add_argument(
         "--only", action="append", choices=["transactions", "members", "customer", "webhooks"]
     )
@@ -511,6 +529,11 @@ def main() -> int:
                 server.port, prepared["token"], merchant, args.seconds
             )
             print("  customer:", report["customer"], flush=True)
+            for rate in args.rates:
+                report[f"customer_at_{rate:g}_per_client"] = bench_customer(
+                    server.port, prepared["token"], merchant, args.seconds, rate
+                )
+                print(f"  customer, {rate:g}/s each:", report[f"customer_at_{rate:g}_per_client"])
     finally:
         server.stop()
     if "webhooks" in wanted:
