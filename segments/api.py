@@ -25,7 +25,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
-from customers.models import Customer, Merchant
+from customers.models import Merchant
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
 from segments import engine, selectors, services
 from segments.models import MembershipEventKind, MembershipReason, Segment, SegmentKind
@@ -347,19 +347,8 @@ def segment_members_get(request: HttpRequest, slug: str, query: Query[MembersQue
         return Status(422, errors_body(("cursor", BAD_CURSOR_ERROR)))
     items: list[dict[str, Any]]
     if query.changed_since is None:
-        members = selectors.segment_members(segment=segment).order_by("customer_id")
-        if after is not None:
-            members = members.filter(customer_id__gt=after)
-        rows = list(members.values_list("customer_id", "since")[: query.limit + 1])
-        # The external ids in a second query by primary key: joined, PostgreSQL merged the
-        # two indexes from the first customer on, reading half a million rows by page 50.
-        page = rows[: query.limit]
-        external = dict(
-            Customer.objects.filter(pk__in=[pk for pk, _ in page]).values_list("pk", "external_id")
-        )
-        items = [
-            {"external_id": external[pk], "since": since} for pk, since in page if pk in external
-        ]
+        rows = selectors.segment_member_page(segment=segment, after=after, limit=query.limit + 1)
+        items = [{"external_id": ext, "since": since} for _, ext, since in rows[: query.limit]]
         last = rows[query.limit - 1][0] if len(rows) > query.limit else None
     else:
         since = query.changed_since

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from customers.models import Customer, Merchant
@@ -46,6 +47,30 @@ def segment_members(*, segment: Segment, query: str = "") -> QuerySet[SegmentMem
         customers = customer_search(Customer.objects.filter(merchant_id=segment.merchant_id), query)
         members = members.filter(customer__in=customers.values("pk"))
     return members.select_related("customer", "customer__metrics").order_by("customer__external_id")
+
+
+def segment_member_page(
+    *, segment: Segment, after: int | None, limit: int
+) -> list[tuple[int, str, dt.datetime]]:
+    """Up to `limit` members after customer id `after` (None: from the first), by customer
+    id: (customer id, external id, since). One statement with the id bound on both tables.
+
+    TRICKY: bounded on the membership alone, PostgreSQL merge-joined the customers' primary
+    key from its first row on (reading half a million index rows by the fiftieth page of a
+    100,000-member segment); the same bound on `c.id` starts both at the cursor. Plain SQL
+    and one array-free parameter list: the ORM spent longer preparing a thousand-id IN list
+    than the database spent answering it."""
+    membership, customers = SegmentMembership._meta.db_table, Customer._meta.db_table
+    sql = (
+        f"SELECT m.customer_id, c.external_id, m.since FROM {membership} m "
+        f"JOIN {customers} c ON c.id = m.customer_id "
+        "WHERE m.segment_id = %s AND m.customer_id > %s AND c.id > %s "
+        "ORDER BY m.customer_id LIMIT %s"
+    )
+    bound = -1 if after is None else after
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [segment.pk, bound, bound, limit])
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def segment_events(*, segment: Segment) -> QuerySet[MembershipEvent]:
