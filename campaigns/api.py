@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
@@ -128,21 +128,28 @@ def customer_get(request: HttpRequest, external_id: str) -> Any:
     customer.merchant = merchant  # the token's, already loaded: no query for "today"
     metrics: CustomerMetrics | None = getattr(customer, "metrics", None)
     seen = customer_sees(customer=customer)
-    return {
-        **customer_out(customer),
-        "metrics": (
-            {name: getattr(metrics, name) for name in MetricsOut.model_fields} if metrics else None
-        ),
-        "scores": _scores(metrics) if metrics else None,
-        "segments": [
-            {"slug": slug, "name": name, "since": since}
-            for slug, name, since in customer_memberships(customer=customer).values_list(
-                "segment__slug", "segment__name", "since"
-            )
-        ],
-        "offers": [asdict(item) for item in seen if item.kind == "offer"],
-        "content": [asdict(item) for item in seen if item.kind == "content"],
-    }
+    # TRICKY: answered as JSON directly (Django's encoder, the one ninja uses) rather than
+    # validated against `CustomerDetailOut`, which a member app's most frequent request
+    # paid for on every call; the values are the model's, of the schema's types.
+    return JsonResponse(
+        {
+            **customer_out(customer),
+            "metrics": (
+                {name: getattr(metrics, name) for name in MetricsOut.model_fields}
+                if metrics
+                else None
+            ),
+            "scores": _scores(metrics) if metrics else None,
+            "segments": [
+                {"slug": slug, "name": name, "since": since}
+                for slug, name, since in customer_memberships(customer=customer).values_list(
+                    "segment__slug", "segment__name", "since"
+                )
+            ],
+            "offers": [asdict(item) for item in seen if item.kind == "offer"],
+            "content": [asdict(item) for item in seen if item.kind == "content"],
+        }
+    )
 
 
 # --- webhooks -------------------------------------------------------------------------------
