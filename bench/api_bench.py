@@ -1,5 +1,6 @@
 """JSON API and webhooks benchmark (issue 16) on PostgreSQL, on the generator's 1M-customer
-merchant, through a real server: gunicorn (gthread workers) on loopback, production settings.
+merchant, through a real server: gunicorn (4 gthread workers of 4 threads by default) on
+loopback, production settings.
 
     DJANGO_DEBUG=1 BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/segment_portal_bench \\
         .venv/bin/python bench/api_bench.py [--merchant bench-1m] [--batches 40]
@@ -476,7 +477,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     # Paced runs of the customer read after the back-to-back one: requests a second per
     # client (16 clients), e.g. 10 = 160 requests a second in all.
-    parser.add_argument("--rates", type=float, nargs="*", default=[5.0, 10.0])
+    parser.add_argument("--rates", type=float, nargs="*", default=[2.5, 5.0, 10.0])
+    # gunicorn: worker processes and threads each (16 connections in all by default).
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument(
         "--only", action="append", choices=["transactions", "members", "customer", "webhooks"]
     )
@@ -511,8 +515,8 @@ def main() -> int:
         "merchant": merchant.slug,
         "segments": prepared["segments"],
     }
-    # Two worker processes (one per core), threads for the sixteen keep-alive clients.
-    server = Server(env, workers=2, threads=8)
+    # By default four worker processes of four threads: the sixteen clients at once.
+    server = Server(env, workers=args.workers, threads=args.threads)
     try:
         if "transactions" in wanted:
             report["transactions"] = bench_transactions(
