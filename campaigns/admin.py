@@ -35,6 +35,7 @@ from campaigns.services.webhooks import (
     endpoint_enable,
 )
 from customers.portal.permissions import Action, support_may
+from segments.admin import ReadOnlyAdmin
 
 
 class OfferSegmentInline(admin.TabularInline):
@@ -318,7 +319,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookMessage)
-class WebhookMessageAdmin(admin.ModelAdmin):
+class WebhookMessageAdmin(ReadOnlyAdmin):
     """Messages are made by the events they report: read-only here."""
 
     list_display = ["key", "merchant", "event", "size", "created_at"]
@@ -327,18 +328,9 @@ class WebhookMessageAdmin(admin.ModelAdmin):
     list_select_related = ["merchant"]
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """The delivery log, written by the senders: read-only here, but a delivery can be sent
     again ("Resend", refused while its endpoint is switched off)."""
 
@@ -358,15 +350,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ["message", "endpoint"]
     show_full_result_count = False
     actions = ["resend"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_manage_webhooks_permission(self, request: HttpRequest) -> bool:
         return support_may(request.user, Action.MANAGE_WEBHOOKS)
