@@ -448,3 +448,29 @@ def test_events_must_be_known_and_at_least_one(merchant, http_server):
     with pytest.raises(ValidationError) as refused:
         endpoint_create(merchant=merchant, url=http_server.url, events=["segment.moved"])
     assert refused.value.message_dict["events"][0].startswith('"segment.moved" is not an event')
+
+
+def test_a_score_computation_is_heard_in_batches(
+    merchant, http_server, settings, django_capture_on_commit_callbacks
+):
+    # given three customers whose stage the set-based computation will write, batches of 2
+    from customers.models import CustomerMetrics
+    from customers.scores.service import scores_compute
+
+    settings.WEBHOOK_BATCH_SIZE = 2
+    for i in range(3):
+        customer = CustomerFactory(merchant=merchant, external_id=f"S{i}")
+        TransactionFactory(customer=customer, total=Decimal("40.00"))
+    CustomerMetrics.objects.update(lifecycle_stage=None)
+    endpoint_create(merchant=merchant, url=http_server.url, events=["customer.lifecycle_changed"])
+
+    # when the scores are computed
+    with django_capture_on_commit_callbacks(execute=True):
+        scores_compute(merchant=merchant)
+
+    # then the three changes arrive in two messages
+    bodies = received(http_server)
+    assert sorted((b["data"]["part"], b["data"]["parts"]) for b in bodies) == [(1, 2), (2, 2)]
+    changes = [c for b in bodies for c in b["data"]["changes"]]
+    assert sorted(c["customer"] for c in changes) == ["S0", "S1", "S2"]
+    assert {c["from"] for c in changes} == {None}
