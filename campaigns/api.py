@@ -21,7 +21,7 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
 from campaigns.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from campaigns.selectors import customer_sees
+from campaigns.selectors import customer_sees, webhook_delivery_counts
 from campaigns.services import webhooks
 from customers.api import CUSTOMER_PATH, CustomerOut, customer_out
 from customers.api import router as customers_router
@@ -248,7 +248,11 @@ def _endpoint(request: HttpRequest, endpoint_id: int) -> WebhookEndpoint:
     )
 
 
-def _webhook_out(endpoint: WebhookEndpoint, **extra: Any) -> dict[str, Any]:
+def _webhook_out(
+    endpoint: WebhookEndpoint, counts: dict[str, int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    if counts is None:
+        counts = webhook_delivery_counts(endpoint_ids=[endpoint.pk])[endpoint.pk]
     return {
         "id": endpoint.pk,
         "url": endpoint.url,
@@ -259,7 +263,7 @@ def _webhook_out(endpoint: WebhookEndpoint, **extra: Any) -> dict[str, Any]:
         "disabled_at": endpoint.disabled_at,
         "disabled_reason": endpoint.disabled_reason,
         "created_at": endpoint.created_at,
-        "deliveries": webhooks.endpoint_stats(endpoint),
+        "deliveries": counts,
         **extra,
     }
 
@@ -287,8 +291,9 @@ def _delivery_out(delivery: WebhookDelivery) -> dict[str, Any]:
     "/webhooks", response={200: WebhookListOut, **AUTH_ERRORS}, summary="List webhook endpoints"
 )
 def webhook_list(request: HttpRequest) -> Any:
-    endpoints = WebhookEndpoint.objects.filter(merchant=api_merchant(request)).order_by("pk")
-    return {"items": [_webhook_out(e) for e in endpoints]}
+    endpoints = list(WebhookEndpoint.objects.filter(merchant=api_merchant(request)).order_by("pk"))
+    counts = webhook_delivery_counts(endpoint_ids=[e.pk for e in endpoints])
+    return {"items": [_webhook_out(e, counts[e.pk]) for e in endpoints]}
 
 
 @router.post(

@@ -549,3 +549,20 @@ def webhook_endpoint_list(*, merchant: Merchant) -> QuerySet[WebhookEndpoint]:
         )
         .order_by("url", "pk")
     )
+
+
+def webhook_delivery_counts(*, endpoint_ids: Collection[int]) -> dict[int, dict[str, int]]:
+    """For each endpoint, its deliveries by status (every status, 0 when none): one query
+    whatever the number of endpoints."""
+    counts: dict[int, dict[str, int]] = {
+        pk: dict.fromkeys(WebhookDeliveryStatus.values, 0) for pk in endpoint_ids
+    }
+    rows = (
+        WebhookDelivery.objects.filter(endpoint_id__in=list(counts))
+        .values_list("endpoint_id", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for endpoint_id, status, n in rows:
+        counts[endpoint_id][status] = n
+    return counts

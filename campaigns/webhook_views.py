@@ -32,7 +32,6 @@ from campaigns.services.webhooks import (
     endpoint_disable,
     endpoint_enable,
     endpoint_secret_rotate,
-    endpoint_stats,
     endpoint_update,
     message_body,
 )
@@ -194,7 +193,7 @@ class WebhookDetailView(MerchantTableListView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        stats = endpoint_stats(self.endpoint)
+        stats = selectors.webhook_delivery_counts(endpoint_ids=[self.endpoint.pk])[self.endpoint.pk]
         context["endpoint"] = self.endpoint
         context["stats"] = {
             "delivered": stats[WebhookDeliveryStatus.SUCCEEDED],

@@ -12,9 +12,7 @@ A rule tree's problems come back one error each, with the rule path the engine n
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
-import io
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -446,16 +444,9 @@ def segment_members_put(request: HttpRequest, slug: str, payload: ExternalIdsIn)
     if isinstance(segment, Status):
         return segment
     known, unknown = _resolve(segment.merchant, payload.external_ids)
-    # The upload's replace, fed the known ids: it diffs under the segment's lock.
-    listing = io.StringIO()
-    writer = csv.writer(listing)
-    writer.writerow(["external_id"])
-    writer.writerows([external_id] for external_id in known)
-    listing.seek(0)
-    try:
-        change = services.segment_members_upload(segment=segment, file=listing, reason=API_REASON)
-    except services.MembershipUploadError as exc:
-        return Status(422, errors_body(*(("external_ids", error) for error in exc.errors)))
+    change = services.segment_members_replace(
+        segment=segment, customers=list(known.values()), reason=API_REASON
+    )
     return {"added": len(change.entered), "removed": len(change.exited), "unknown": unknown}
 
 

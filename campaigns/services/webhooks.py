@@ -563,10 +563,3 @@ def webhooks_dispatch(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     _kick(endpoints)
     return {"recovered": recovered, "endpoints": len(endpoints)}
-
-
-def endpoint_stats(endpoint: WebhookEndpoint) -> dict[str, int]:
-    counts = dict(
-        endpoint.deliveries.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
-    )
-    return {status: counts.get(status, 0) for status in WebhookDeliveryStatus.values}

@@ -56,6 +56,7 @@ from segments.services.manual import (
     MembershipUploadError,
     segment_members_add,
     segment_members_remove,
+    segment_members_replace,
     segment_members_upload,
 )
 from segments.services.ready_made import segments_add_ready_made
@@ -102,6 +103,7 @@ __all__ = [
     "segment_duplicate",
     "segment_members_add",
     "segment_members_remove",
+    "segment_members_replace",
     "segment_members_upload",
     "segment_memberships_update_for_customers",
     "segment_next_refresh_at",

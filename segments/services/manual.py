@@ -174,7 +174,26 @@ def segment_members_upload(
         if len(unknown) > UPLOAD_MAX_ERRORS:
             errors.append(UPLOAD_MORE_ERRORS.format(count=len(unknown) - UPLOAD_MAX_ERRORS))
         raise MembershipUploadError(errors)
-    wanted = set(by_external.values())
+    return _replace(locked, set(by_external.values()), user=user, reason=reason)
+
+
+@transaction.atomic
+def segment_members_replace(
+    *,
+    segment: Segment,
+    customers: Iterable[Customer | int],
+    user: Actor = None,
+    reason: str = MembershipReason.MANUAL,
+) -> MembershipChange:
+    """Make these customers (objects or ids, of the segment's merchant) the manual
+    segment's members: the others leave, with events of reason `reason` (a third-party
+    system sourcing the segment through the API says "api")."""
+    locked = _manual_locked(segment)
+    return _replace(locked, _own_customer_ids(locked, customers), user=user, reason=reason)
+
+
+def _replace(locked: Segment, wanted: set[int], *, user: Actor, reason: str) -> MembershipChange:
+    """Write the difference between `wanted` and the locked segment's members."""
     current = current_members(locked)
     change = MembershipChange(
         segment_id=locked.pk, entered=wanted - current, exited=current - wanted
@@ -188,7 +207,7 @@ def segment_members_upload(
     )
     segment_stats_refresh(segment=locked)
     logger.info(
-        "User %s uploaded %s members to segment %s (+%s -%s)",
+        "User %s set %s members of segment %s (+%s -%s)",
         user,
         len(wanted),
         locked.pk,

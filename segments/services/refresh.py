@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from customers.sql import adapt
 from segments.graph import raw_segment_slugs, segments_in_dependency_order
 from segments.models import (
     MembershipEvent,
@@ -99,7 +100,7 @@ def diff_statements(
     sid, rule = segment.pk, MembershipReason.RULE
     # Written as the ORM writes it (SQLite: text without the "+00:00" a raw parameter gets),
     # so that `occurred_at=now` finds these rows again (webhooks read them back).
-    stamp = connection.ops.adapt_datetimefield_value(now)
+    [stamp] = adapt([now])
     materialise = [
         (f"DROP TABLE IF EXISTS {members}", []),
         (f"CREATE TEMP TABLE {members} (customer_id bigint PRIMARY KEY)", []),
