@@ -513,8 +513,8 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=20)
     # Paced runs of the customer read after the back-to-back one: requests a second per
-    # client (16 clients), e.g. 10 = 160 requests a second in all.
-    parser.add_argument("--rates", type=float, nargs="*", default=[2.5, 5.0, 10.0])
+    # client (16 clients), e.g. 25 = 400 requests a second in all.
+    parser.add_argument("--rates", type=float, nargs="*", default=[5.0, 15.0, 25.0])
     # gunicorn: worker processes and threads each (16 connections in all by default).
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)

@@ -11,7 +11,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import connection
 from django.db.models import (
     Case,
     CharField,
@@ -47,6 +46,7 @@ from campaigns.models import (
     WebhookDeliveryStatus,
     WebhookEndpoint,
 )
+from customers.compiled import CompiledQuery
 from customers.models import Customer, Merchant, Redemption
 from segments.models import Segment, SegmentMembership
 
@@ -480,42 +480,27 @@ def _sees_query(customer: Customer, day: dt.date) -> QuerySet[Any]:
     return offers.order_by().values_list(*columns).union(blocks.order_by().values_list(*columns))
 
 
-#: Stand-ins compiled into `_SEES_SQL` in place of a customer's values (no real row has them).
-_SEES_CUSTOMER, _SEES_MERCHANT, _SEES_DAY = -7_000_000_001, -7_000_000_002, dt.date(1901, 2, 3)
-_SEES_SQL: dict[str, tuple[str, tuple[Any, ...]]] = {}
-
-
-def _sees_sql() -> tuple[str, tuple[Any, ...]]:
-    """The UNION's SQL and parameters, compiled once per database vendor with stand-ins.
-
-    TRICKY: compiling this query (two querysets, six subqueries) cost Django about 20 ms,
-    most of a member app's "what do I see" request; its shape never changes, only the
-    customer, the merchant and the day, so it is compiled once and those three parameters
-    are swapped in (`customer_sees`)."""
-    vendor = connection.vendor
-    if vendor not in _SEES_SQL:
-        stand_in = Customer(pk=_SEES_CUSTOMER, merchant_id=_SEES_MERCHANT)
-        sql, params = _sees_query(stand_in, _SEES_DAY).query.sql_with_params()
-        _SEES_SQL[vendor] = (sql, tuple(params))
-    return _SEES_SQL[vendor]
+_SEES = CompiledQuery(
+    lambda customer_id, merchant_id, day: _sees_query(
+        Customer(pk=customer_id, merchant_id=merchant_id), day
+    ),
+    customer_id=-7_000_000_001,
+    merchant_id=-7_000_000_002,
+    day=dt.date(1901, 2, 3),
+)
 
 
 def customer_sees(*, customer: Customer, today: dt.date | None = None) -> list[SeenItem]:
     """Everything the customer sees now, offers then content blocks, by name: what the API's
     "what does this customer see" answers. One query (a UNION of `visible_offers` and
-    `visible_content`, the code looked up inside it), compiled once (`_sees_sql`)."""
+    `visible_content`, the code looked up inside it).
+
+    TRICKY: compiling this query (two querysets, six subqueries) cost Django about 20 ms and
+    planning it PostgreSQL a millisecond, most of a member app's "what do I see" request; its
+    shape never changes, only the customer, the merchant and the day, so it is compiled once
+    and prepared (`customers.compiled`)."""
     day = today or customer.merchant.today()
-    sql, stand_ins = _sees_sql()
-    adapt = connection.ops.adapt_datefield_value
-    swap = {
-        _SEES_CUSTOMER: customer.pk,
-        _SEES_MERCHANT: customer.merchant_id,
-        adapt(_SEES_DAY): adapt(day),
-    }
-    params = [swap.get(p, p) for p in stand_ins]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = _SEES.rows(customer_id=customer.pk, merchant_id=customer.merchant_id, day=day)
     ordered = sorted(rows, key=lambda row: (row[0] != "offer", row[2].lower(), row[1]))
     return [
         SeenItem(kind=kind, id=pk, name=label, because=because or "", code=code or "")

@@ -139,6 +139,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"]["options"] = (
         "-c jit=off " + DATABASES["default"]["OPTIONS"].get("options", "")
     ).strip()
+    # The API's hot reads (`customers.compiled`) run through server-side-binding cursors,
+    # which psycopg prepares at once with this threshold; Django's own cursors bind on the
+    # client and are never prepared. Off (None) for a pooler that cannot keep prepared
+    # statements across transactions.
+    if os.environ.get("DATABASE_PREPARED_STATEMENTS", "1") != "0":
+        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -199,6 +199,52 @@ def test_get_reads_what_the_customer_sees_in_one_query(
         assert reader.get(URL.format("c-1")).status_code == 200
 
 
+def test_get_answers_the_customer_as_the_put_does(writer, merchant):
+    # given: a customer with every column given (the PUT answers from the stored model)
+    BranchFactory(merchant=merchant, code="DT")
+    put = writer.put(
+        URL.format("c-7"),
+        {
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "email": "ann@example.com",
+            "phone": "+1 416 555 0100",
+            "gender": "Female",
+            "birth_date": "1990-05-31",
+            "customer_type": "member",
+            "tags": ["VIP", "Newsletter"],
+            "tier": "Gold",
+            "joined_at": "2024-01-02T10:00:00",
+            "home_branch": "DT",
+            "email_opt_in": False,
+            "sms_opt_in": True,
+            "push_opt_in": True,
+            "points_balance": 120,
+            "lifetime_points": 900,
+            "last_contacted_at": "2024-06-01T09:30:00+00:00",
+        },
+    )
+    assert put.status_code == 201, put.content
+
+    # when: it is read (compiled, prepared statements, no models)
+    got = writer.get(URL.format("c-7")).json()
+
+    # then: every field as the PUT answered it, tags by name
+    assert {name: got[name] for name in put.json()} == put.json()
+    assert got["tags"] == ["Newsletter", "VIP"]
+    assert got["metrics"]["orders_count"] == 0 and got["metrics"]["first_purchase_at"] is None
+
+
+def test_get_tells_two_customers_apart(reader, merchant):
+    # the compiled statements swap the customer in: each read answers its own customer
+    CustomerFactory(merchant=merchant, external_id="c-1", first_name="Ann")
+    CustomerFactory(merchant=merchant, external_id="c-2", first_name="Bob")
+
+    names = [reader.get(URL.format(f"c-{n}")).json()["first_name"] for n in (1, 2, 1)]
+
+    assert names == ["Ann", "Bob", "Ann"]
+
+
 def test_put_then_get_round_trip(writer):
     writer.put(URL.format("c-9"), {"joined_at": "2024-03-04T05:06:07+00:00", "tier": "Silver"})
 

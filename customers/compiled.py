@@ -1,0 +1,121 @@
+"""Hot reads compiled once and run as prepared statements.
+
+A member app's most frequent request, `GET /api/v1/customers/{id}`, made five small reads
+(the token, the customer, its tags, its segments, what it sees). Most of its time went to
+Django compiling the same querysets on every call (about 2 ms) and PostgreSQL parsing and
+planning them again (a millisecond for the offers' UNION alone, which runs in 0.1 ms).
+Their shape never changes, only a few values (an id, a day), so:
+
+- `CompiledQuery` builds the queryset once per database vendor with stand-in values where
+  the real ones go, keeps its SQL, and swaps the real values into the parameters on each
+  call. A stand-in that does not appear among the compiled parameters fails loudly at the
+  first call, so a queryset that stops using a value cannot silently answer for another
+  customer.
+- `fetch` runs SQL on PostgreSQL through a server-side-binding cursor, which psycopg
+  prepares on its first run on a connection (`prepare_threshold` 0 in the settings;
+  Django's own cursors bind on the client and are never prepared); with persistent
+  connections (`CONN_MAX_AGE`) the statement is parsed and planned once per connection.
+  `DATABASE_PREPARED_STATEMENTS=0` turns preparing off (a pooler that cannot keep prepared
+  statements). Django's cursor wrapper is kept, so query logging and execute wrappers see
+  these statements as any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import QuerySet
+
+from customers.sql import adapt
+
+
+def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (with `%s` placeholders), prepared on PostgreSQL (see above)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    import psycopg
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = psycopg.Cursor(connection.connection)
+    # Django's own wrapper (what `connection.cursor()` returns around its client cursor).
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    cursor = wrapper(raw, connection)
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+class CompiledQuery:
+    """A queryset compiled to SQL once per database vendor.
+
+    `build(**values)` returns the queryset (a `values_list`, so rows come back as tuples);
+    it is called once with `stand_ins`, values no real row has (negative ids, dates long
+    past), and `rows(**values)` runs the SQL with the real values in their places.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet[Any]], **stand_ins: Any) -> None:
+        self.build = build
+        self.stand_ins = stand_ins
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _compile(self) -> _Compiled:
+        vendor = connection.vendor
+        if vendor not in self._compiled:
+            compiler = self.build(**self.stand_ins).query.get_compiler(connection=connection)
+            sql, params = compiler.as_sql()
+            # The conversions Django applies to these columns when it reads them itself
+            # (SQLite's text instants and 0/1 booleans, JSON, ...).
+            converters = compiler.get_converters([s[0] for s in compiler.select])
+            forms = {
+                name: {repr(value), repr(adapt([value])[0])}
+                for name, value in self.stand_ins.items()
+            }
+            slots = tuple(
+                next((name for name, seen in forms.items() if repr(param) in seen), None)
+                for param in params
+            )
+            missing = set(self.stand_ins) - set(slots)
+            if missing:
+                raise ValueError(
+                    f"The compiled query does not use the stand-ins {sorted(missing)}: "
+                    "pick values that appear among its parameters as they are."
+                )
+            self._compiled[vendor] = _Compiled(sql, tuple(params), slots, converters)
+        return self._compiled[vendor]
+
+    def rows(self, **values: Any) -> list[tuple[Any, ...]]:
+        """The rows with `values` (one for each stand-in) in the stand-ins' places."""
+        compiled = self._compile()
+        real = {name: adapt([value])[0] for name, value in values.items()}
+        params = [
+            param if slot is None else real[slot]
+            for param, slot in zip(compiled.params, compiled.slots, strict=True)
+        ]
+        rows = fetch(compiled.sql, params)
+        if not compiled.converters:
+            return rows
+        converted = []
+        for row in rows:
+            values_ = list(row)
+            for position, (functions, expression) in compiled.converters.items():
+                value = values_[position]
+                for function in functions:
+                    value = function(value, expression, connection)
+                values_[position] = value
+            converted.append(tuple(values_))
+        return converted
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[str | None, ...]  # which stand-in each parameter is (None: a constant)
+    converters: dict[int, tuple[list[Any], Any]]

@@ -1,0 +1,104 @@
+"""`customers.compiled`: a queryset compiled once with stand-ins, run with real values (as a
+prepared statement on PostgreSQL), its columns converted as Django converts them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from customers.compiled import CompiledQuery
+from customers.models import Customer, CustomerMetrics
+from tests.factories import CustomerFactory, MerchantFactory, TransactionFactory
+
+pytestmark = pytest.mark.django_db
+
+BY_MERCHANT = CompiledQuery(
+    lambda merchant_id, joined_after: (
+        Customer.objects.filter(merchant_id=merchant_id, joined_at__gt=joined_after)
+        .order_by("external_id")
+        .values_list("external_id", "joined_at", "sms_opt_in")
+    ),
+    merchant_id=-9_000_000_001,
+    joined_after=dt.datetime(1901, 2, 3, tzinfo=dt.UTC),
+)
+
+
+def test_each_call_answers_for_its_own_values():
+    # given: two merchants' customers, one of them joined long ago
+    first, second = MerchantFactory(), MerchantFactory()
+    long_ago = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+    CustomerFactory(
+        merchant=first, external_id="a-1", joined_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    )
+    CustomerFactory(merchant=first, external_id="a-0", joined_at=long_ago)
+    CustomerFactory(merchant=second, external_id="b-1", sms_opt_in=True)
+
+    # when
+    cutoff = dt.datetime(2010, 1, 1, tzinfo=dt.UTC)
+    of_first = BY_MERCHANT.rows(merchant_id=first.pk, joined_after=cutoff)
+    of_second = BY_MERCHANT.rows(merchant_id=second.pk, joined_after=cutoff)
+
+    # then: each merchant's rows, typed as Django types them (aware instants, booleans)
+    assert [row[0] for row in of_first] == ["a-1"]
+    assert of_first[0][1] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert of_first[0][1].tzinfo is not None
+    assert of_second[0][0] == "b-1" and of_second[0][2] is True
+    assert of_first[0][2] is False
+
+
+def test_money_comes_back_as_decimal():
+    customer = TransactionFactory(total="12.50").customer
+    net = CompiledQuery(
+        lambda customer_id: CustomerMetrics.objects.filter(customer_id=customer_id).values_list(
+            "net_spend"
+        ),
+        customer_id=-9_000_000_002,
+    )
+
+    [(value,)] = net.rows(customer_id=customer.pk)
+
+    assert value == Decimal("12.50") and isinstance(value, Decimal)
+
+
+def test_a_stand_in_the_query_does_not_use_is_refused_loudly():
+    unused = CompiledQuery(
+        lambda merchant_id, other: Customer.objects.filter(merchant_id=merchant_id).values_list(
+            "pk"
+        ),
+        merchant_id=-9_000_000_003,
+        other=-9_000_000_004,
+    )
+
+    with pytest.raises(ValueError, match="other"):
+        unused.rows(merchant_id=1, other=2)
+
+
+def test_the_statement_is_logged_like_any_other(django_assert_num_queries):
+    merchant = MerchantFactory()
+
+    with django_assert_num_queries(1):
+        BY_MERCHANT.rows(
+            merchant_id=merchant.pk, joined_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+def test_postgresql_prepares_the_statement_once_per_connection():
+    merchant = MerchantFactory()
+    cutoff = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+    def prepared() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                ['%"customers_customer"."sms_opt_in"%'],
+            )
+            return cursor.fetchone()[0]
+
+    BY_MERCHANT.rows(merchant_id=merchant.pk, joined_after=cutoff)
+    BY_MERCHANT.rows(merchant_id=merchant.pk + 1, joined_after=cutoff)
+
+    assert prepared() == 1
