@@ -17,7 +17,9 @@ Their shape never changes, only a few values (an id, a day), so:
   connections (`CONN_MAX_AGE`) the statement is parsed and planned once per connection.
   `DATABASE_PREPARED_STATEMENTS=0` turns preparing off (a pooler that cannot keep prepared
   statements). Django's cursor wrapper is kept, so query logging and execute wrappers see
-  these statements as any other.
+  these statements as any other. A migration that changes the columns these statements
+  return makes PostgreSQL refuse their prepared plans until the connections are renewed:
+  restart the web processes after migrating, as a deployment does anyway.
 """
 
 from __future__ import annotations
