@@ -105,13 +105,13 @@ class CompiledQuery:
             return rows
         converted = []
         for row in rows:
-            values_ = list(row)
+            cells = list(row)
             for position, (functions, expression) in compiled.converters.items():
-                value = values_[position]
+                cell = cells[position]
                 for function in functions:
-                    value = function(value, expression, connection)
-                values_[position] = value
-            converted.append(tuple(values_))
+                    cell = function(cell, expression, connection)
+                cells[position] = cell
+            converted.append(tuple(cells))
         return converted
 
 
