@@ -24,7 +24,7 @@ from pydantic import ConfigDict
 from campaigns.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from campaigns.selectors import customer_sees, webhook_delivery_counts
 from campaigns.services import webhooks
-from customers.api import CUSTOMER_PATH, CustomerOut
+from customers.api import CUSTOMER_PATH, CustomerOut, customer_json
 from customers.api import router as customers_router
 from customers.models import Customer
 from customers.portal.api import AUTH_ERRORS, READ, WRITE, ErrorsOut, api_merchant, errors_body
@@ -135,8 +135,7 @@ def customer_get(request: HttpRequest, external_id: str) -> Any:
     # paid for on every call; the values are the columns', of the schema's types.
     return JsonResponse(
         {
-            **{name: card.customer[name] for name in CustomerOut.model_fields if name != "tags"},
-            "tags": card.tags,
+            **customer_json(card),
             "metrics": (
                 {name: metrics[name] for name in MetricsOut.model_fields} if metrics else None
             ),

@@ -24,9 +24,8 @@ from customers.imports.batch import (
     BatchTransaction,
     transactions_write,
 )
-from customers.models import Customer
 from customers.portal.api import AUTH_ERRORS, WRITE, ErrorsOut, api_merchant, errors_body
-from customers.selectors import customer_detail_queryset
+from customers.selectors import CustomerCard, customer_card
 from customers.services import customer_upsert
 
 router = Router(tags=["customers"])
@@ -99,13 +98,12 @@ class CustomerOut(Schema):
     updated_at: dt.datetime
 
 
-def customer_out(customer: Customer) -> dict[str, Any]:
-    """A customer of `customer_detail_queryset` (tier, branch and tags loaded) as JSON."""
+def customer_json(card: CustomerCard) -> dict[str, Any]:
+    """A customer read by `customers.selectors.customer_card`, as `CustomerOut`'s JSON (the
+    PUT's answer, and the start of the GET's)."""
     return {
-        **{field: getattr(customer, field) for field in CustomerOut.model_fields},
-        "tags": [tag.name for tag in customer.tags.all()],
-        "tier": customer.tier.name if customer.tier else None,
-        "home_branch": customer.home_branch.code if customer.home_branch else None,
+        **{name: card.customer[name] for name in CustomerOut.model_fields if name != "tags"},
+        "tags": card.tags,
     }
 
 
@@ -121,8 +119,9 @@ def customer_put(request: HttpRequest, external_id: str, payload: CustomerIn) ->
     customer, created = customer_upsert(
         merchant=merchant, external_id=external_id, values=payload.cells()
     )
-    stored = customer_detail_queryset(merchant=merchant).get(pk=customer.pk)
-    return Status(201 if created else 200, customer_out(stored))
+    card = customer_card(merchant=merchant, external_id=customer.external_id)
+    assert card is not None  # just written, in this request's connection
+    return Status(201 if created else 200, customer_json(card))
 
 
 # --- transactions ------------------------------------------------------------------------

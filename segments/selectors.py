@@ -125,17 +125,6 @@ def customer_segments(*, customer: Customer) -> QuerySet[Segment]:
     ).order_by("name")
 
 
-def customer_memberships(*, customer: Customer) -> QuerySet[SegmentMembership]:
-    """The customer's current memberships, with their segments (since when), by name."""
-    return (
-        SegmentMembership.objects.filter(
-            customer=customer, segment__merchant_id=customer.merchant_id
-        )
-        .select_related("segment")
-        .order_by("segment__name", "segment_id")
-    )
-
-
 _SEGMENTS_OF = CompiledQuery(
     lambda customer_id, merchant_id: (
         SegmentMembership.objects.filter(customer_id=customer_id, segment__merchant_id=merchant_id)
@@ -150,8 +139,8 @@ _SEGMENTS_OF = CompiledQuery(
 def customer_segment_rows(
     *, customer_id: int, merchant_id: int
 ) -> list[tuple[str, str, dt.datetime]]:
-    """`customer_memberships` as (slug, name, since) rows, for the API's customer read: one
-    prepared statement compiled once (`customers.compiled`)."""
+    """The customer's current memberships as (slug, name, since) rows, by segment name, for
+    the API's customer read: one prepared statement compiled once (`customers.compiled`)."""
     return [
         (slug, name, since)
         for slug, name, since in _SEGMENTS_OF.rows(customer_id=customer_id, merchant_id=merchant_id)

@@ -171,6 +171,10 @@ def _envelope(event: str, data: dict[str, Any], now: dt.datetime) -> dict[str, A
     return {"type": event, "timestamp": _iso(now), "data": data}
 
 
+def _merchant_slug(merchant_id: int) -> str:
+    return Merchant.objects.values_list("slug", flat=True).get(pk=merchant_id)
+
+
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
@@ -249,7 +253,7 @@ def on_memberships_changed(
     if not subscribers:
         return
     kinds = [k for k, e in _MEMBERSHIP_EVENTS.items() if e in subscribers]
-    merchant_slug = Merchant.objects.values_list("slug", flat=True).get(pk=merchant_id)
+    merchant_slug = _merchant_slug(merchant_id)
     segments = dict(
         (pk, {"slug": slug, "name": name})
         for pk, slug, name in Segment.objects.filter(pk__in=segment_ids).values_list(
@@ -299,7 +303,7 @@ def on_score_changes(
     subscribers = _subscribers(merchant_id, wanted)
     if not subscribers:
         return
-    merchant_slug = Merchant.objects.values_list("slug", flat=True).get(pk=merchant_id)
+    merchant_slug = _merchant_slug(merchant_id)
     for kind, event in _SCORE_EVENTS.items():
         if event not in subscribers:
             continue
@@ -336,7 +340,7 @@ def on_import_completed(
     subscribers = _subscribers(merchant_id, [WebhookEvent.IMPORT_COMPLETED])
     if not subscribers:
         return
-    merchant_slug = Merchant.objects.values_list("slug", flat=True).get(pk=merchant_id)
+    merchant_slug = _merchant_slug(merchant_id)
     files = {
         name: {
             "rows": c.rows,
