@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from customers.metrics import PROFILE_COLUMNS, refresh_merchant_metrics, refresh_metrics
+from customers.metrics_delta import transactions_add
 from customers.models import Branch, Customer, CustomerMetrics, Merchant
 from customers.scores.service import customer_scores_follow
 from customers.signals import customers_changed
@@ -119,6 +120,24 @@ def customer_metrics_refresh(
     if not ids:
         return
     refresh_metrics(ids)
+    _follow(ids, merchant_id)
+
+
+def customer_metrics_add(*, merchant: Merchant, transaction_ids: Iterable[int]) -> bool:
+    """Add new transactions of the merchant (just inserted, with their line items) to their
+    customers' metrics rows, product stats and sales rows by delta (`customers.metrics_delta`),
+    then follow as `customer_metrics_refresh` does. False, with nothing done, where deltas are
+    not kept (SQLite): the caller recomputes."""
+    changed = transactions_add(merchant=merchant, transaction_ids=list(transaction_ids))
+    if changed is None:
+        return False
+    if changed:
+        _follow(changed, merchant.pk)
+    return True
+
+
+def _follow(ids: set[int], merchant_id: int | None) -> None:
+    """The scores follow and the change is announced, once per merchant."""
     grouped = {merchant_id: sorted(ids)} if merchant_id is not None else _by_merchant(ids)
     for owner_id, changed in sorted(grouped.items()):
         many = len(changed) > CHANGE_BATCH_MAX

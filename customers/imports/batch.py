@@ -172,7 +172,9 @@ def transactions_write(
             if result.errors:
                 raise Rollback
             before = _snapshot(ctx)
-            merge.merge_all(ctx, dry_run=False)
+            # Only new transactions (the usual batch): their customers' rows follow by
+            # delta instead of recomputing every buyer's history.
+            merge.merge_all(ctx, dry_run=False, only_new_transactions=not before)
             after = _snapshot(ctx)
             for row in transactions:
                 external_id = str(row.cells["external_id"]).strip()

@@ -22,7 +22,11 @@ from customers.models import (
     Redemption,
     Transaction,
 )
-from customers.services import customer_metrics_refresh, merchant_metrics_refresh
+from customers.services import (
+    customer_metrics_add,
+    customer_metrics_refresh,
+    merchant_metrics_refresh,
+)
 
 #: Above this many staged customers + transactions + redemptions, the metrics of the whole
 #: merchant are recomputed in one statement rather than customer by customer.
@@ -404,7 +408,24 @@ def _analyze(ctx: Context, file: str) -> None:
         ctx.staging.analyze(model._meta.db_table)
 
 
-def merge_all(ctx: Context, dry_run: bool) -> None:
+def _new_transaction_ids(ctx: Context) -> list[int]:
+    return [
+        row[0]
+        for row in ctx.staging.fetchall(
+            f"SELECT t.id FROM {SPECS['transactions'].table} s "
+            f"JOIN {Transaction._meta.db_table} t "
+            f"ON t.merchant_id = {ctx.mid} AND t.external_id = s.external_id"
+        )
+    ]
+
+
+def merge_all(ctx: Context, dry_run: bool, only_new_transactions: bool = False) -> None:
+    """Merge every staged file, then bring the touched customers' rows up to date.
+
+    `only_new_transactions`: the caller checked that every staged transaction is new (no
+    stored one has its external id) and that only transactions and their items are staged,
+    so the customers' rows may follow by delta (`customer_metrics_add`) instead of being
+    recomputed."""
     now = timezone.now()
     merges = _merges(ctx.mid)
     counts = ctx.report.counts
@@ -428,6 +449,15 @@ def merge_all(ctx: Context, dry_run: bool) -> None:
     if dry_run:
         return  # rolled back: the metrics would be thrown away
     with phase("metrics"):
+        if (
+            per_customer
+            and only_new_transactions
+            and ctx.staged <= {"transactions", "items"}
+            and customer_metrics_add(
+                merchant=ctx.merchant, transaction_ids=_new_transaction_ids(ctx)
+            )
+        ):
+            return
         if per_customer:
             _touched_customers(ctx, before=False)
             ids = [
