@@ -35,23 +35,58 @@ from django.db.models import QuerySet
 from customers.sql import adapt
 
 
-def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """The rows of `sql` (with `%s` placeholders), prepared on PostgreSQL (see above)."""
+def fetch(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (with `%s` placeholders), prepared on PostgreSQL (see above).
+
+    `binary`: PostgreSQL sends the results in binary, which psycopg reads in C; in text,
+    every instant goes through Django's timestamp loader, written in Python (a read of
+    12,000 line items with their order's time: 50 ms instead of 90). Not for JSON or
+    network-address columns, which Django reads as text and decodes itself."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
     import psycopg
+    from psycopg.pq import Format
 
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = psycopg.Cursor(connection.connection)
+    if binary:
+        raw.format = Format.BINARY
     # Django's own wrapper (what `connection.cursor()` returns around its client cursor).
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     cursor = wrapper(raw, connection)
     with cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _convert(
+    rows: list[tuple[Any, ...]], converters: dict[int, tuple[list[Any], Any]]
+) -> list[tuple[Any, ...]]:
+    """Apply Django's column converters (`SQLCompiler.get_converters`) to raw rows."""
+    if not converters:
+        return rows
+    converted = []
+    for row in rows:
+        cells = list(row)
+        for position, (functions, expression) in converters.items():
+            cell = cells[position]
+            for function in functions:
+                cell = function(cell, expression, connection)
+            cells[position] = cell
+        converted.append(tuple(cells))
+    return converted
+
+
+def queryset_rows(queryset: QuerySet[Any], *, binary: bool = False) -> list[tuple[Any, ...]]:
+    """The rows of a `values_list` queryset, as Django would return them, read through
+    `fetch` (prepared, and in binary when asked: see `fetch`)."""
+    compiler = queryset.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    rows = fetch(sql, params, binary=binary)
+    return _convert(rows, compiler.get_converters([s[0] for s in compiler.select]))
 
 
 class CompiledQuery:
@@ -100,19 +135,7 @@ class CompiledQuery:
             param if slot is None else real[slot]
             for param, slot in zip(compiled.params, compiled.slots, strict=True)
         ]
-        rows = fetch(compiled.sql, params)
-        if not compiled.converters:
-            return rows
-        converted = []
-        for row in rows:
-            cells = list(row)
-            for position, (functions, expression) in compiled.converters.items():
-                cell = cells[position]
-                for function in functions:
-                    cell = function(cell, expression, connection)
-                cells[position] = cell
-            converted.append(tuple(cells))
-        return converted
+        return _convert(fetch(compiled.sql, params), compiled.converters)
 
 
 @dataclass(frozen=True)

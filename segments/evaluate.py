@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from customers.compiled import queryset_rows
 from customers.models import Customer, Merchant, Redemption, Transaction
 from segments.rules import Condition, Group, Node, RuleTree, RuleValidationError, parse_rules
 
@@ -80,6 +81,35 @@ class Person:
     redemptions: list[dt.datetime] = field(default_factory=list)
 
 
+#: The customer's columns `load_people` reads (then its tags' names).
+_PERSON_COLUMNS = (
+    "pk",
+    "external_id",
+    "gender",
+    "customer_type",
+    "tier__name",
+    "birth_date",
+    "joined_at",
+    "home_branch__code",
+    "email_opt_in",
+    "sms_opt_in",
+    "push_opt_in",
+    "points_balance",
+    "lifetime_points",
+    "last_contacted_at",
+    "metrics__lifecycle_stage",
+    "metrics__rfm_recency",
+    "metrics__rfm_frequency",
+    "metrics__rfm_monetary",
+    "metrics__rfm_group",
+    "metrics__p_alive",
+    "metrics__churn_risk",
+    "metrics__expected_orders_90d",
+    "metrics__predicted_clv",
+    "metrics__smart_segment",
+)
+
+
 def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None) -> list[Person]:
     """The merchant's customers (those of `customer_ids` only, when given) with their tags,
     transactions, line items and redemptions: three queries, whatever the number."""
@@ -88,33 +118,10 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
         customers = customers.filter(pk__in=list(customer_ids))
     people: dict[int, Person] = {}
     # One row per customer and tag (a customer without tags has one row, tag NULL).
-    for row in customers.order_by("pk").values(
-        "pk",
-        "external_id",
-        "gender",
-        "customer_type",
-        "tier__name",
-        "birth_date",
-        "joined_at",
-        "home_branch__code",
-        "email_opt_in",
-        "sms_opt_in",
-        "push_opt_in",
-        "points_balance",
-        "lifetime_points",
-        "last_contacted_at",
-        "metrics__lifecycle_stage",
-        "metrics__rfm_recency",
-        "metrics__rfm_frequency",
-        "metrics__rfm_monetary",
-        "metrics__rfm_group",
-        "metrics__p_alive",
-        "metrics__churn_risk",
-        "metrics__expected_orders_90d",
-        "metrics__predicted_clv",
-        "metrics__smart_segment",
-        "tags__name",
-    ):
+    profiles = customers.order_by("pk").values_list(*_PERSON_COLUMNS, "tags__name")
+    for values in queryset_rows(profiles, binary=True):
+        row = dict(zip(_PERSON_COLUMNS, values, strict=False))
+        tag = values[-1]
         person = people.get(row["pk"])
         if person is None:
             person = people[row["pk"]] = Person(
@@ -146,8 +153,8 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
                 predicted_clv=row["metrics__predicted_clv"],
                 smart_segment=row["metrics__smart_segment"],
             )
-        if row["tags__name"] is not None:
-            person.tags.add(row["tags__name"].lower())
+        if tag is not None:
+            person.tags.add(tag.lower())
     ids = list(people)
     if not ids:
         return []
@@ -170,7 +177,9 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
             "items__product__sku",
         )
     )
-    for pk, customer_id, kind, occurred_at, total, branch, quantity, *product in rows:
+    for pk, customer_id, kind, occurred_at, total, branch, quantity, *product in queryset_rows(
+        rows, binary=True
+    ):
         txn = txns.get(pk)
         if txn is None:
             txn = txns[pk] = Txn(kind=kind, occurred_at=occurred_at, total=total, branch=branch)

@@ -145,19 +145,17 @@ def _inputs(
     that range (the merchant-and-time index). Otherwise everything is aggregated from the
     transactions up to `as_of`.
 
-    `few` (the customers a write touched): always from their transactions (a few rows
-    each, by the customer-and-time index), and with their stored stage and pending
-    downgrade, and their tier's name and rank, as four more columns after `window_n`
-    (`stage_now`, `below_now`, `tier_name`, `tier_rank`).
+    `few` (the customers a write touched) adds their stored stage and pending downgrade,
+    and their tier's name and rank, as four more columns after `window_n` (`stage_now`,
+    `below_now`, `tier_name`, `tier_rank`). A write's follow-up reads the metrics rows the
+    write just brought up to date, and only the recent transactions: not each customer's
+    whole history, whose pages a delta update (`customers.metrics_delta`) never read.
     """
     txn_table = Transaction._meta.db_table
-    if few:
-        from_metrics = False
-    else:
-        later = Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of)
-        if ids is not None:
-            later = later.filter(customer_id__in=list(ids))
-        from_metrics = not later.exists()
+    later = Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of)
+    if ids is not None:
+        later = later.filter(customer_id__in=list(ids))
+    from_metrics = not later.exists()
     signed = "CASE WHEN kind = 'purchase' THEN total ELSE -total END"
     window_start = as_of - dt.timedelta(days=rules.lifecycle.window_days)
     aggregates = [
@@ -226,10 +224,13 @@ def _inputs(
         )
     current = ""
     if few:
-        rows += f" LEFT JOIN {CustomerMetrics._meta.db_table} cm ON cm.customer_id = c.id"
-        rows += f" LEFT JOIN {Tier._meta.db_table} ct ON ct.id = c.tier_id"
+        stored = alias
+        if not from_metrics:
+            rows += f" LEFT JOIN {CustomerMetrics._meta.db_table} cm ON cm.customer_id = c.id"
+            stored = "cm"
+        rows += f" LEFT JOIN {Tier._meta.db_table} ct ON ct.id = {alias}.tier_id"
         current = (
-            ", cm.lifecycle_stage AS stage_now, cm.tier_below_since AS below_now"
+            f", {stored}.lifecycle_stage AS stage_now, {stored}.tier_below_since AS below_now"
             ", ct.name AS tier_name, ct.rank AS tier_rank"
         )
     sql = f"""
