@@ -79,6 +79,11 @@ class Person:
     smart_segment: str | None = None
     transactions: list[Txn] = field(default_factory=list)
     redemptions: list[dt.datetime] = field(default_factory=list)
+    # `Evaluator.orders` keeps its answers here, by (as_of, window): every segment asks for
+    # the same customer's all-time orders.
+    orders_by_window: dict[tuple[dt.datetime, int | None], list[Txn]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 #: The customer's columns `load_people` reads (then its tags' names).
@@ -225,6 +230,9 @@ class Evaluator:
         self.today = as_of.astimezone(tz).date()
         self.segments = segments or {}
         self._trees: dict[str, RuleTree] = {}
+        from segments.criteria import REGISTRY  # the criteria import this module
+
+        self._registry = REGISTRY
         self._stack: list[str] = []
 
     def matches(self, tree: RuleTree, person: Person) -> bool:
@@ -238,9 +246,7 @@ class Evaluator:
         return self.condition(node, person)
 
     def condition(self, condition: Condition, person: Person) -> bool:
-        from segments.criteria import REGISTRY
-
-        return REGISTRY[condition.field].evaluate(condition, person, self)
+        return self._registry[condition.field].evaluate(condition, person, self)
 
     # -- the contract's shared readings, for the criteria ---------------------------------
 
@@ -286,12 +292,17 @@ class Evaluator:
         return window is None or instant >= self.as_of - dt.timedelta(days=window)
 
     def orders(self, person: Person, window: int | None) -> list[Txn]:
-        """The customer's orders (purchases) up to `as_of`, within `window` days when set."""
-        return [
-            t
-            for t in person.transactions
-            if t.kind == "purchase" and self.in_window(t.occurred_at, window)
-        ]
+        """The customer's orders (purchases) up to `as_of`, within `window` days when set.
+        The caller must not change the list (it is shared by every later call)."""
+        key = (self.as_of, window)
+        orders = person.orders_by_window.get(key)
+        if orders is None:
+            orders = person.orders_by_window[key] = [
+                t
+                for t in person.transactions
+                if t.kind == "purchase" and self.in_window(t.occurred_at, window)
+            ]
+        return orders
 
     def in_segments(self, slugs: tuple[str, ...], person: Person) -> bool:
         """Is the customer in any of these segments (dynamic ones evaluated live)?"""

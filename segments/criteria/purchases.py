@@ -178,8 +178,14 @@ class TotalSpendCriterion(WindowedNumber):
 
     def person_number(self, condition: Condition, person: Person, ev: Evaluator) -> Any:
         window = condition.option("window_days")
-        both = [t for t in person.transactions if ev.in_window(t.occurred_at, window)]
-        return sum((t.total if t.kind == "purchase" else -t.total for t in both), Decimal(0))
+        return sum(
+            (
+                t.total if t.kind == "purchase" else -t.total
+                for t in person.transactions
+                if ev.in_window(t.occurred_at, window)
+            ),
+            Decimal(0),
+        )
 
     def compile(self, condition: Condition, ctx: CompileContext) -> Q:
         op, value = condition.op, condition.value
@@ -353,6 +359,15 @@ class RewardsRedeemedCriterion(WindowedNumber):
         return count_compared(qs, "customer", op, value, ctx, Count("pk"))
 
 
+#: The line item attribute each product list of `purchased` names.
+_ITEM_ATTRIBUTES = {
+    "product_types": "product_type",
+    "brands": "brand",
+    "categories": "category",
+    "skus": "sku",
+}
+
+
 @register("purchased")
 class PurchasedCriterion(NumberCriterion):
     """Units of matching products bought in orders up to `as_of` (within `window_days`).
@@ -372,16 +387,13 @@ class PurchasedCriterion(NumberCriterion):
     extras = frozenset({"window_days", "products", "last_within_days"})
 
     def evaluate(self, condition: Condition, person: Person, ev: Evaluator) -> bool:
-        lists = {key: {n.lower() for n in names} for key, names in condition.option("products")}
+        lists = [
+            (_ITEM_ATTRIBUTES[key], {n.lower() for n in names})
+            for key, names in condition.option("products")
+        ]
 
         def matches(item: Item) -> bool:
-            attrs = {
-                "product_types": item.product_type,
-                "brands": item.brand,
-                "categories": item.category,
-                "skus": item.sku,
-            }
-            return all(attrs[key].lower() in names for key, names in lists.items())
+            return all(getattr(item, attribute).lower() in names for attribute, names in lists)
 
         windowed: list[Txn] = ev.orders(person, condition.option("window_days"))
         units = sum(i.quantity for t in windowed for i in t.items if matches(i))

@@ -213,3 +213,24 @@ def test_a_field_added_as_one_class_works_everywhere(merchant, loyal_points):
     assert builder.widget_kind(loyal_points, "between") == "number_pair"
     assert engine.describe(tree) == "Loyal points ≥ 50"
     assert criterion_errors("loyal_points", loyal_points) == []
+
+
+def test_one_customer_evaluated_at_two_instants_has_the_orders_of_each(merchant):
+    # given: one order ten days before AS_OF (the evaluator keeps each customer's orders
+    # per window on the customer, for the next segment)
+    from datetime import timedelta
+
+    from tests.factories import TransactionFactory
+
+    ann = CustomerFactory(merchant=merchant)
+    TransactionFactory(customer=ann, merchant=merchant, occurred_at=AS_OF - timedelta(days=10))
+    person = load_people(merchant, [ann.pk])[0]
+    recent = rules(cond("orders_count", "gte", 1, window_days=7))
+    tree = engine.parse_rules(recent)
+
+    # when: the same customer is evaluated as of AS_OF and as of five days earlier
+    now = Evaluator(AS_OF, merchant.tzinfo).matches(tree, person)
+    earlier = Evaluator(AS_OF - timedelta(days=5), merchant.tzinfo).matches(tree, person)
+
+    # then: within 7 days of the earlier instant only
+    assert (now, earlier) == (False, True)
