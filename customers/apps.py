@@ -10,9 +10,11 @@ class CustomersConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed
 
+        from customers import lookups
         from customers.models import Customer
         from customers.receivers import tags_changed
 
+        lookups.register()
         m2m_changed.connect(
             tags_changed, sender=Customer.tags.through, dispatch_uid="customers.tags_changed"
         )

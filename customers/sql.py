@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,16 @@ def adapt(params: Iterable[Any]) -> list[Any]:
         else p
         for p in params
     ]
+
+
+def any_of(column: str, values: Collection[Any]) -> tuple[str, list[Any]]:
+    """`column` is one of `values`: one array parameter on PostgreSQL (`= ANY(%s)`), an
+    `IN` list on SQLite (see `customers.lookups`, the same for querysets)."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    if not values:
+        return "1 = 0", []
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
 def distinct() -> str:

@@ -120,7 +120,7 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
     transactions, line items and redemptions: three queries, whatever the number."""
     customers = Customer.objects.filter(merchant=merchant)
     if customer_ids is not None:
-        customers = customers.filter(pk__in=list(customer_ids))
+        customers = customers.filter(pk__any=list(customer_ids))
     people: dict[int, Person] = {}
     # One row per customer and tag (a customer without tags has one row, tag NULL).
     profiles = customers.order_by("pk").values_list(*_PERSON_COLUMNS, "tags__name")
@@ -166,7 +166,7 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
     # One row per transaction and line item (a transaction without lines has one row).
     txns: dict[int, Txn] = {}
     rows = (
-        Transaction.objects.filter(merchant=merchant, customer_id__in=ids)
+        Transaction.objects.filter(merchant=merchant, customer_id__any=ids)
         .order_by("pk", "items__pk")
         .values_list(
             "pk",
@@ -191,7 +191,7 @@ def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None)
             people[customer_id].transactions.append(txn)
         if quantity is not None:
             txn.items.append(Item(quantity, *product))
-    redemptions = Redemption.objects.filter(merchant=merchant, customer_id__in=ids)
+    redemptions = Redemption.objects.filter(merchant=merchant, customer_id__any=ids)
     for customer_id, redeemed_at in redemptions.values_list("customer_id", "redeemed_at"):
         people[customer_id].redemptions.append(redeemed_at)
     return list(people.values())

@@ -22,7 +22,7 @@ from django.db import connection
 from customers.models import CustomerMetrics, LineItem, Merchant, Transaction
 from customers.scores.predictions import Inputs, Scores, holdout_weeks
 from customers.scores.smart import NO_ORDER_SEGMENT
-from customers.sql import adapt, date_param, day_diff, distinct
+from customers.sql import adapt, any_of, date_param, day_diff, distinct
 
 DAYS = "score_days"
 FIRSTS = "score_firsts"
@@ -218,8 +218,7 @@ def _metrics_inputs(
     real = "DOUBLE PRECISION"
     scope, scope_params = "m.merchant_id = %s", [merchant.pk]
     if ids is not None:
-        scope = f"m.customer_id IN ({', '.join(['%s'] * len(ids))})"
-        scope_params = list(ids)
+        scope, scope_params = any_of("m.customer_id", ids)
     sql = f"""
         SELECT m.customer_id, m.orders_count, CAST(m.net_spend AS {real}),
                m.purchase_days - 1, {day_diff(last, first)}, {day_diff(date_param(), first)},

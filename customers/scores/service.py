@@ -68,6 +68,7 @@ from customers.scores.predictions import score as predictions_score
 from customers.scores.smart import NO_ORDER_SEGMENT, SMART_SEGMENT_NAMES
 from customers.signals import customers_changed, score_changes_recorded
 from customers.sql import adapt as _adapt
+from customers.sql import any_of
 from customers.sql import distinct as _distinct
 
 #: Up to this many customers, a write's follow-up updates each metrics row with its own
@@ -154,7 +155,7 @@ def _inputs(
     txn_table = Transaction._meta.db_table
     later = Transaction.objects.filter(merchant=merchant, occurred_at__gt=as_of)
     if ids is not None:
-        later = later.filter(customer_id__in=list(ids))
+        later = later.filter(customer_id__any=list(ids))
     from_metrics = not later.exists()
     signed = "CASE WHEN kind = 'purchase' THEN total ELSE -total END"
     window_start = as_of - dt.timedelta(days=rules.lifecycle.window_days)
@@ -203,9 +204,8 @@ def _inputs(
         txn_scope, row_scope = "merchant_id = %s", f"{alias}.merchant_id = %s"
         scope_params: list[Any] = [merchant.pk]
     else:
-        marks = ", ".join(["%s"] * len(ids))
-        txn_scope, row_scope = f"customer_id IN ({marks})", f"{key} IN ({marks})"
-        scope_params = list(ids)
+        txn_scope, scope_params = any_of("customer_id", ids)
+        row_scope, _ = any_of(key, ids)
     tier_columns = "".join(f", {column}" for column in outer)
     if from_metrics:
         # Only the range the window and the periods need: the rest is on the metrics rows.
@@ -859,12 +859,12 @@ def _follow_few(
     for new_tier, changed in tier_updates.items():
         # The plain QuerySet.update: the metrics copy is written on the next line, and the
         # caller (the write chain) announces the change.
-        models.QuerySet.update(Customer.objects.filter(pk__in=changed), tier_id=new_tier)
-        CustomerMetrics.objects.filter(pk__in=changed).update(
+        models.QuerySet.update(Customer.objects.filter(pk__any=changed), tier_id=new_tier)
+        CustomerMetrics.objects.filter(pk__any=changed).update(
             tier_id=new_tier, tier_below_since=None
         )
     if back_at_threshold:
-        CustomerMetrics.objects.filter(pk__in=back_at_threshold).update(tier_below_since=None)
+        CustomerMetrics.objects.filter(pk__any=back_at_threshold).update(tier_below_since=None)
     if history:
         ScoreChange.objects.bulk_create(history)
     return stage_updates
@@ -890,7 +890,7 @@ def _predict_few(
         for customer_id, stage in stages.items():
             by_stage.setdefault(stage, []).append(customer_id)
         for stage, changed in by_stage.items():
-            CustomerMetrics.objects.filter(pk__in=changed).update(lifecycle_stage=stage)
+            CustomerMetrics.objects.filter(pk__any=changed).update(lifecycle_stage=stage)
         prediction_store.store(merchant, inputs, scores, today, everyone=False)
     else:
         for row in prediction_store.result_rows(inputs, scores, today):
@@ -901,7 +901,7 @@ def _predict_few(
     without_order = set(ids) - set(inputs.customer_id.tolist())
     if without_order:
         # No order (any more): no stage, no prediction, waiting for the first order.
-        CustomerMetrics.objects.filter(pk__in=without_order).update(
+        CustomerMetrics.objects.filter(pk__any=without_order).update(
             **{column: None for column in prediction_store.RESULT_COLUMNS}
             | {"smart_segment": NO_ORDER_SEGMENT, "lifecycle_stage": None}
         )

@@ -180,7 +180,7 @@ def members_among(segment_ids: Collection[int], ids: Collection[int]) -> dict[in
     if not found:
         return found
     for batch in id_batches(sorted(ids)):
-        rows = SegmentMembership.objects.filter(customer_id__in=batch)
+        rows = SegmentMembership.objects.filter(customer_id__any=batch)
         for segment_id, customer_id in rows.values_list("segment_id", "customer_id"):
             if segment_id in found:
                 found[segment_id].add(customer_id)

@@ -117,7 +117,7 @@ def segment_memberships_update_for_customers(
     ignored.
     """
     ids = set(
-        Customer.objects.filter(merchant_id=merchant_id, pk__in=list(customer_ids)).values_list(
+        Customer.objects.filter(merchant_id=merchant_id, pk__any=list(customer_ids)).values_list(
             "pk", flat=True
         )
     )
