@@ -80,19 +80,20 @@ def memberships_write(
     a handful of statements whatever the number of segments."""
     _insert(
         SegmentMembership,
-        ("segment", "customer", "since"),
-        [(segment.pk, c, now) for segment, change in changes for c in sorted(change.entered)],
+        ("segment", "customer"),
+        [(segment.pk, c) for segment, change in changes for c in sorted(change.entered)],
+        {"since": now},
     )
     # One DELETE per segment and batch of ids (an index range each), not an OR of pairs,
     # which PostgreSQL plans slowly once there are hundreds of them.
     for segment, change in changes:
         for batch in id_batches(sorted(change.exited)):
-            SegmentMembership.objects.filter(segment_id=segment.pk, customer_id__in=batch).delete()
+            SegmentMembership.objects.filter(segment_id=segment.pk, customer_id__any=batch).delete()
     _insert(
         MembershipEvent,
-        ("segment", "customer", "kind", "reason", "occurred_at", "definition_version"),
+        ("segment", "customer", "kind", "definition_version"),
         [
-            (segment.pk, c, kind.value, reason, now, segment.definition_version)
+            (segment.pk, c, kind.value, segment.definition_version)
             for segment, change in changes
             for kind, ids in (
                 (MembershipEventKind.EXIT, change.exited),
@@ -100,6 +101,7 @@ def memberships_write(
             )
             for c in sorted(ids)
         ],
+        {"reason": reason, "occurred_at": now},
     )
     deltas = {
         segment.pk: len(change.entered) - len(change.exited)
@@ -121,27 +123,42 @@ def memberships_write(
         )
 
 
-def _insert(model: type[Model], names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+def _insert(
+    model: type[Model],
+    names: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    constants: dict[str, Any] | None = None,
+) -> None:
     """Insert plain rows of these fields, without model instances: a `bulk_create` of a few
     thousand memberships spent most of its time preparing each field of each instance.
+    `constants`: fields with the same value in every row (sent once, not once a row).
     PostgreSQL: one statement over parallel arrays; SQLite: `executemany`."""
     if not rows:
         return
-    fields = [cast(Field, model._meta.get_field(name)) for name in names]
+    constants = constants or {}
+    fields = [cast(Field, model._meta.get_field(name)) for name in (*names, *constants)]
     table, columns = model._meta.db_table, ", ".join(f.column for f in fields)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+            arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields[: len(names)])
+            scalars = "".join(f", %s::{f.db_type(connection)}" for f in fields[len(names) :])
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})",
-                [list(values) for values in zip(*rows, strict=True)],
+                f"INSERT INTO {table} ({columns}) SELECT *{scalars} FROM unnest({arrays})",
+                [
+                    *constants.values(),  # the scalars come first in the statement
+                    *(list(values) for values in zip(*rows, strict=True)),
+                ],
             )
             return
         marks = ", ".join(["%s"] * len(fields))
+        fixed = tuple(constants.values())
         cursor.executemany(
             f"INSERT INTO {table} ({columns}) VALUES ({marks})",
             [
-                [f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True)]
+                [
+                    f.get_db_prep_save(v, connection)
+                    for f, v in zip(fields, row + fixed, strict=True)
+                ]
                 for row in rows
             ],
         )
