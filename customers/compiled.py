@@ -24,11 +24,12 @@ Their shape never changes, only a few values (an id, a day), so:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 
@@ -60,6 +61,26 @@ def fetch(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tupl
     with cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+@contextmanager
+def serial_reads() -> Iterator[None]:
+    """Run the reads inside without PostgreSQL's parallel workers.
+
+    A few customers' histories (a batch's 500 buyers: some thousand rows) were planned as
+    parallel reads, because ANALYZE's sample of a table of ten million transactions sees
+    a tenth of its million customers and so expects ten times the rows per customer:
+    starting two workers and merging their sorted halves cost more than the read, and took
+    the cores other requests were using (`POST /transactions` on two cores: 1,290 -> 1,400
+    purchases a second). `SET LOCAL` needs a transaction of its own, so inside a caller's
+    transaction (and on SQLite) this does nothing."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        yield
 
 
 def _convert(

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from customers.compiled import queryset_rows
+from customers.compiled import queryset_rows, serial_reads
 from customers.models import Customer, Merchant, Redemption, Transaction
 from segments.rules import Condition, Group, Node, RuleTree, RuleValidationError, parse_rules
 
@@ -117,7 +118,13 @@ _PERSON_COLUMNS = (
 
 def load_people(merchant: Merchant, customer_ids: Collection[int] | None = None) -> list[Person]:
     """The merchant's customers (those of `customer_ids` only, when given) with their tags,
-    transactions, line items and redemptions: three queries, whatever the number."""
+    transactions, line items and redemptions: three queries, whatever the number (a few
+    customers' without parallel workers: `customers.compiled.serial_reads`)."""
+    with serial_reads() if customer_ids is not None else nullcontext():
+        return _load_people(merchant, customer_ids)
+
+
+def _load_people(merchant: Merchant, customer_ids: Collection[int] | None) -> list[Person]:
     customers = Customer.objects.filter(merchant=merchant)
     if customer_ids is not None:
         customers = customers.filter(pk__any=list(customer_ids))

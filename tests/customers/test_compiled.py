@@ -7,9 +7,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from customers.compiled import CompiledQuery
+from customers.compiled import CompiledQuery, serial_reads
 from customers.models import Customer, CustomerMetrics
 from tests.factories import CustomerFactory, MerchantFactory, TransactionFactory
 
@@ -102,3 +102,26 @@ def test_postgresql_prepares_the_statement_once_per_connection():
     BY_MERCHANT.rows(merchant_id=merchant.pk + 1, joined_after=cutoff)
 
     assert prepared() == 1
+
+
+def _parallel_workers() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's setting")
+@pytest.mark.django_db(transaction=True)
+def test_serial_reads_turn_parallel_workers_off_inside_only():
+    # given
+    before = _parallel_workers()
+    assert before != "0"
+
+    # when / then: off inside, back after (the transaction it opened ended)
+    with serial_reads():
+        assert _parallel_workers() == "0"
+    assert _parallel_workers() == before
+
+    # inside a caller's transaction it leaves the setting alone (SET LOCAL would outlive it)
+    with transaction.atomic(), serial_reads():
+        assert _parallel_workers() == before
