@@ -33,13 +33,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
+from django.db.models import Field
 from django.utils import timezone
 
-from customers.metrics import refresh_metrics
+from customers.metrics import METRIC_COLUMNS, refresh_metrics
 from customers.models import (
     CustomerMetrics,
     CustomerProductStats,
@@ -53,38 +54,12 @@ from customers.sql import cents, local_date, month_start, quarter_start
 
 PURCHASE, REFUND = TransactionKind.PURCHASE.value, TransactionKind.REFUND.value
 
-#: The CustomerMetrics columns a delta rewrites (avg_order_value and net_spend follow in
-#: SQL from these, with the recomputation's own expressions).
-_WRITTEN = (
-    "orders_count",
-    "gross_spend",
-    "refunds_count",
-    "refunds_total",
-    "first_purchase_at",
-    "last_purchase_at",
-    "line_items",
-    "units",
-    "items_amount",
-    "purchase_days",
-    "first_day_total",
-    "first_gap_days",
-    "redeemed_orders",
+#: The CustomerMetrics columns a delta rewrites: the recomputed ones but the two that follow
+#: in SQL from these (with the recomputation's own expressions) and the redemptions, which
+#: transactions do not change.
+_WRITTEN = tuple(
+    c for c in METRIC_COLUMNS if c not in ("net_spend", "avg_order_value", "redemptions_count")
 )
-_TYPES = {
-    "orders_count": "integer",
-    "gross_spend": "numeric",
-    "refunds_count": "integer",
-    "refunds_total": "numeric",
-    "first_purchase_at": "timestamptz",
-    "last_purchase_at": "timestamptz",
-    "line_items": "integer",
-    "units": "bigint",
-    "items_amount": "numeric",
-    "purchase_days": "integer",
-    "first_day_total": "numeric",
-    "first_gap_days": "integer",
-    "redeemed_orders": "integer",
-}
 
 
 @dataclass
@@ -264,7 +239,10 @@ def _write_metrics(cursor: CursorWrapper, rows: dict[int, _Row]) -> None:
     """One UPDATE from parallel arrays (one statement, whatever the number of rows)."""
     metrics = CustomerMetrics._meta.db_table
     columns = ("customer_id", *_WRITTEN)
-    arrays = ", ".join(f"%s::{'bigint' if c == 'customer_id' else _TYPES[c]}[]" for c in columns)
+    types = ["bigint"] + [
+        cast(Field, CustomerMetrics._meta.get_field(c)).db_type(connection) for c in _WRITTEN
+    ]
+    arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
     sets = ", ".join(f"{c} = v.{c}" for c in _WRITTEN)
     sql = f"""
         UPDATE {metrics} m SET {sets},

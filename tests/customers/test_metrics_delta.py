@@ -21,10 +21,10 @@ from customers.metrics_delta import transactions_add
 from customers.models import (
     CustomerMetrics,
     CustomerProductStats,
-    CustomerSales,
     Merchant,
     Transaction,
 )
+from tests.customers.test_customer_sales import stored_sales
 from tests.factories import BranchFactory, CustomerFactory, MerchantFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,20 +49,7 @@ def snapshot(merchant: Merchant) -> dict[str, Any]:
             "customer_id", "product_id", "units", "last_purchased_at"
         )
     )
-    sales = sorted(
-        CustomerSales.objects.filter(merchant=merchant).values_list(
-            "customer_id",
-            "branch_id",
-            "span",
-            "starts_on",
-            "orders",
-            "refunds",
-            "gross_cents",
-            "refund_cents",
-        ),
-        key=repr,
-    )
-    return {"metrics": metrics, "stats": stats, "sales": sales}
+    return {"metrics": metrics, "stats": stats, "sales": stored_sales(merchant)}
 
 
 class Shop:
