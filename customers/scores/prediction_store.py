@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -365,12 +365,23 @@ def result_rows(
 
 
 def store(
-    merchant: Merchant, inputs: Inputs, scores: Scores, today: dt.date, *, everyone: bool
+    merchant: Merchant,
+    inputs: Inputs,
+    scores: Scores,
+    today: dt.date,
+    *,
+    everyone: bool,
+    stages: Mapping[int, str | None] | None = None,
 ) -> int:
     """Write the scores to the metrics rows where they changed; with `everyone`, also
     reset the customers without an order (as of the computation) to no prediction and
-    "waiting for the first order". Returns how many rows changed."""
-    rows = result_rows(inputs, scores, today)
+    "waiting for the first order". `stages`: new lifecycle stages of some of these
+    customers, written by the same UPDATE (each UPDATE of a metrics row writes all its
+    indexes: one instead of two). Returns how many rows changed."""
+    stages = stages or {}
+    rows: Iterable[tuple[Any, ...]] = (
+        (*row, row[0] in stages, stages.get(row[0])) for row in result_rows(inputs, scores, today)
+    )
     metrics = CustomerMetrics._meta.db_table
     real = "DOUBLE PRECISION"
     with connection.cursor() as cursor:
@@ -380,18 +391,19 @@ def store(
             CREATE TEMPORARY TABLE {RESULTS} (
                 customer_id BIGINT PRIMARY KEY, p_alive {real}, churn_risk {real},
                 expected_orders_90d {real}, p_order_30d {real}, predicted_clv NUMERIC(14, 2),
-                smart_segment VARCHAR(24), churn_cutoff_on DATE
+                smart_segment VARCHAR(24), churn_cutoff_on DATE,
+                stage_moved BOOLEAN, lifecycle_stage VARCHAR(16)
             )
             """
         )
-        columns = ", ".join(("customer_id", *RESULT_COLUMNS))
+        columns = ", ".join(("customer_id", *RESULT_COLUMNS, "stage_moved", "lifecycle_stage"))
         if connection.vendor == "postgresql":
             raw = cursor.cursor
             with raw.copy(f"COPY {RESULTS} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
-            marks = ", ".join(["%s"] * (len(RESULT_COLUMNS) + 1))
+            marks = ", ".join(["%s"] * (len(RESULT_COLUMNS) + 3))
             # SQLite holds small merchants: one batch is fine there.
             cursor.executemany(
                 f"INSERT INTO {RESULTS} ({columns}) VALUES ({marks})",
@@ -402,10 +414,12 @@ def store(
         assignments = ", ".join(f"{c} = r.{c}" for c in RESULT_COLUMNS)
         cursor.execute(
             f"""
-            UPDATE {metrics} SET {assignments}
+            UPDATE {metrics} SET {assignments},
+                lifecycle_stage = CASE WHEN r.stage_moved THEN r.lifecycle_stage
+                                       ELSE {metrics}.lifecycle_stage END
             FROM {RESULTS} r
             WHERE {metrics}.customer_id = r.customer_id
-              AND ({current}) {distinct()} ({new})
+              AND (({current}) {distinct()} ({new}) OR r.stage_moved)
             """
         )
         changed = cursor.rowcount

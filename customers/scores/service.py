@@ -884,14 +884,11 @@ def _predict_few(
     scores = predictions_score(inputs, state)
     today = merchant.today(as_of)
     if len(inputs.customer_id) > FEW_UPDATES:
-        # A batch (an import): the stages by value, the predictions through the
-        # computation's COPY and one UPDATE, not an UPDATE per customer.
-        by_stage: dict[str | None, list[int]] = {}
-        for customer_id, stage in stages.items():
-            by_stage.setdefault(stage, []).append(customer_id)
-        for stage, changed in by_stage.items():
-            CustomerMetrics.objects.filter(pk__any=changed).update(lifecycle_stage=stage)
-        prediction_store.store(merchant, inputs, scores, today, everyone=False)
+        # A batch (an import, the API's purchases): the predictions and the stages that
+        # moved through the computation's COPY and one UPDATE, not an UPDATE per customer.
+        # A customer whose stage moved but who has no order is not among the predictions:
+        # the reset below writes their stage (none).
+        prediction_store.store(merchant, inputs, scores, today, everyone=False, stages=stages)
     else:
         for row in prediction_store.result_rows(inputs, scores, today):
             values = dict(zip(prediction_store.RESULT_COLUMNS, row[1:], strict=True))
