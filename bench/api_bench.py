@@ -179,6 +179,8 @@ def setup(merchant: Any) -> dict[str, Any]:
             "segments_segmentmembership",
             "segments_membershipevent",
             "customers_customermetrics",
+            "customers_customersales",
+            "customers_customerproductstats",
             "customers_transaction",
             "customers_lineitem",
         ):
