@@ -175,7 +175,7 @@ def transactions_write(
             # Only new transactions (the usual batch): their customers' rows follow by
             # delta instead of recomputing every buyer's history.
             merge.merge_all(ctx, dry_run=False, only_new_transactions=not before)
-            after = _snapshot(ctx)
+            after = _snapshot(ctx) if before else {}  # all new: all created
             for row in transactions:
                 external_id = str(row.cells["external_id"]).strip()
                 stored = before.get(external_id)
