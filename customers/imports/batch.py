@@ -154,8 +154,6 @@ def transactions_write(
             item_rows.append((len(item_rows), cells))
     try:
         with transaction.atomic(durable=True), connection.cursor() as cursor:
-            # One import (or batch) at a time per merchant: two would race on the same keys.
-            Merchant.objects.select_for_update().filter(pk=merchant.pk).exists()
             ctx = _BatchContext(merchant, Staging(cursor), ImportReport(dry_run=False))
             _stage(ctx, SPECS["transactions"], list(enumerate(r.cells for r in transactions)))
             if item_rows:
@@ -171,6 +169,11 @@ def transactions_write(
                 result.errors.append((*at, issue.column, message))
             if result.errors:
                 raise Rollback
+            # One import (or batch) at a time per merchant: two would race on the same keys.
+            # Taken only now: the rows are staged (in this session's temporary tables) and
+            # checked against stored rows no write removes, so batches of one merchant
+            # overlap in that part and wait only for the merge and what follows it.
+            Merchant.objects.select_for_update().filter(pk=merchant.pk).exists()
             before = _snapshot(ctx)
             # Only new transactions (the usual batch): their customers' rows follow by
             # delta instead of recomputing every buyer's history.
