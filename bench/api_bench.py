@@ -3,7 +3,7 @@ merchant, through a real server: gunicorn (4 gthread workers of 4 threads by def
 loopback, production settings.
 
     DJANGO_DEBUG=1 BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/segment_portal_bench \\
-        .venv/bin/python bench/api_bench.py [--merchant bench-1m] [--batches 40]
+        .venv/bin/python bench/api_bench.py [--merchant bench-1m] [--batches 40] [--clients 2]
         [--seconds 20] [--only transactions --only members --only customer --only webhooks]
     .venv/bin/python bench/run.py --only api     # the same, through `make bench`
 
@@ -14,7 +14,7 @@ membership update that follows each write runs in the request, after its commit,
 batch's answer comes only once its customers' memberships are current.
 
 1. `POST /api/v1/transactions`: `--batches` batches of 500 new purchases (one line item
-   each) of random customers, posted by two clients at once (one per worker process);
+   each) of random customers, posted by two clients at once (`--clients`);
    purchases per second over the whole run, and each batch's time. Then the memberships are
    checked: updating a sample of the buyers again must change nothing.
 2. `GET /api/v1/segments/bench-api-100k/members`: the 100,000 members by cursor, 1,000 per
@@ -193,7 +193,9 @@ def setup(merchant: Any) -> dict[str, Any]:
 # --- 1. transactions --------------------------------------------------------------------------
 
 
-def bench_transactions(port: int, token: str, merchant: Any, batches: int) -> dict[str, Any]:
+def bench_transactions(
+    port: int, token: str, merchant: Any, batches: int, clients: int = 2
+) -> dict[str, Any]:
     from customers.models import Customer, Product
     from segments.services import segment_memberships_update_for_customers
 
@@ -245,7 +247,7 @@ def bench_transactions(port: int, token: str, merchant: Any, batches: int) -> di
                     errors.append(f"batch {b}: {status} {str(body)[:200]}")
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -258,6 +260,7 @@ def bench_transactions(port: int, token: str, merchant: Any, batches: int) -> di
     moved = sum(len(c.entered) + len(c.exited) for c in changes)
     return {
         "batches": batches,
+        "clients": clients,
         "purchases": purchases,
         "seconds": round(wall, 2),
         "purchases_per_s": round(purchases / wall),
@@ -513,6 +516,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--merchant", default="bench-1m")
     parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument(
+        "--clients", type=int, default=2, help="clients posting batches at once (default 2)"
+    )
     parser.add_argument("--seconds", type=float, default=20)
     # Paced runs of the customer read after the back-to-back one: requests a second per
     # client (16 clients), e.g. 25 = 400 requests a second in all.
@@ -559,7 +565,7 @@ def main() -> int:
     try:
         if "transactions" in wanted:
             report["transactions"] = bench_transactions(
-                server.port, prepared["token"], merchant, args.batches
+                server.port, prepared["token"], merchant, args.batches, args.clients
             )
             print("  transactions:", report["transactions"], flush=True)
         if "members" in wanted:
