@@ -59,22 +59,25 @@ def submit_and_leave(
     """Submit the form with its `button` and wait for the page headed `heading`; if the form
     is still there, fail with its errors, so the failure says why the save was refused.
 
-    The button is pressed with Enter, not clicked: Tom Select redraws its control on any
-    mouse-down outside it, and in a busy headless browser it can miss its own blur (it
-    ignores a blur while `document.hasFocus()` is false); the control then loses its search
-    line on the Save button's mouse-down, the button moves up under the pointer, the
-    mouse-up lands on the card below: no click, no submit (about one run in six). A press
-    that sends nothing (the focus taken back by the select) is repeated; one that sent the
-    form is not, so nothing is saved twice."""
+    The button gets a click event of its own (`dispatch_event`), neither a mouse click nor
+    Enter. Tom Select redraws its control on any mouse-down outside it, and in a busy
+    headless browser it can miss its own blur (it ignores a blur while `document.hasFocus()`
+    is false): the control then lost its search line on the Save button's mouse-down, the
+    button moved up under the pointer and the mouse-up landed on the card below (about one
+    run in six). Enter had its own failure: when the select took the focus back, the press
+    went to it and added its highlighted option to the form (an offer saved aimed at two
+    segments instead of one). A click event involves neither the pointer nor the focus. An
+    event that sends nothing is repeated; one that sent the form is not, so nothing is
+    saved twice."""
     for attempt in range(1, attempts + 1):
         try:
             with page.expect_request(lambda request: request.method == "POST", timeout=5_000):
-                page.locator(button).press("Enter")
+                page.locator(button).dispatch_event("click")
             break
         except PlaywrightTimeoutError:
             if attempt == attempts:
                 raise AssertionError(
-                    f"pressing {button} {attempts} times sent no form from {page.url}"
+                    f"clicking {button} {attempts} times sent no form from {page.url}"
                 ) from None
     try:
         expect(page.locator("h1")).to_have_text(heading, timeout=timeout)
