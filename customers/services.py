@@ -2,7 +2,8 @@
 
 The write chain, explicit: whatever writes customers, purchases, line items, redemptions or
 tags (a single `save()` in the admin, the import, the generator, a bulk update by a campaign)
-ends in `customer_metrics_refresh()` or `merchant_metrics_refresh()`, inside its transaction:
+ends in `customer_metrics_refresh()` or `merchant_metrics_refresh()`, inside its transaction
+(or, for new transactions alone, `customer_metrics_add()`, which moves the rows by delta):
 the per-customer rows are recomputed (`customers.metrics`), the lifecycle stage and tier
 follow (`customers.scores.service.customer_scores_follow`), and the change is announced once
 (`customers_changed`), per customer when few changed, as one merchant-level change when many

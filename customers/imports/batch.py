@@ -7,8 +7,9 @@ import's temporary tables, then `check_references` and `merge.merge_all` run as 
 import of a transactions file and an items file. So the rules are the import's: an
 existing external id with other content is updated, items given for a transaction replace
 its stored lines as a set, and the customers touched get one `customer_metrics_refresh`
-(one announcement) in the same durable transaction. All or nothing: any error and nothing
-is written.
+(one announcement) in the same durable transaction; a batch of only new transactions gets
+`customer_metrics_add` instead, which adds them to the stored rows by delta (PostgreSQL).
+All or nothing: any error and nothing is written.
 """
 
 from __future__ import annotations
