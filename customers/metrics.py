@@ -274,6 +274,19 @@ def _product_stats_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
     return [(upsert, txn_params), (delete, stats_params)]
 
 
+def sale_parts(zone: str) -> str:
+    """The select list of a transaction `t`'s part in its customer's sales rows (`zone`: the
+    SQL of the merchant's time zone): merchant, customer, branch, local `day`, and `o`, `r`
+    (an order, a refund) with `oc`, `rc` (their cents). The recomputation and the delta
+    (`customers.metrics_delta`) both count a transaction this way."""
+    return f"""t.merchant_id, t.customer_id, t.branch_id,
+               {local_date("t.occurred_at", zone)} AS day,
+               CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END AS o,
+               CASE WHEN t.kind = 'refund' THEN 1 ELSE 0 END AS r,
+               CASE WHEN t.kind = 'purchase' THEN {cents("t.total")} ELSE 0 END AS oc,
+               CASE WHEN t.kind = 'refund' THEN {cents("t.total")} ELSE 0 END AS rc"""
+
+
 def _sales_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
     """Bring the CustomerSales rows of `scope` to the day, month and quarter sums of its
     transactions:
@@ -293,12 +306,7 @@ def _sales_statements(scope: _Scope) -> list[tuple[str, list[Any]]]:
             SELECT merchant_id, customer_id, branch_id, day, SUM(o) AS orders,
                    SUM(r) AS refunds, SUM(oc) AS gross_cents, SUM(rc) AS refund_cents
             FROM (
-                SELECT t.merchant_id, t.customer_id, t.branch_id,
-                       {local_date("t.occurred_at", "mm.time_zone")} AS day,
-                       CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END AS o,
-                       CASE WHEN t.kind = 'refund' THEN 1 ELSE 0 END AS r,
-                       CASE WHEN t.kind = 'purchase' THEN {cents("t.total")} ELSE 0 END AS oc,
-                       CASE WHEN t.kind = 'refund' THEN {cents("t.total")} ELSE 0 END AS rc
+                SELECT {sale_parts("mm.time_zone")}
                 FROM {txns} t JOIN {Merchant._meta.db_table} mm ON mm.id = t.merchant_id
                 WHERE {txn_where}{keep_apart}
             ) x

@@ -40,7 +40,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Field
 from django.utils import timezone
 
-from customers.metrics import METRIC_COLUMNS, refresh_metrics
+from customers.metrics import METRIC_COLUMNS, refresh_metrics, sale_parts
 from customers.models import (
     CustomerMetrics,
     CustomerProductStats,
@@ -50,7 +50,7 @@ from customers.models import (
     Transaction,
     TransactionKind,
 )
-from customers.sql import cents, local_date, month_start, quarter_start
+from customers.sql import local_date, month_start, quarter_start
 
 PURCHASE, REFUND = TransactionKind.PURCHASE.value, TransactionKind.REFUND.value
 
@@ -291,12 +291,7 @@ def _add_sales(cursor: CursorWrapper, zone: str, ids: list[int]) -> None:
     same = " AND ".join(f"s.{k} = d.{k}" for k in keys)
     sql = f"""
         WITH x AS (
-            SELECT t.merchant_id, t.customer_id, t.branch_id,
-                   {local_date("t.occurred_at", "%s")} AS day,
-                   CASE WHEN t.kind = 'purchase' THEN 1 ELSE 0 END AS o,
-                   CASE WHEN t.kind = 'refund' THEN 1 ELSE 0 END AS r,
-                   CASE WHEN t.kind = 'purchase' THEN {cents("t.total")} ELSE 0 END AS oc,
-                   CASE WHEN t.kind = 'refund' THEN {cents("t.total")} ELSE 0 END AS rc
+            SELECT {sale_parts("%s")}
             FROM {Transaction._meta.db_table} t WHERE t.id = ANY(%s)
         ), d ({columns}) AS (
             SELECT merchant_id, customer_id, branch_id, 'd', day, {sums}
