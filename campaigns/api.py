@@ -22,14 +22,11 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
 from campaigns.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from campaigns.selectors import customer_sees, webhook_delivery_counts
+from campaigns.selectors import customer_read, webhook_delivery_counts
 from campaigns.services import webhooks
 from customers.api import CUSTOMER_PATH, CustomerOut, customer_json
 from customers.api import router as customers_router
-from customers.models import Customer
 from customers.portal.api import AUTH_ERRORS, READ, WRITE, ErrorsOut, api_merchant, errors_body
-from customers.selectors import customer_card
-from segments.selectors import customer_segment_rows
 
 router = Router(tags=["campaigns"])
 
@@ -123,31 +120,25 @@ def customer_get(request: HttpRequest, external_id: str) -> Any:
     if "\x00" in external_id:
         # No stored id holds NUL (the upsert refuses it); PostgreSQL cannot even compare it.
         raise Http404
-    card = customer_card(merchant=merchant, external_id=external_id)
-    if card is None:
+    read = customer_read(merchant=merchant, external_id=external_id)
+    if read is None:
         raise Http404
-    customer_id = card.customer["id"]
-    # The token's merchant, already loaded: no query for "today".
-    seen = customer_sees(customer=Customer(pk=customer_id, merchant=merchant))
-    metrics = card.metrics
+    metrics = read.card.metrics
     # TRICKY: answered as JSON directly (Django's encoder, the one ninja uses) rather than
     # validated against `CustomerDetailOut`, which a member app's most frequent request
     # paid for on every call; the values are the columns', of the schema's types.
     return JsonResponse(
         {
-            **customer_json(card),
+            **customer_json(read.card),
             "metrics": (
                 {name: metrics[name] for name in MetricsOut.model_fields} if metrics else None
             ),
             "scores": _scores(metrics) if metrics else None,
             "segments": [
-                {"slug": slug, "name": name, "since": since}
-                for slug, name, since in customer_segment_rows(
-                    customer_id=customer_id, merchant_id=merchant.pk
-                )
+                {"slug": slug, "name": name, "since": since} for slug, name, since in read.segments
             ],
-            "offers": [asdict(item) for item in seen if item.kind == "offer"],
-            "content": [asdict(item) for item in seen if item.kind == "content"],
+            "offers": [asdict(item) for item in read.sees if item.kind == "offer"],
+            "content": [asdict(item) for item in read.sees if item.kind == "content"],
         }
     )
 

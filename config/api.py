@@ -166,9 +166,16 @@ def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
     return _answer(request, 404, ("", MSG_NOT_FOUND))
 
 
+#: The Content-Security-Policy of every JSON answer: a JSON document loads nothing and is
+#: framed by nothing. Set here, it is kept by the portal's middleware, which then does not
+#: build the portal's own policy (`customers.portal.middleware.ContentSecurityPolicyMiddleware`).
+JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
 def _rate_limit_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """The `RateLimit-*` headers on every answer to a request the rate limit counted (the
-    throttle leaves where the token stands on the request; ninja offers no hook after it)."""
+    throttle leaves where the token stands on the request; ninja offers no hook after it),
+    and `JSON_POLICY` on every JSON answer."""
 
     @wraps(view)  # keeps csrf_exempt
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -177,6 +184,8 @@ def _rate_limit_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., 
         if state is not None:
             for header, value in rate_limit_headers(state).items():
                 response[header] = value
+        if response.get("Content-Type", "").startswith("application/json"):
+            response["Content-Security-Policy"] = JSON_POLICY
         return response
 
     return wrapped

@@ -24,9 +24,12 @@ Their shape never changes, only a few values (an id, a day), so:
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -34,6 +37,26 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 
 from customers.sql import adapt
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A value named, not given, in a statement built once from compiled parts and run many
+    times: `CompiledQuery.statement` leaves it among the parameters as it is, and `bind`
+    puts each run's value in its place."""
+
+    name: str
+
+
+def bind(params: Sequence[Any], **values: Any) -> list[Any]:
+    """`params` with each `Slot` replaced by its value in `values` (adapted as parameters
+    are, `customers.sql.adapt`)."""
+    real = {name: adapt([value])[0] for name, value in values.items()}
+    return [real[param.name] if isinstance(param, Slot) else param for param in params]
+
+
+#: A parameter's placeholder in compiled SQL, or an escaped percent sign (`%%`).
+_PLACEHOLDER = re.compile(r"%[%s]")
 
 
 def fetch(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tuple[Any, ...]]:
@@ -52,15 +75,26 @@ def fetch(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tupl
 
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    raw = psycopg.Cursor(connection.connection)
+    # A raw cursor takes PostgreSQL's own `$1` placeholders: the SQL is rewritten once
+    # (`_numbered`), where psycopg's own cursor would split it again on every call (it keeps
+    # the split only of statements under 4 KB, and the customer read is longer).
+    raw = psycopg.RawCursor(connection.connection)
     if binary:
         raw.format = Format.BINARY
     # Django's own wrapper (what `connection.cursor()` returns around its client cursor).
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     cursor = wrapper(raw, connection)
     with cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_numbered(sql), params)
         return cursor.fetchall()
+
+
+@lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """`sql` with its `%s` placeholders numbered as PostgreSQL's `$1, $2, ...` and its
+    escaped percent signs (`%%`) plain."""
+    count = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(count)}", sql)
 
 
 @contextmanager
@@ -110,18 +144,30 @@ def queryset_rows(queryset: QuerySet[Any], *, binary: bool = False) -> list[tupl
     return _convert(rows, compiler.get_converters([s[0] for s in compiler.select]))
 
 
+@dataclass(frozen=True)
+class Inline:
+    """SQL written in a stand-in's place instead of a parameter (`CompiledQuery.statement`):
+    a column of the statement the query is part of, such as `card.id`."""
+
+    sql: str
+
+
 class CompiledQuery:
     """A queryset compiled to SQL once per database vendor.
 
     `build(**values)` returns the queryset (a `values_list`, so rows come back as tuples);
     it is called once with `stand_ins`, values no real row has (negative ids, dates long
     past), and `rows(**values)` runs the SQL with the real values in their places.
+    `statement(**values)` gives that SQL and its parameters instead, to run as part of a
+    larger statement (see `Inline`), and `convert` reads its rows as `rows` does.
     """
 
     def __init__(self, build: Callable[..., QuerySet[Any]], **stand_ins: Any) -> None:
         self.build = build
         self.stand_ins = stand_ins
         self._compiled: dict[str, _Compiled] = {}
+        # The SQL with given `Inline` values written in, and which parameters remain.
+        self._inlined: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
 
     def _compile(self) -> _Compiled:
         vendor = connection.vendor
@@ -145,18 +191,64 @@ class CompiledQuery:
                     f"The compiled query does not use the stand-ins {sorted(missing)}: "
                     "pick values that appear among its parameters as they are."
                 )
-            self._compiled[vendor] = _Compiled(sql, tuple(params), slots, converters)
+            width = len(compiler.select)
+            self._compiled[vendor] = _Compiled(sql, tuple(params), slots, converters, width)
         return self._compiled[vendor]
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """The rows with `values` (one for each stand-in) in the stand-ins' places."""
+        return self.convert(fetch(*self.statement(**values)))
+
+    def statement(self, **values: Any) -> tuple[str, list[Any]]:
+        """The SQL and its parameters with `values` in the stand-ins' places. An `Inline`
+        value is written into the SQL in its stand-in's place (every place it has) rather
+        than sent as a parameter: so the query can be a subquery of a larger statement
+        that supplies the value, e.g. a customer's id from a preceding part."""
         compiled = self._compile()
-        real = {name: adapt([value])[0] for name, value in values.items()}
-        params = [
+        real = {
+            name: value if isinstance(value, Inline) else adapt([value])[0]
+            for name, value in values.items()
+        }
+        merged = [
             param if slot is None else real[slot]
             for param, slot in zip(compiled.params, compiled.slots, strict=True)
         ]
-        return _convert(fetch(compiled.sql, params), compiled.converters)
+        inlined = tuple(sorted((k, v) for k, v in real.items() if isinstance(v, Inline)))
+        if not inlined:
+            return compiled.sql, merged
+        key = (connection.vendor, inlined)
+        if key not in self._inlined:
+            self._inlined[key] = _inline(compiled.sql, merged)
+        sql, kept = self._inlined[key]
+        return sql, [merged[i] for i in kept]
+
+    def convert(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows of this query's SQL read as Django reads its columns (SQLite's text
+        instants, JSON, ...): its first `width` columns; any after them are left as read."""
+        return _convert(rows, self._compile().converters)
+
+    @property
+    def width(self) -> int:
+        """The number of columns the query selects."""
+        return self._compile().width
+
+
+def _inline(sql: str, params: list[Any]) -> tuple[str, list[int]]:
+    """`sql` with each of `params` that is an `Inline` written in its placeholder's place
+    (parenthesized); and the positions of the parameters left."""
+    kept: list[int] = []
+    at = iter(enumerate(params))
+
+    def place(match: re.Match[str]) -> str:
+        if match.group() == "%%":
+            return "%%"
+        i, value = next(at)
+        if isinstance(value, Inline):
+            return f"({value.sql})"
+        kept.append(i)
+        return "%s"
+
+    return _PLACEHOLDER.sub(place, sql), kept
 
 
 @dataclass(frozen=True)
@@ -165,3 +257,4 @@ class _Compiled:
     params: tuple[Any, ...]
     slots: tuple[str | None, ...]  # which stand-in each parameter is (None: a constant)
     converters: dict[int, tuple[list[Any], Any]]
+    width: int

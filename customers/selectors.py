@@ -148,7 +148,7 @@ _METRICS_FIELDS = CustomerMetrics._meta.concrete_fields
 #: Stand-ins compiled into the card's queries in place of the real values.
 _CARD_MERCHANT, _CARD_CUSTOMER, _CARD_EXTERNAL_ID = -7_000_000_011, -7_000_000_012, "\x1fcard"
 
-_CARD = CompiledQuery(
+CARD_QUERY = CompiledQuery(
     lambda merchant_id, external_id: Customer.objects.filter(
         merchant_id=merchant_id, external_id=external_id
     ).values_list(
@@ -160,7 +160,7 @@ _CARD = CompiledQuery(
     merchant_id=_CARD_MERCHANT,
     external_id=_CARD_EXTERNAL_ID,
 )
-_CARD_TAGS = CompiledQuery(
+CARD_TAGS_QUERY = CompiledQuery(
     lambda customer_id: (
         Tag.objects.filter(customers=customer_id).order_by("name", "pk").values_list("name")
     ),
@@ -170,16 +170,23 @@ _CARD_TAGS = CompiledQuery(
 
 def customer_card(*, merchant: Merchant, external_id: str) -> CustomerCard | None:
     """The merchant's customer with this external id (None when the merchant has none):
-    two prepared statements compiled once (`customers.compiled`), for the API's most
-    frequent read."""
-    rows = _CARD.rows(merchant_id=merchant.pk, external_id=external_id)
+    two prepared statements compiled once (`customers.compiled`), `CARD_QUERY` and
+    `CARD_TAGS_QUERY`, for the API's most frequent read (whose GET runs both as parts of one
+    statement: `campaigns.selectors.customer_read`)."""
+    rows = CARD_QUERY.rows(merchant_id=merchant.pk, external_id=external_id)
     if not rows:
         return None
-    values = iter(rows[0])
+    customer_id = rows[0][0]  # the first column, the customer's id
+    tags = [name for (name,) in CARD_TAGS_QUERY.rows(customer_id=customer_id)]
+    return customer_card_from(rows[0], tags)
+
+
+def customer_card_from(row: tuple[Any, ...], tags: list[str]) -> CustomerCard:
+    """The card of a `CARD_QUERY` row (read by its `convert`) and the customer's tag names."""
+    values = iter(row)
     customer = {f.attname: next(values) for f in _CUSTOMER_FIELDS}
     customer["tier"], customer["home_branch"] = next(values), next(values)
     metrics = {f.attname: next(values) for f in _METRICS_FIELDS}
-    tags = [name for (name,) in _CARD_TAGS.rows(customer_id=customer["id"])]
     return CustomerCard(
         customer=customer,
         metrics=metrics if metrics["customer_id"] is not None else None,

@@ -125,7 +125,7 @@ def customer_segments(*, customer: Customer) -> QuerySet[Segment]:
     ).order_by("name")
 
 
-_SEGMENTS_OF = CompiledQuery(
+SEGMENTS_OF_QUERY = CompiledQuery(
     lambda customer_id, merchant_id: (
         SegmentMembership.objects.filter(customer_id=customer_id, segment__merchant_id=merchant_id)
         .order_by("segment__name", "segment_id")
@@ -141,10 +141,8 @@ def customer_segment_rows(
 ) -> list[tuple[str, str, dt.datetime]]:
     """The customer's current memberships as (slug, name, since) rows, by segment name, for
     the API's customer read: one prepared statement compiled once (`customers.compiled`)."""
-    return [
-        (slug, name, since)
-        for slug, name, since in _SEGMENTS_OF.rows(customer_id=customer_id, merchant_id=merchant_id)
-    ]
+    rows = SEGMENTS_OF_QUERY.rows(customer_id=customer_id, merchant_id=merchant_id)
+    return [(slug, name, since) for slug, name, since in rows]
 
 
 def active_dynamic_segments(*, merchant: Merchant) -> QuerySet[Segment]:

@@ -32,6 +32,21 @@ def test_the_sign_in_page_has_the_policy_too(client):
     assert "script-src 'self'" in client.get(reverse("login"))["Content-Security-Policy"]
 
 
+def test_json_answers_carry_a_policy_that_allows_nothing(client):
+    # A JSON document loads nothing and is framed by nothing (config.api.JSON_POLICY): an
+    # error answer (no token) and the schema alike.
+    for path in ("/api/v1/customers/c-1", "/api/v1/openapi.json"):
+        response = client.get(path)
+        assert response["Content-Type"].startswith("application/json"), path
+        assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_the_api_docs_page_has_the_portals_policy(client):
+    # An HTML page under /api/v1/ (Swagger UI, its script a file of this site)
+    policy = client.get("/api/v1/docs")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe" not in policy
+
+
 @pytest.mark.parametrize("path", sorted(p for p in TEMPLATES.rglob("*.html")), ids=str)
 def test_templates_hold_no_inline_script_style_or_evaluated_htmx(path):
     text = path.read_text()

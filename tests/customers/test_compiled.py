@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from customers.compiled import CompiledQuery, serial_reads
+from customers.compiled import CompiledQuery, Inline, Slot, bind, fetch, serial_reads
 from customers.models import Customer, CustomerMetrics
 from tests.factories import CustomerFactory, MerchantFactory, TransactionFactory
 
@@ -125,3 +125,46 @@ def test_serial_reads_turn_parallel_workers_off_inside_only():
     # inside a caller's transaction it leaves the setting alone (SET LOCAL would outlive it)
     with transaction.atomic(), serial_reads():
         assert _parallel_workers() == before
+
+
+BY_ID = CompiledQuery(
+    lambda customer_id, external_id: Customer.objects.filter(
+        pk=customer_id, external_id=external_id
+    ).values_list("email"),
+    customer_id=-9_000_000_011,
+    external_id="\x1fstand-in",
+)
+
+
+def test_an_inline_value_is_written_into_the_sql_and_leaves_the_parameters():
+    # given: a query whose customer id comes from an enclosing statement
+    merchant = MerchantFactory()
+    customer = CustomerFactory(merchant=merchant, external_id="100%", email="a@example.com")
+
+    # when: the id is inlined as a column of a CTE; the external id stays a parameter (a
+    # `Slot`, given at the run)
+    sql, params = BY_ID.statement(customer_id=Inline("c.id"), external_id=Slot("external_id"))
+    wrapped = f"WITH c AS (SELECT %s AS id) SELECT ({sql}) FROM c"
+    rows = fetch(wrapped, bind([Slot("id"), *params], id=customer.pk, external_id="100%"))
+
+    # then: the inlined id selected the customer; the `%` in the value is no placeholder
+    assert "(c.id)" in sql and all(not isinstance(p, Inline) for p in params)
+    assert sum(isinstance(p, Slot) for p in params) == 1
+    assert rows == [("a@example.com",)]
+    # and the same query run alone with real values
+    assert BY_ID.rows(customer_id=customer.pk, external_id="100%") == [("a@example.com",)]
+    assert BY_ID.rows(customer_id=customer.pk, external_id="100") == []
+
+
+def test_bind_fills_slots_and_adapts_their_values():
+    params = ["kept", Slot("day"), 3, Slot("n")]
+    bound = bind(params, day=dt.date(2026, 12, 6), n=7)
+    assert bound[0] == "kept" and bound[2] == 3 and bound[3] == 7
+    # dates as the backend takes them (`customers.sql.adapt`)
+    assert str(bound[1]) == "2026-12-06"
+
+
+def test_fetch_keeps_literal_percent_signs():
+    # Django escapes a literal % as %% in SQL with parameters; PostgreSQL's numbered
+    # placeholders must not turn them into anything else.
+    assert fetch("SELECT '5%%' || %s, %s + 1", ["!", 1]) == [("5%!", 2)]
