@@ -1,6 +1,7 @@
 """JSON API and webhooks benchmark (issue 16) on PostgreSQL, on the generator's 1M-customer
-merchant, through a real server: gunicorn (4 gthread workers of 4 threads by default) on
-loopback, production settings.
+merchant, through a real server: gunicorn on loopback (by default sync workers, one per core,
+as docs/deployment.md advises for the API; `--worker-class gthread --workers 4 --threads 4`
+was the setting before), production settings.
 
     DJANGO_DEBUG=1 BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/segment_portal_bench \\
         .venv/bin/python bench/api_bench.py [--merchant bench-1m] [--batches 40] [--clients 2]
@@ -19,10 +20,14 @@ batch's answer comes only once its customers' memberships are current.
    checked: updating a sample of the buyers again must change nothing.
 2. `GET /api/v1/segments/bench-api-100k/members`: the 100,000 members by cursor, 1,000 per
    page, following `next` until it is null; members per second (median of three reads).
-3. `GET /api/v1/customers/{external_id}`: 16 clients on keep-alive connections, each asking
-   for random customers (of 10,000) back to back for `--seconds` (the server saturated:
-   latency is then mostly the queue), then paced at `--rates` requests a second per client;
-   p50/p95/p99 latency and requests per second. The load test stops by itself.
+3. `GET /api/v1/customers/{external_id}`: 16 clients, each asking for random customers (of
+   10,000) back to back for `--seconds` (the server saturated: latency is then mostly the
+   queue), from wrk (`bench/wrk_customer.lua`; Debian's package `wrk`) when it is installed,
+   else from this script's asyncio loader; then paced at `--rates` requests a second per
+   client (the asyncio loader); p50/p95/p99 latency and requests per second. A connection is
+   kept while the server keeps it (gunicorn's sync workers close it after each answer, and
+   the next request opens a new one, counted in its latency). The load test stops by
+   itself.
 4. Webhooks: an endpoint (a local receiver) subscribed to segment entries and exits, and a
    dynamic segment whose refresh moves about 100,000 members: the refresh's time with the
    messages made in it, the number of messages and requests (batches of
@@ -42,11 +47,13 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from decimal import Decimal
@@ -78,14 +85,14 @@ def percentile(values: list[float], q: float) -> float:
 class Server:
     """gunicorn serving the portal on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], workers: int, threads: int) -> None:
+    def __init__(self, env: dict[str, str], worker_class: str, workers: int, threads: int) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [
                 str(ROOT / ".venv" / "bin" / "gunicorn"),
                 "config.wsgi:application",
                 "--worker-class",
-                "gthread",
+                worker_class,
                 "--workers",
                 str(workers),
                 "--threads",
@@ -185,6 +192,10 @@ def setup(merchant: Any) -> dict[str, Any]:
             "customers_lineitem",
         ):
             cursor.execute(f"VACUUM ANALYZE {table}")
+        # And every other table: the segments' own rows were last analyzed before these
+        # twenty existed, and the membership read then looked each segment up in turn
+        # instead of the customer's memberships (0.30 instead of 0.15 ms a customer read).
+        cursor.execute("ANALYZE")
     ApiToken.objects.filter(merchant=merchant, name="bench-api").delete()
     _, token = api_token_create(merchant=merchant, name="bench-api", scope=ApiTokenScope.WRITE)
     return {"segments": len(segments), "members_slug": members.slug, "token": token}
@@ -316,7 +327,7 @@ async def _load(
 
     async def one(seed: int) -> None:
         rng = random.Random(seed)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection: list[Any] = []  # (reader, writer) while the server keeps it open
         began, sent = time.monotonic() + rng.random() / max(rate, 1), 0
         while time.monotonic() < deadline:
             if rate:
@@ -324,54 +335,85 @@ async def _load(
                 if wait > 0:
                     await asyncio.sleep(wait)
                 sent += 1
-            path = f"/api/v1/customers/{rng.choice(ids)}"
-            request = (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: Bearer {token}\r\nConnection: keep-alive\r\n\r\n"
-            ).encode()
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            length = next(
-                int(line.split(":", 1)[1])
-                for line in lines
-                if line.lower().startswith("content-length")
-            )
-            await reader.readexactly(length)
+            started = time.perf_counter()  # a new connection's set-up is counted too
+            status = await _get(port, token, f"/api/v1/customers/{rng.choice(ids)}", connection)
             latencies.append(time.perf_counter() - started)
             statuses[status] = statuses.get(status, 0) + 1
-        writer.close()
+        if connection:
+            connection[1].close()
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(clients)))
     return latencies, statuses, time.perf_counter() - started
 
 
+async def _get(port: int, token: str, path: str, connection: list[Any]) -> int:
+    """GET `path` on the connection in `connection` (opened first when empty; emptied when
+    the server closes it, as gunicorn's sync workers do after each answer): the status."""
+    if not connection:
+        connection.extend(await asyncio.open_connection("127.0.0.1", port))
+    reader, writer = connection
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    await reader.readexactly(int(fields["content-length"]))
+    if fields.get("connection", "").lower() == "close":
+        writer.close()
+        connection.clear()
+    return int(lines[0].split()[1])
+
+
 async def _warm(port: int, token: str, ids: list[str]) -> None:
     queue = list(ids)
 
     async def one() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection: list[Any] = []
         while queue:
-            path = f"/api/v1/customers/{queue.pop()}"
-            writer.write(
-                (
-                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                    f"Authorization: Bearer {token}\r\n\r\n"
-                ).encode()
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(":", 1)[1])
-                for line in head.decode("latin-1").split("\r\n")
-                if line.lower().startswith("content-length")
-            )
-            await reader.readexactly(length)
-        writer.close()
+            await _get(port, token, f"/api/v1/customers/{queue.pop()}", connection)
+        if connection:
+            connection[1].close()
 
     await asyncio.gather(*(one() for _ in range(8)))
+
+
+WRK_SCRIPT = ROOT / "bench" / "wrk_customer.lua"
+
+
+def _wrk(port: int, token: str, ids: list[str], seconds: float) -> dict[str, Any]:
+    """16 connections asking back to back for `seconds`, from wrk (two threads, written in
+    C: the asyncio loader's Python took a share of the two cores the server runs on)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as file:
+        file.write("\n".join(ids))
+        file.flush()
+        env = {**os.environ, "WRK_TOKEN": token, "WRK_IDS": file.name}
+        command = ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "-s", str(WRK_SCRIPT)]
+        command.append(f"http://127.0.0.1:{port}")
+        subprocess.run([*command[:3], "-d3s", *command[4:]], env=env, capture_output=True)
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    line = next(x for x in output.stdout.splitlines() if x.startswith("JSON "))
+    figures = json.loads(line.removeprefix("JSON "))
+    return {
+        "clients": 16,
+        "loader": "wrk",
+        "rate_per_client": "back to back",
+        "seconds": figures["seconds"],
+        "requests": figures["requests"],
+        "requests_per_s": round(figures["requests"] / figures["seconds"]),
+        # wrk counts the answers that are not 2xx or 3xx, not each status
+        "statuses": {
+            "2xx or 3xx": figures["requests"] - figures["errors_status"],
+            "other": figures["errors_status"],
+        },
+        "p50_ms": round(figures["p50_ms"], 1),
+        "p95_ms": round(figures["p95_ms"], 1),
+        "p99_ms": round(figures["p99_ms"], 1),
+    }
 
 
 def bench_customer(
@@ -394,13 +436,17 @@ def bench_customer(
         # Each of the 10,000 customers read once first (their rows in PostgreSQL's and the
         # system's caches: a member app's active customers), then the measured run.
         asyncio.run(_warm(port, token, ids))
-    else:
+    which = "warm (each read once before)" if warm else "random of 10,000, cold"
+    if not rate and shutil.which("wrk"):
+        return {**_wrk(port, token, ids, seconds), "customers": which}
+    if not warm:
         asyncio.run(_load(port, token, ids, 16, 3))  # warm-up of the server only
     latencies, statuses, wall = asyncio.run(_load(port, token, ids, 16, seconds, rate))
     ms = [x * 1000 for x in latencies]
     return {
         "clients": 16,
-        "customers": "warm (each read once before)" if warm else "random of 10,000, cold",
+        "loader": "asyncio (this script)",
+        "customers": which,
         "rate_per_client": rate or "back to back",
         "seconds": round(wall, 1),
         "requests": len(ms),
@@ -524,8 +570,10 @@ def main() -> int:
     # client (16 clients), e.g. 25 = 400 requests a second in all.
     parser.add_argument("--rates", type=float, nargs="*", default=[5.0, 15.0, 25.0])
     # gunicorn: worker processes and threads each (16 connections in all by default).
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    # gunicorn as docs/deployment.md advises for the API: sync workers, one per core.
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--only", action="append", choices=["transactions", "members", "customer", "webhooks"]
     )
@@ -560,8 +608,7 @@ def main() -> int:
         "merchant": merchant.slug,
         "segments": prepared["segments"],
     }
-    # By default four worker processes of four threads: the sixteen clients at once.
-    server = Server(env, workers=args.workers, threads=args.threads)
+    server = Server(env, args.worker_class, workers=args.workers, threads=args.threads)
     try:
         if "transactions" in wanted:
             report["transactions"] = bench_transactions(

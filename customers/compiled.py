@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 
@@ -66,24 +66,27 @@ def fetch(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tupl
     every instant goes through Django's timestamp loader, written in Python (a read of
     12,000 line items with their order's time: 50 ms instead of 90). Not for JSON or
     network-address columns, which Django reads as text and decodes itself."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    # The connection itself, not the `connection` proxy, which looks it up again on every
+    # attribute (Django's cursor wrapper reads a dozen per statement).
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
     import psycopg
     from psycopg.pq import Format
 
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
+    db.ensure_connection()
+    db.validate_thread_sharing()
     # A raw cursor takes PostgreSQL's own `$1` placeholders: the SQL is rewritten once
     # (`_numbered`), where psycopg's own cursor would split it again on every call (it keeps
     # the split only of statements under 4 KB, and the customer read is longer).
-    raw = psycopg.RawCursor(connection.connection)
+    raw = psycopg.RawCursor(db.connection)
     if binary:
         raw.format = Format.BINARY
     # Django's own wrapper (what `connection.cursor()` returns around its client cursor).
-    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
-    cursor = wrapper(raw, connection)
+    wrapper = CursorDebugWrapper if db.queries_logged else CursorWrapper
+    cursor = wrapper(raw, db)
     with cursor:
         cursor.execute(_numbered(sql), params)
         return cursor.fetchall()
