@@ -556,7 +556,10 @@ def customer_read(*, merchant: Merchant, external_id: str) -> CustomerRead | Non
             sees=customer_sees(customer=Customer(pk=customer_id, merchant=merchant), today=day),
         )
     sql, params = _read_statement()
-    rows = fetch(sql, bind(params, merchant_id=merchant.pk, external_id=external_id, day=day))
+    values = bind(params, merchant_id=merchant.pk, external_id=external_id, day=day)
+    # In binary (psycopg's C loaders for the card's dozen instants): no column is JSON or
+    # an address, which Django would decode from text (the lists come as text).
+    rows = fetch(sql, values, binary=True)
     if not rows:
         return None
     width = CARD_QUERY.width
