@@ -10,7 +10,10 @@ Their shape never changes, only a few values (an id, a day), so:
   the real ones go, keeps its SQL, and swaps the real values into the parameters on each
   call. A stand-in that does not appear among the compiled parameters fails loudly at the
   first call, so a queryset that stops using a value cannot silently answer for another
-  customer.
+  customer. `statement()` gives the SQL to run inside a larger statement instead: an
+  `Inline` value is written into it (a column of the enclosing statement), a `Slot` names
+  a value `bind()` gives on each run. The customer read runs its four parts, each its own
+  app's compiled query, as one statement that way (`campaigns.selectors.customer_read`).
 - `fetch` runs SQL on PostgreSQL through a server-side-binding cursor, which psycopg
   prepares on its first run on a connection (`prepare_threshold` 0 in the settings;
   Django's own cursors bind on the client and are never prepared); with persistent
