@@ -161,15 +161,17 @@ def _json_not_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
     return wrapped
 
 
-@csrf_exempt
-def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
-    return _answer(request, 404, ("", MSG_NOT_FOUND))
-
-
 #: The Content-Security-Policy of every JSON answer: a JSON document loads nothing and is
 #: framed by nothing. Set here, it is kept by the portal's middleware, which then does not
 #: build the portal's own policy (`customers.portal.middleware.ContentSecurityPolicyMiddleware`).
 JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+@csrf_exempt
+def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
+    response = _answer(request, 404, ("", MSG_NOT_FOUND))
+    response["Content-Security-Policy"] = JSON_POLICY
+    return response
 
 
 def _rate_limit_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

@@ -35,7 +35,7 @@ def test_the_sign_in_page_has_the_policy_too(client):
 def test_json_answers_carry_a_policy_that_allows_nothing(client):
     # A JSON document loads nothing and is framed by nothing (config.api.JSON_POLICY): an
     # error answer (no token) and the schema alike.
-    for path in ("/api/v1/customers/c-1", "/api/v1/openapi.json"):
+    for path in ("/api/v1/customers/c-1", "/api/v1/openapi.json", "/api/v1/no/such/route"):
         response = client.get(path)
         assert response["Content-Type"].startswith("application/json"), path
         assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
