@@ -169,12 +169,10 @@ JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 @csrf_exempt
 def _no_such_route(request: HttpRequest, rest: str) -> HttpResponse:
-    response = _answer(request, 404, ("", MSG_NOT_FOUND))
-    response["Content-Security-Policy"] = JSON_POLICY
-    return response
+    return _answer(request, 404, ("", MSG_NOT_FOUND))
 
 
-def _rate_limit_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+def _answer_headers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """The `RateLimit-*` headers on every answer to a request the rate limit counted (the
     throttle leaves where the token stands on the request; ninja offers no hook after it),
     and `JSON_POLICY` on every JSON answer."""
@@ -199,5 +197,6 @@ def api_urls() -> tuple[list[Any], str, str]:
     patterns, app_name, namespace = api.urls
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            pattern.callback = _rate_limit_headers(_json_not_allowed(pattern.callback))
-    return [*patterns, re_path(r"^(?P<rest>.*)$", _no_such_route)], app_name, namespace
+            pattern.callback = _answer_headers(_json_not_allowed(pattern.callback))
+    no_route = re_path(r"^(?P<rest>.*)$", _answer_headers(_no_such_route))
+    return [*patterns, no_route], app_name, namespace

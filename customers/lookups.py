@@ -16,6 +16,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, ForeignObject, Lookup
 from django.db.models.sql.compiler import SQLCompiler
 
+from customers.sql import any_of
+
 
 class AnyOf(Lookup):
     """`field__any=values`: the field equals one of `values` (none: matches nothing)."""
@@ -31,12 +33,8 @@ class AnyOf(Lookup):
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
     ) -> tuple[str, list[Any]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        values = list(self.rhs)
-        if connection.vendor == "postgresql":
-            return f"{lhs} = ANY(%s)", [*lhs_params, values]
-        if not values:
-            return "1 = 0", []
-        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*lhs_params, *values]
+        sql, params = any_of(lhs, list(self.rhs), vendor=connection.vendor)
+        return sql, [*lhs_params, *params] if params else []
 
 
 def register() -> None:

@@ -28,10 +28,13 @@ def adapt(params: Iterable[Any]) -> list[Any]:
     ]
 
 
-def any_of(column: str, values: Collection[Any]) -> tuple[str, list[Any]]:
+def any_of(
+    column: str, values: Collection[Any], *, vendor: str | None = None
+) -> tuple[str, list[Any]]:
     """`column` is one of `values`: one array parameter on PostgreSQL (`= ANY(%s)`), an
-    `IN` list on SQLite (see `customers.lookups`, the same for querysets)."""
-    if connection.vendor == "postgresql":
+    `IN` list on SQLite; none matches nothing. `vendor`: the database's, when not the
+    default connection's (`customers.lookups` writes querysets' `__any` with this)."""
+    if (vendor or connection.vendor) == "postgresql":
         return f"{column} = ANY(%s)", [list(values)]
     if not values:
         return "1 = 0", []
